@@ -1,0 +1,196 @@
+/**
+ * The Backend interface: every operation the model performs, on opaque device tensors.
+ *
+ * The model (src/model/) calls only these operations and never sees how a device runs them.
+ * Operations are issued synchronously and return tensor handles at once; a device may run them
+ * later (a GPU queues them). Only `read` waits for results. Operations never modify their inputs,
+ * except `writeRows`, which scatters rows into a cache tensor.
+ *
+ * Tensors are row-major and contiguous. Shapes below use T = token rows of the current step,
+ * H = heads, S = keys (cache positions), K = selected keys per query.
+ */
+import type { ScaleFormat } from '../numerics/block-quant.js';
+
+export type { ScaleFormat };
+export type DType = 'f32' | 'i32' | 'u8';
+
+export type HostArray = Float32Array | Int32Array | Uint8Array;
+
+export interface Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  /** Number of elements. */
+  readonly size: number;
+}
+
+/** A linear layer's weight [outDim, inDim] in the format the checkpoint stores it. */
+export type HostWeight =
+  | { format: 'f32'; outDim: number; inDim: number; data: Float32Array }
+  | { format: 'bf16'; outDim: number; inDim: number; data: Uint16Array }
+  | {
+      format: 'fp8';
+      outDim: number;
+      inDim: number;
+      /** e4m3 codes [outDim, inDim]. */
+      data: Uint8Array;
+      /** Block scales [ceil(outDim / blockOut), ceil(inDim / blockIn)]: real = e4m3(code) * scaleInv. */
+      scaleInv: Float32Array;
+      block: [number, number];
+    };
+
+export type WeightFormat = HostWeight['format'];
+
+/** A weight uploaded to a backend. */
+export interface Weight {
+  readonly format: WeightFormat;
+  readonly outDim: number;
+  readonly inDim: number;
+}
+
+/** How a sequence's positions map to cache slots: slot(p) = blockTable[p / pageSize] * pageSize + p % pageSize. */
+export interface SeqPages {
+  /** i32 [pages]: the page of each pageSize-long run of positions. */
+  readonly blockTable: Tensor;
+  readonly pageSize: number;
+}
+
+export interface RouteOptions {
+  topk: number;
+  nGroup: number;
+  topkGroup: number;
+  scoring: 'sigmoid' | 'softmax';
+  normalize: boolean;
+  scale: number;
+}
+
+export interface Backend {
+  readonly name: string;
+
+  // ---- memory ----
+  upload(data: HostArray, shape: readonly number[]): Tensor;
+  zeros(shape: readonly number[], dtype: DType): Tensor;
+  read(t: Tensor): Promise<HostArray>;
+  /** Same storage, new shape (sizes must match). */
+  reshape(t: Tensor, shape: readonly number[]): Tensor;
+  dispose(t: Tensor): void;
+  uploadWeight(w: HostWeight): Weight;
+  /** Tensors created inside fn are disposed when it returns, except those it returns (in an array or object). */
+  scope<R>(fn: () => R): R;
+
+  // ---- element-wise and shape ----
+  add(a: Tensor, b: Tensor): Tensor;
+  mul(a: Tensor, b: Tensor): Tensor;
+  scale(a: Tensor, c: number): Tensor;
+  /** silu(gate) * up. */
+  swiglu(gate: Tensor, up: Tensor): Tensor;
+  /** x [..., n] → x[..., start:start+len]. */
+  sliceLast(x: Tensor, start: number, len: number): Tensor;
+  /** Rows of x [R, n] at the given indices (i32 [M]) → [M, n]. */
+  gatherRows(x: Tensor, rows: Tensor): Tensor;
+  /** argmax over the last dim: [R, n] → i32 [R]. */
+  argmax(x: Tensor): Tensor;
+
+  // ---- layers ----
+  /** Rows of an embedding table [V, d] at ids (i32 [T]) → f32 [T, d]. */
+  embedding(table: Weight, ids: Tensor): Tensor;
+  /** x * rsqrt(mean(x²) + eps) * w over the last dim. */
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor;
+  /** Standard LayerNorm over the last dim with weight and bias. */
+  layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor;
+  /**
+   * x [T, inDim] · wᵀ → [T, outDim]. With an FP8 weight and actQuant set, the activation rows are
+   * quantized to e4m3 in 128-blocks first and the product is the reference's block-scaled FP8 GEMM;
+   * otherwise the weight is used at its real value and the product is float32.
+   */
+  linear(x: Tensor, w: Weight, actQuant: ScaleFormat | null): Tensor;
+  /** Per head: x [T, H, n] with w [H, n, m] → [T, H, m]; with transposeW, w is [H, m, n]. */
+  headMatmul(x: Tensor, w: Tensor, transposeW: boolean): Tensor;
+  /**
+   * Rotary embedding on x [T, heads, dim] over dims [offset, offset + 2·cos.shape[1]), using rows
+   * positions[t] of the cos/sin tables [maxPos, rotaryDim/2]. Interleaved pairs (x[2i], x[2i+1]) or
+   * half-split pairs (x[i], x[i + rotaryDim/2]).
+   */
+  rope(x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, offset: number, interleaved: boolean): Tensor;
+  /** Normalized Walsh–Hadamard transform (Sylvester order, scaled by n^-0.5) over the last dim. */
+  hadamard(x: Tensor): Tensor;
+  /** Block FP8 quantization of rows: x [R, n] → codes u8 [R, n], scales f32 [R, ceil(n/block)]. */
+  quantFp8(x: Tensor, block: number, fmt: ScaleFormat): { q: Tensor; s: Tensor };
+  /** FP8 codes back to float32 with their block scales (the inverse of quantFp8, up to rounding). */
+  dequantFp8(q: Tensor, s: Tensor, block: number): Tensor;
+
+  // ---- cache ----
+  /** dst[slot(positions[t]), colOffset : colOffset + n] = src[t, :] for src [T, n] (dst and src of one dtype). */
+  writeRows(dst: Tensor, pages: SeqPages, positions: Tensor, src: Tensor, colOffset: number): void;
+
+  // ---- DSA ----
+  /**
+   * Lightning-indexer scores of queries against the cached FP8 keys 0..nKeys-1 of one sequence:
+   * out[t, s] = kScale[s] · Σ_h w[t, h] · ReLU(q8[t, h] · k8[s]) for s ≤ positions[t], −∞ after.
+   * q8 u8 [T, H, D], w f32 [T, H], kCache u8 [slots, D], kScale f32 [slots] → f32 [T, nKeys].
+   */
+  indexerScores(q8: Tensor, w: Tensor, kCache: Tensor, kScale: Tensor, pages: SeqPages, nKeys: number, positions: Tensor): Tensor;
+  /**
+   * Exact top-k of each row of scores [T, S] among keys 0..positions[t]: i32 [T, min(k, S)] holding
+   * the selected key positions in ascending order, then −1 padding.
+   */
+  topk(scores: Tensor, k: number, positions: Tensor): Tensor;
+  /**
+   * MLA in MQA (absorbed) form for one sequence: query t of head h scores cached entry s as
+   * (qLat[t,h] · latent[s, :r] + qPe[t,h] · latent[s, r:]) · scale, softmax over the attended
+   * entries, and returns Σ p · latent[s, :r]: f32 [T, H, r]. qLat [T, H, r], qPe [T, H, dr],
+   * latent [slots, r + dr]. With indices (i32 [T, K], −1 = none) only those entries are attended
+   * (sparse: O(K) per query); without, every position 0..positions[t] (dense causal).
+   */
+  mlaAttention(
+    qLat: Tensor,
+    qPe: Tensor,
+    latent: Tensor,
+    pages: SeqPages,
+    positions: Tensor,
+    indices: Tensor | null,
+    scale: number,
+  ): Tensor;
+
+  // ---- mixture of experts ----
+  /**
+   * Expert choice from gate logits [T, E]: scores = sigmoid (or softmax); with bias, choose by
+   * scores + bias (group score = sum of the top-2 biased scores), else by scores (group score = max);
+   * keep topkGroup groups; top `topk` experts. Weights = unbiased scores of the chosen experts,
+   * normalized to sum 1 when asked, times scale. With `forced` (i32 [T, topk]) those experts are used
+   * instead, weighted the same way. Returns experts i32 [T, topk] (the choice actually used) and
+   * weights f32 [T, topk]; `chosen` is the model's own choice (equal to experts unless forced).
+   */
+  moeRoute(
+    logits: Tensor,
+    bias: Tensor | null,
+    opts: RouteOptions,
+    forced: Tensor | null,
+  ): { experts: Tensor; weights: Tensor; chosen: Tensor };
+  /**
+   * Σ_j weights[t, j] · expert_{experts[t, j]}(x[t]) with expert(x) = down(silu(gate x) · up x),
+   * each expert's linears as in `linear` with actQuant. x [T, d] → [T, d].
+   */
+  moeExperts(
+    x: Tensor,
+    experts: Tensor,
+    weights: Tensor,
+    gate: readonly Weight[],
+    up: readonly Weight[],
+    down: readonly Weight[],
+    actQuant: ScaleFormat | null,
+  ): Tensor;
+}
+
+/** Error thrown by backends for shape or dtype mismatches: names the op and what was wrong. */
+export class ShapeError extends Error {
+  constructor(op: string, message: string) {
+    super(`${op}: ${message}`);
+    this.name = 'ShapeError';
+  }
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}

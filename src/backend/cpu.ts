@@ -1,0 +1,267 @@
+/**
+ * The CPU backend: plain TypeScript kernels on typed arrays, executed eagerly. It is the reference
+ * the other backends and faster kernels are compared with.
+ */
+import {
+  numel,
+  ShapeError,
+  type Backend,
+  type DType,
+  type HostArray,
+  type HostWeight,
+  type RouteOptions,
+  type ScaleFormat,
+  type SeqPages,
+  type Tensor,
+  type Weight,
+} from './backend.js';
+import { allocate, cpu, CpuTensor, dtypeOf, expectShape, f32, i32, rowsCols, sameShape, u8 } from './cpu/tensor.js';
+import { CpuWeight, decodeRow } from './cpu/weight.js';
+import * as ew from './cpu/kernels/elementwise.js';
+import { headMatmul, linearFp8, linearPlain } from './cpu/kernels/linear.js';
+import { indexerScores, slotOf, type PageMap } from './cpu/kernels/indexer.js';
+import { topkRows } from './cpu/kernels/topk.js';
+import { mlaAttention } from './cpu/kernels/mla-attention.js';
+import { moeExperts, moeRoute } from './cpu/kernels/moe.js';
+
+function weightOf(w: Weight, op: string): CpuWeight {
+  if (!(w instanceof CpuWeight)) throw new ShapeError(op, 'weight does not belong to the CPU backend');
+  return w;
+}
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+
+  private t(shape: readonly number[], data: HostArray): CpuTensor {
+    return new CpuTensor(shape, dtypeOf(data), data);
+  }
+
+  private pageMap(pages: SeqPages): PageMap {
+    return { table: i32(pages.blockTable, 'pages'), pageSize: pages.pageSize };
+  }
+
+  // ---- memory ----
+  upload(data: HostArray, shape: readonly number[]): Tensor {
+    return this.t([...shape], data.slice());
+  }
+  zeros(shape: readonly number[], dtype: DType): Tensor {
+    return new CpuTensor([...shape], dtype, allocate(shape, dtype));
+  }
+  read(t: Tensor): Promise<HostArray> {
+    return Promise.resolve(cpu(t, 'read').data.slice());
+  }
+  /** The CPU backend can also read synchronously (tests and tools use it). */
+  readSync(t: Tensor): HostArray {
+    return cpu(t, 'readSync').data;
+  }
+  reshape(t: Tensor, shape: readonly number[]): Tensor {
+    const c = cpu(t, 'reshape');
+    if (numel(shape) !== c.size) throw new ShapeError('reshape', `cannot view [${c.shape.join(', ')}] as [${shape.join(', ')}]`);
+    return new CpuTensor([...shape], c.dtype, c.data);
+  }
+  dispose(_t: Tensor): void {
+    // Garbage collected.
+  }
+  uploadWeight(w: HostWeight): Weight {
+    return new CpuWeight(w);
+  }
+  scope<R>(fn: () => R): R {
+    return fn();
+  }
+
+  // ---- element-wise and shape ----
+  add(a: Tensor, b: Tensor): Tensor {
+    sameShape('add', a, b);
+    const x = f32(a, 'add');
+    const y = f32(b, 'add');
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) out[i] = x[i] + y[i];
+    return this.t(a.shape, out);
+  }
+  mul(a: Tensor, b: Tensor): Tensor {
+    sameShape('mul', a, b);
+    const x = f32(a, 'mul');
+    const y = f32(b, 'mul');
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) out[i] = x[i] * y[i];
+    return this.t(a.shape, out);
+  }
+  scale(a: Tensor, c: number): Tensor {
+    const x = f32(a, 'scale');
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) out[i] = x[i] * c;
+    return this.t(a.shape, out);
+  }
+  swiglu(gate: Tensor, up: Tensor): Tensor {
+    sameShape('swiglu', gate, up);
+    return this.t(gate.shape, ew.swiglu(f32(gate, 'swiglu'), f32(up, 'swiglu')));
+  }
+  sliceLast(x: Tensor, start: number, len: number): Tensor {
+    const c = cpu(x, 'sliceLast');
+    const [rows, n] = rowsCols(c);
+    if (start < 0 || len < 0 || start + len > n) throw new ShapeError('sliceLast', `[${start}, ${start + len}) is outside the last dimension ${n}`);
+    const out = allocate([rows, len], c.dtype);
+    for (let r = 0; r < rows; r++) out.set(c.data.subarray(r * n + start, r * n + start + len), r * len);
+    return new CpuTensor([...c.shape.slice(0, -1), len], c.dtype, out);
+  }
+  gatherRows(x: Tensor, rows: Tensor): Tensor {
+    const c = cpu(x, 'gatherRows');
+    const idx = i32(rows, 'gatherRows');
+    const [nRows, n] = rowsCols(c);
+    const out = allocate([idx.length, n], c.dtype);
+    idx.forEach((r, i) => {
+      if (r < 0 || r >= nRows) throw new ShapeError('gatherRows', `row ${r} is outside 0..${nRows - 1}`);
+      out.set(c.data.subarray(r * n, (r + 1) * n), i * n);
+    });
+    return new CpuTensor([idx.length, n], c.dtype, out);
+  }
+  argmax(x: Tensor): Tensor {
+    const [rows, n] = rowsCols(x);
+    return this.t([rows], ew.argmaxRows(f32(x, 'argmax'), rows, n));
+  }
+
+  // ---- layers ----
+  embedding(table: Weight, ids: Tensor): Tensor {
+    const w = weightOf(table, 'embedding');
+    const tokens = i32(ids, 'embedding');
+    const d = w.inDim;
+    const out = new Float32Array(tokens.length * d);
+    const row = new Float32Array(d);
+    tokens.forEach((id, i) => {
+      if (id < 0 || id >= w.outDim) throw new ShapeError('embedding', `token id ${id} is outside the vocabulary 0..${w.outDim - 1}`);
+      decodeRow(w, id, row);
+      out.set(row, i * d);
+    });
+    return this.t([tokens.length, d], out);
+  }
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+    const [rows, n] = rowsCols(x);
+    expectShape('rmsNorm', 'weight', w, [n]);
+    return this.t(x.shape, ew.rmsNorm(f32(x, 'rmsNorm'), rows, n, f32(w, 'rmsNorm'), eps));
+  }
+  layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+    const [rows, n] = rowsCols(x);
+    expectShape('layerNorm', 'weight', w, [n]);
+    expectShape('layerNorm', 'bias', b, [n]);
+    return this.t(x.shape, ew.layerNorm(f32(x, 'layerNorm'), rows, n, f32(w, 'layerNorm'), f32(b, 'layerNorm'), eps));
+  }
+  linear(x: Tensor, w: Weight, actQuant: ScaleFormat | null): Tensor {
+    const cw = weightOf(w, 'linear');
+    const [rows, k] = rowsCols(x);
+    if (k !== cw.inDim) throw new ShapeError('linear', `input has ${k} features, the weight [${cw.outDim}, ${cw.inDim}] expects ${cw.inDim}`);
+    const data = f32(x, 'linear');
+    const out = cw.format === 'fp8' && actQuant !== null ? linearFp8(data, rows, cw, actQuant) : linearPlain(data, rows, cw);
+    return this.t([...x.shape.slice(0, -1), cw.outDim], out);
+  }
+  headMatmul(x: Tensor, w: Tensor, transposeW: boolean): Tensor {
+    if (x.shape.length !== 3 || w.shape.length !== 3) throw new ShapeError('headMatmul', 'expects x [T, H, n] and w [H, ., .]');
+    const [rows, heads, n] = x.shape as [number, number, number];
+    const [wh, a, b] = w.shape as [number, number, number];
+    const inner = transposeW ? b : a;
+    const m = transposeW ? a : b;
+    if (wh !== heads || inner !== n) {
+      throw new ShapeError('headMatmul', `x [${x.shape.join(', ')}] does not match w [${w.shape.join(', ')}]${transposeW ? 'ᵀ' : ''}`);
+    }
+    return this.t([rows, heads, m], headMatmul(f32(x, 'headMatmul'), rows, heads, n, f32(w, 'headMatmul'), m, transposeW));
+  }
+  rope(x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, offset: number, interleaved: boolean): Tensor {
+    if (x.shape.length !== 3) throw new ShapeError('rope', `expects x [T, heads, dim], got [${x.shape.join(', ')}]`);
+    const [rows, heads, dim] = x.shape as [number, number, number];
+    expectShape('rope', 'positions', positions, [rows]);
+    sameShape('rope', cos, sin);
+    const [maxPos, half] = cos.shape as [number, number];
+    const out = ew.rope(f32(x, 'rope'), rows, heads, dim, i32(positions, 'rope'), f32(cos, 'rope'), f32(sin, 'rope'), maxPos, half, offset, interleaved);
+    return this.t(x.shape, out);
+  }
+  hadamard(x: Tensor): Tensor {
+    const [rows, n] = rowsCols(x);
+    return this.t(x.shape, ew.hadamard(f32(x, 'hadamard'), rows, n));
+  }
+  quantFp8(x: Tensor, block: number, fmt: ScaleFormat): { q: Tensor; s: Tensor } {
+    const [rows, n] = rowsCols(x);
+    const { q, s, blocks } = ew.quantFp8(f32(x, 'quantFp8'), rows, n, block, fmt);
+    return { q: this.t(x.shape, q), s: this.t([...x.shape.slice(0, -1), blocks], s) };
+  }
+  dequantFp8(q: Tensor, s: Tensor, block: number): Tensor {
+    const [rows, n] = rowsCols(q);
+    return this.t(q.shape, ew.dequantFp8(u8(q, 'dequantFp8'), f32(s, 'dequantFp8'), rows, n, block));
+  }
+
+  // ---- cache ----
+  writeRows(dst: Tensor, pages: SeqPages, positions: Tensor, src: Tensor, colOffset: number): void {
+    const d = cpu(dst, 'writeRows');
+    const s = cpu(src, 'writeRows', d.dtype);
+    const [slots, width] = rowsCols(d);
+    const [rows, n] = rowsCols(s);
+    const pos = i32(positions, 'writeRows');
+    if (pos.length !== rows) throw new ShapeError('writeRows', `${rows} rows but ${pos.length} positions`);
+    if (colOffset + n > width) throw new ShapeError('writeRows', `columns [${colOffset}, ${colOffset + n}) exceed the cache row ${width}`);
+    const map = this.pageMap(pages);
+    for (let r = 0; r < rows; r++) {
+      const slot = slotOf(map, pos[r]);
+      if (slot >= slots) throw new ShapeError('writeRows', `slot ${slot} is outside the cache (${slots} slots)`);
+      d.data.set(s.data.subarray(r * n, (r + 1) * n), slot * width + colOffset);
+    }
+  }
+
+  // ---- DSA ----
+  indexerScores(q8: Tensor, w: Tensor, kCache: Tensor, kScale: Tensor, pages: SeqPages, nKeys: number, positions: Tensor): Tensor {
+    if (q8.shape.length !== 3) throw new ShapeError('indexerScores', `expects q8 [T, H, D], got [${q8.shape.join(', ')}]`);
+    const [rows, heads, dim] = q8.shape as [number, number, number];
+    expectShape('indexerScores', 'weights', w, [rows, heads]);
+    expectShape('indexerScores', 'positions', positions, [rows]);
+    if (kCache.shape[1] !== dim) throw new ShapeError('indexerScores', `key cache rows have ${kCache.shape[1]} values, queries ${dim}`);
+    const out = indexerScores(
+      u8(q8, 'indexerScores'), rows, heads, dim, f32(w, 'indexerScores'),
+      u8(kCache, 'indexerScores'), f32(kScale, 'indexerScores'), this.pageMap(pages), nKeys, i32(positions, 'indexerScores'),
+    );
+    return this.t([rows, nKeys], out);
+  }
+  topk(scores: Tensor, k: number, positions: Tensor): Tensor {
+    const [rows, n] = rowsCols(scores);
+    expectShape('topk', 'positions', positions, [rows]);
+    return this.t([rows, Math.min(k, n)], topkRows(f32(scores, 'topk'), rows, n, k, i32(positions, 'topk')));
+  }
+  mlaAttention(qLat: Tensor, qPe: Tensor, latent: Tensor, pages: SeqPages, positions: Tensor, indices: Tensor | null, scale: number): Tensor {
+    if (qLat.shape.length !== 3 || qPe.shape.length !== 3) throw new ShapeError('mlaAttention', 'expects qLat [T, H, r] and qPe [T, H, dr]');
+    const [rows, heads, r] = qLat.shape as [number, number, number];
+    const dr = qPe.shape[2]!;
+    expectShape('mlaAttention', 'qPe', qPe, [rows, heads, dr]);
+    expectShape('mlaAttention', 'positions', positions, [rows]);
+    if (latent.shape[1] !== r + dr) throw new ShapeError('mlaAttention', `latent rows have ${latent.shape[1]} values, expected ${r + dr}`);
+    if (indices && indices.shape[0] !== rows) throw new ShapeError('mlaAttention', `indices have ${indices.shape[0]} rows, queries ${rows}`);
+    const idx = indices ? i32(indices, 'mlaAttention') : null;
+    const width = indices ? indices.shape[1]! : 0;
+    const out = mlaAttention(
+      f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), f32(latent, 'mlaAttention'), this.pageMap(pages),
+      i32(positions, 'mlaAttention'), idx, width, { rows, heads, r, dr }, scale,
+    );
+    return this.t([rows, heads, r], out);
+  }
+
+  // ---- mixture of experts ----
+  moeRoute(logits: Tensor, bias: Tensor | null, opts: RouteOptions, forced: Tensor | null): { experts: Tensor; weights: Tensor; chosen: Tensor } {
+    const [rows, n] = rowsCols(logits);
+    if (bias) expectShape('moeRoute', 'bias', bias, [n]);
+    if (forced) expectShape('moeRoute', 'forced experts', forced, [rows, opts.topk]);
+    const r = moeRoute(f32(logits, 'moeRoute'), rows, n, bias ? f32(bias, 'moeRoute') : null, opts, forced ? i32(forced, 'moeRoute') : null);
+    const shape = [rows, opts.topk];
+    return { experts: this.t(shape, r.experts), weights: this.t(shape, r.weights), chosen: this.t(shape, r.chosen) };
+  }
+  moeExperts(
+    x: Tensor,
+    experts: Tensor,
+    weights: Tensor,
+    gate: readonly Weight[],
+    up: readonly Weight[],
+    down: readonly Weight[],
+    actQuant: ScaleFormat | null,
+  ): Tensor {
+    const [rows, dim] = rowsCols(x);
+    const [er, k] = rowsCols(experts);
+    if (er !== rows) throw new ShapeError('moeExperts', `${er} routed rows for ${rows} tokens`);
+    const cw = (ws: readonly Weight[]) => ws.map((w) => weightOf(w, 'moeExperts'));
+    const out = moeExperts(f32(x, 'moeExperts'), rows, dim, i32(experts, 'moeExperts'), f32(weights, 'moeExperts'), k, cw(gate), cw(up), cw(down), actQuant);
+    return this.t(x.shape, out);
+  }
+}

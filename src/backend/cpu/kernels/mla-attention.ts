@@ -1,0 +1,75 @@
+/**
+ * MLA attention in MQA (absorbed) form on the CPU, dense causal or sparse over selected entries.
+ * Each cached entry is [c_kv (r) | k_rope (dr)] and is shared by every head: score_h(s) =
+ * (qLat_h · c_kv[s] + qPe_h · k_rope[s]) · scale; output_h = Σ_s softmax_s · c_kv[s].
+ */
+import { dot } from './linear.js';
+import { slotOf, type PageMap } from './indexer.js';
+
+export interface MlaShape {
+  rows: number;
+  heads: number;
+  /** kv_lora_rank */
+  r: number;
+  /** qk_rope_head_dim */
+  dr: number;
+}
+
+export function mlaAttention(
+  qLat: Float32Array,
+  qPe: Float32Array,
+  latent: Float32Array,
+  pages: PageMap,
+  positions: Int32Array,
+  indices: Int32Array | null,
+  width: number,
+  shape: MlaShape,
+  scale: number,
+): Float32Array {
+  const { rows, heads, r, dr } = shape;
+  const row = r + dr;
+  const out = new Float32Array(rows * heads * r);
+  let slots = new Int32Array(64);
+  let scores = new Float64Array(64);
+  const acc = new Float64Array(r);
+  for (let t = 0; t < rows; t++) {
+    // The cache slots this query attends: its selection, or every position up to its own.
+    let n = 0;
+    const count = indices ? width : positions[t] + 1;
+    if (slots.length < count) {
+      slots = new Int32Array(count);
+      scores = new Float64Array(count);
+    }
+    for (let j = 0; j < count; j++) {
+      const p = indices ? indices[t * width + j] : j;
+      if (p < 0) continue;
+      if (p > positions[t]) throw new RangeError(`mlaAttention: query at position ${positions[t]} selects future position ${p}`);
+      slots[n++] = slotOf(pages, p);
+    }
+    for (let h = 0; h < heads; h++) {
+      const qL = (t * heads + h) * r;
+      const qP = (t * heads + h) * dr;
+      let max = -Infinity;
+      for (let j = 0; j < n; j++) {
+        const base = slots[j] * row;
+        const s = (Math.fround(dot(qLat, qL, latent, base, r)) + Math.fround(dot(qPe, qP, latent, base + r, dr))) * scale;
+        scores[j] = s;
+        if (s > max) max = s;
+      }
+      let sum = 0;
+      for (let j = 0; j < n; j++) {
+        const e = Math.exp(scores[j] - max);
+        scores[j] = e;
+        sum += e;
+      }
+      acc.fill(0);
+      for (let j = 0; j < n; j++) {
+        const p = scores[j] / sum;
+        const base = slots[j] * row;
+        for (let c = 0; c < r; c++) acc[c] += p * latent[base + c];
+      }
+      out.set(acc, (t * heads + h) * r);
+    }
+  }
+  return out;
+}

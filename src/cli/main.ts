@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+/** The `dsa` command line: logits, generate, inspect. */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { createBackend, BACKENDS, type BackendName } from '../backend/registry.js';
+import { Model } from '../model/model.js';
+import { runLogits } from './logits.js';
+import { runGenerate } from './generate.js';
+import { runInspect } from './inspect.js';
+
+function intArg(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    return n;
+  };
+}
+
+function numArg(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number ≥ ${min}`);
+    return n;
+  };
+}
+
+/** Reads a JSON array of token ids. */
+export function readPromptIds(file: string): Int32Array {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `not valid JSON (${(e as Error).message})`}`);
+  }
+  if (!Array.isArray(raw) || raw.length === 0) throw new Error(`${file}: expected a non-empty JSON array of token ids`);
+  const bad = raw.findIndex((v) => !Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1);
+  if (bad >= 0) throw new Error(`${file}: element ${bad} (${JSON.stringify(raw[bad])}) is not a token id`);
+  return Int32Array.from(raw as number[]);
+}
+
+function checkVocab(ids: Int32Array, vocab: number, file: string): void {
+  const bad = ids.findIndex((v) => v >= vocab);
+  if (bad >= 0) throw new Error(`${file}: token id ${ids[bad]} at index ${bad} is outside the vocabulary (0..${vocab - 1})`);
+}
+
+function loadModel(dir: string, backend: BackendName, verbose: boolean): Model {
+  const started = Date.now();
+  const model = Model.load(dir, createBackend(backend));
+  if (verbose) process.stderr.write(`loaded ${dir} on ${backend} in ${((Date.now() - started) / 1000).toFixed(2)} s\n`);
+  return model;
+}
+
+function backendOption(cmd: Command): Command {
+  return cmd.option('--backend <name>', `compute backend: ${BACKENDS.join(', ')}`, 'cpu').option('-v, --verbose', 'log progress and timings to stderr', false);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('dsa')
+    .description('DeepSeek Sparse Attention (DeepSeek-V3.2) in TypeScript')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  backendOption(
+    program
+      .command('logits')
+      .description('prefill a prompt, run N greedy decode steps, and write logits, top-k selections and expert routes as safetensors')
+      .requiredOption('--model <dir>', 'model directory (config.json + safetensors)')
+      .requiredOption('--prompt-ids <file>', 'JSON array of token ids')
+      .option('--decode <n>', 'greedy decode steps after the prefill', intArg('--decode', 0), 0)
+      .requiredOption('--out <file>', 'output .safetensors')
+      .option('--force <ref>', 'replay the top-k selections, expert routes and decode tokens recorded in this safetensors file')
+      .option('--dense', 'dense attention (no top-k selection): the baseline DSA is compared with', false)
+      .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1)),
+  ).action(async (o) => {
+    const model = loadModel(o.model, o.backend, o.verbose);
+    const prompt = readPromptIds(o.promptIds);
+    checkVocab(prompt, model.config.vocabSize, o.promptIds);
+    await runLogits({ model, prompt, decode: o.decode, out: o.out, force: o.force, dense: o.dense, chunk: o.chunk, verbose: o.verbose });
+    if (o.verbose) process.stderr.write(`wrote ${o.out}\n`);
+  });
+
+  backendOption(
+    program
+      .command('generate')
+      .description('generate tokens after a prompt and print the new token ids on one line')
+      .requiredOption('--model <dir>', 'model directory')
+      .requiredOption('--prompt-ids <file>', 'JSON array of token ids')
+      .requiredOption('--max-new-tokens <n>', 'tokens to generate', intArg('--max-new-tokens', 1))
+      .option('--temperature <t>', 'sampling temperature (0 = greedy)', numArg('--temperature', 0), 0)
+      .option('--seed <s>', 'random seed for sampling', intArg('--seed', 0), 0)
+      .option('--eos', "stop early when the model emits the config's eos_token_id", false)
+      .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1)),
+  ).action(async (o) => {
+    const model = loadModel(o.model, o.backend, o.verbose);
+    const prompt = readPromptIds(o.promptIds);
+    checkVocab(prompt, model.config.vocabSize, o.promptIds);
+    const ids = await runGenerate({
+      model,
+      prompt,
+      maxNewTokens: o.maxNewTokens,
+      temperature: o.temperature,
+      seed: o.seed,
+      stopAtEos: o.eos,
+      chunk: o.chunk,
+      verbose: o.verbose,
+    });
+    process.stdout.write(`${ids.join(' ')}\n`);
+  });
+
+  program
+    .command('inspect')
+    .description('config summary, parameter count, tensor dtypes and the memory a model needs')
+    .argument('<dir>', 'model directory')
+    .option('--json', 'print JSON instead of text', false)
+    .action((dir: string, o: { json: boolean }) => {
+      process.stdout.write(runInspect(dir, o.json));
+    });
+
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. Errors are printed as one clear line, never a stack trace. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    const err = e as Error;
+    process.stderr.write(`dsa: ${err.message}\n`);
+    if (process.env.DSA_DEBUG) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (invokedDirectly) process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,35 @@
+/** Progress bars on stderr (stdout stays clean for results); silent when stderr is not a terminal unless verbose. */
+import cliProgress from 'cli-progress';
+
+export interface Progress {
+  update(done: number): void;
+  stop(): void;
+}
+
+export function progressBar(label: string, total: number, verbose = false): Progress {
+  const tty = process.stderr.isTTY === true;
+  if (total <= 0 || (!tty && !verbose)) return { update: () => {}, stop: () => {} };
+  if (!tty) {
+    // Plain lines for logs: start and end only.
+    const started = Date.now();
+    process.stderr.write(`${label}: ${total} tokens\n`);
+    return {
+      update: () => {},
+      stop: () => process.stderr.write(`${label}: done in ${((Date.now() - started) / 1000).toFixed(2)} s\n`),
+    };
+  }
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: `${label.padEnd(8)} [{bar}] {value}/{total} tokens | {speed} tok/s | ETA {eta_formatted}`,
+      hideCursor: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const started = Date.now();
+  bar.start(total, 0, { speed: '0' });
+  return {
+    update: (done) => bar.update(done, { speed: (done / Math.max((Date.now() - started) / 1000, 1e-3)).toFixed(1) }),
+    stop: () => bar.stop(),
+  };
+}

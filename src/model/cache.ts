@@ -1,0 +1,129 @@
+/**
+ * The DSA cache: per layer, the MLA latent of every token (c_kv and the roped k_rope: r + d_r
+ * float32 values, never per-head keys and values) and the lightning indexer's FP8 keys with one
+ * float32 scale each. Storage is a pool of fixed-size pages (64 tokens) shared by sequences; a
+ * sequence grows page by page as tokens arrive, through its block table.
+ */
+import type { Backend, SeqPages, Tensor } from '../backend/backend.js';
+import type { ModelConfig } from './config.js';
+
+export const PAGE_SIZE = 64;
+
+export class CacheFullError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CacheFullError';
+  }
+}
+
+export interface LayerCache {
+  /** f32 [slots, r + d_r]: c_kv (normalized) then k_rope (rotated). */
+  latent: Tensor;
+  /**
+   * f32 [slots, r + d_r], only for FP8 kv_b_proj: c_kv as the reference's prefill sees it (act-quantized
+   * to e4m3 and back, since its MHA path runs c_kv through the FP8 kv_b_proj), then k_rope.
+   */
+  latentPrefill: Tensor | null;
+  /** u8 [slots, d_I]: e4m3 codes of the indexer key. */
+  indexKeys: Tensor;
+  /** f32 [slots, 1]: the indexer key's scale. */
+  indexScales: Tensor;
+}
+
+export interface CacheOptions {
+  /** Total tokens the pool holds (rounded up to whole pages). */
+  capacity: number;
+  /** Keep the prefill copy of the latent (needed when kv_b_proj is FP8). */
+  prefillLatent: boolean;
+}
+
+/** A pool of cache pages for every layer. */
+export class KVCache {
+  readonly pageSize = PAGE_SIZE;
+  readonly numPages: number;
+  readonly layers: LayerCache[];
+  private readonly free: number[];
+
+  constructor(
+    readonly backend: Backend,
+    readonly config: ModelConfig,
+    opts: CacheOptions,
+  ) {
+    if (!(opts.capacity > 0)) throw new RangeError(`cache capacity must be positive, got ${opts.capacity}`);
+    this.numPages = Math.ceil(opts.capacity / PAGE_SIZE);
+    const slots = this.numPages * PAGE_SIZE;
+    const row = config.kvLoraRank + config.qkRopeHeadDim;
+    this.layers = [];
+    for (let l = 0; l < config.numLayers; l++) {
+      this.layers.push({
+        latent: backend.zeros([slots, row], 'f32'),
+        latentPrefill: opts.prefillLatent ? backend.zeros([slots, row], 'f32') : null,
+        indexKeys: backend.zeros([slots, config.indexHeadDim], 'u8'),
+        indexScales: backend.zeros([slots, 1], 'f32'),
+      });
+    }
+    this.free = [];
+    for (let p = this.numPages - 1; p >= 0; p--) this.free.push(p);
+  }
+
+  get freePages(): number {
+    return this.free.length;
+  }
+
+  /** Bytes per token and layer of what this cache stores. */
+  bytesPerTokenLayer(): number {
+    const c = this.config;
+    const latent = (c.kvLoraRank + c.qkRopeHeadDim) * 4;
+    return latent * (this.layers[0]?.latentPrefill ? 2 : 1) + c.indexHeadDim + 4;
+  }
+
+  allocatePage(): number {
+    const p = this.free.pop();
+    if (p === undefined) {
+      throw new CacheFullError(`the KV cache is full (${this.numPages} pages of ${PAGE_SIZE} tokens)`);
+    }
+    return p;
+  }
+
+  releasePages(pages: readonly number[]): void {
+    for (const p of pages) this.free.push(p);
+  }
+
+  newSequence(): Sequence {
+    return new Sequence(this);
+  }
+}
+
+/** One sequence's view of the cache: its length and its pages. */
+export class Sequence {
+  /** Tokens whose cache entries have been written. */
+  length = 0;
+  private readonly pageList: number[] = [];
+  private uploaded: SeqPages | null = null;
+
+  constructor(readonly cache: KVCache) {}
+
+  /** Makes room for positions up to (excluding) `end`. */
+  reserve(end: number): void {
+    while (this.pageList.length * PAGE_SIZE < end) {
+      this.pageList.push(this.cache.allocatePage());
+      this.uploaded = null;
+    }
+  }
+
+  /** The block table on the backend (re-uploaded when pages were added). */
+  pages(): SeqPages {
+    if (!this.uploaded) {
+      const table = this.cache.backend.upload(Int32Array.from(this.pageList), [this.pageList.length]);
+      this.uploaded = { blockTable: table, pageSize: PAGE_SIZE };
+    }
+    return this.uploaded;
+  }
+
+  /** Returns this sequence's pages to the pool. */
+  release(): void {
+    this.cache.releasePages(this.pageList.splice(0));
+    this.length = 0;
+    this.uploaded = null;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The lightning indexer (DSA's first step). Per token: q_I = wq_b c_q viewed [H_I, d_I] and
+ * k_I = LayerNorm(wk x); RoPE (half-split by default) on the first d_r numbers of each; a normalized
+ * Hadamard rotation; FP8 e4m3 quantization with one scale per vector. The keys go to the cache (132
+ * bytes per token at full size); the score of key s for query t is
+ * I(t, s) = k_scale(s) · Σ_h w_h · q_scale_h · d_I^-0.5 · ReLU(q8_h · k8(s)), w = weights_proj x · H_I^-0.5.
+ */
+import type { Backend, Tensor } from '../backend/backend.js';
+import type { LayerCache } from './cache.js';
+import type { ModelConfig } from './config.js';
+import type { StepContext } from './step.js';
+import type { IndexerWeights } from './weights.js';
+
+/** Activation quantization of the indexer's own projections when their weights are FP8. */
+function actQuant(cfg: ModelConfig) {
+  return cfg.quant ? cfg.quant.scaleFormat : null;
+}
+
+/** Computes this step's indexer keys and writes them (codes and scales) into the layer's cache. */
+export function writeIndexerKeys(
+  b: Backend,
+  cfg: ModelConfig,
+  w: IndexerWeights,
+  cache: LayerCache,
+  x: Tensor,
+  ctx: StepContext,
+): void {
+  const t = ctx.positions.length;
+  const d = cfg.indexHeadDim;
+  const k = b.layerNorm(b.linear(x, w.wk, actQuant(cfg)), w.kNormWeight, w.kNormBias, 1e-6);
+  const kRot = b.hadamard(b.rope(b.reshape(k, [t, 1, d]), ctx.posT, ctx.cos, ctx.sin, 0, cfg.indexerRopeInterleave));
+  const { q, s } = b.quantFp8(b.reshape(kRot, [t, d]), d, cfg.indexerScaleFormat);
+  b.writeRows(cache.indexKeys, ctx.pages, ctx.posT, q, 0);
+  b.writeRows(cache.indexScales, ctx.pages, ctx.posT, s, 0);
+}
+
+/** Index scores [T, nKeys] of this step's queries against every cached key (−∞ for future keys). */
+export function indexerScores(
+  b: Backend,
+  cfg: ModelConfig,
+  w: IndexerWeights,
+  cache: LayerCache,
+  x: Tensor,
+  cq: Tensor,
+  ctx: StepContext,
+): Tensor {
+  const t = ctx.positions.length;
+  const h = cfg.indexNHeads;
+  const d = cfg.indexHeadDim;
+  const q = b.reshape(b.linear(cq, w.wqB, actQuant(cfg)), [t, h, d]);
+  const qRot = b.hadamard(b.rope(q, ctx.posT, ctx.cos, ctx.sin, 0, cfg.indexerRopeInterleave));
+  const { q: q8, s: qScale } = b.quantFp8(b.reshape(qRot, [t * h, d]), d, cfg.indexerScaleFormat);
+  // Head weights, multiplied in the reference's order: ((proj · H^-0.5) · q_scale) · d^-0.5, float32.
+  const proj = b.scale(b.linear(x, w.weightsProj, null), Math.fround(Math.pow(h, -0.5)));
+  const weights = b.scale(b.mul(proj, b.reshape(qScale, [t, h])), Math.fround(Math.pow(d, -0.5)));
+  const kScales = b.reshape(cache.indexScales, [cache.indexScales.shape[0]!]);
+  return b.indexerScores(b.reshape(q8, [t, h, d]), weights, cache.indexKeys, kScales, ctx.pages, ctx.nKeys, ctx.posT);
+}

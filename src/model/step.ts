@@ -1,0 +1,46 @@
+/**
+ * What one forward step knows about its tokens (positions, cache pages, rotary tables), and the two
+ * hooks a caller can attach to it: observing the model's discrete choices (top-k selections, expert
+ * routes) and forcing recorded ones in their place. Forcing is how two engines are compared tightly:
+ * replay one's discrete choices in the other and compare the continuous outputs.
+ */
+import type { SeqPages, Tensor } from '../backend/backend.js';
+
+/** Replaces the model's discrete choices. Each returns null to keep the model's own. */
+export interface Forcing {
+  /** Selected key positions [T, width] (−1 padded) for the rows at `positions` of `layer`. */
+  topk?(layer: number, positions: Int32Array): Int32Array | null;
+  /** Experts [T, num_experts_per_tok] for MoE layer number `moeIndex` (0 = first MoE layer). */
+  experts?(moeIndex: number, positions: Int32Array): Int32Array | null;
+}
+
+/** Sees the model's own discrete choices (even when forced ones are used). */
+export interface Observer {
+  /** `own` is i32 [T, width] (ascending, −1 padded), or null when every key 0..position is selected. */
+  topk?(layer: number, positions: Int32Array, own: Tensor | null): void;
+  experts?(moeIndex: number, positions: Int32Array, chosen: Tensor): void;
+}
+
+export interface StepOptions {
+  /**
+   * 'prefill' follows the reference's prompt path (MHA semantics: with an FP8 kv_b_proj the latent
+   * is act-quantized before it meets the heads); 'decode' its one-token path (absorbed, unquantized).
+   */
+  mode: 'prefill' | 'decode';
+  /** Attend to every earlier position (no indexer selection): the dense baseline. */
+  dense?: boolean;
+  force?: Forcing;
+  observe?: Observer;
+}
+
+export interface StepContext {
+  /** Absolute positions of this step's T tokens (host copy and device tensor). */
+  positions: Int32Array;
+  posT: Tensor;
+  pages: SeqPages;
+  /** Keys in the cache after this step's writes (= last position + 1). */
+  nKeys: number;
+  cos: Tensor;
+  sin: Tensor;
+  opts: StepOptions;
+}
