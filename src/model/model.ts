@@ -101,6 +101,7 @@ export class Model {
         const f = b.rmsNorm(x, w.postAttnNorm, cfg.rmsNormEps);
         return b.add(x, w.moe ? moe(b, cfg, m, w.moe, f, ctx) : mlp(b, cfg, w.mlp!, f));
       });
+      opts.observe?.hidden?.(layer, positions, h);
     });
     seq.length = end;
     if (logits === 'none') return null;

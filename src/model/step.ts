@@ -19,6 +19,10 @@ export interface Observer {
   /** `own` is i32 [T, width] (ascending, −1 padded), or null when every key 0..position is selected. */
   topk?(layer: number, positions: Int32Array, own: Tensor | null): void;
   experts?(moeIndex: number, positions: Int32Array, chosen: Tensor): void;
+  /** The indexer's scores f32 [T, nKeys] (−∞ after each position), whenever they are computed. */
+  indexScores?(layer: number, positions: Int32Array, scores: Tensor): void;
+  /** The residual stream f32 [T, d] after each layer. */
+  hidden?(layer: number, positions: Int32Array, h: Tensor): void;
 }
 
 export interface StepOptions {

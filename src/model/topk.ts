@@ -23,9 +23,15 @@ export function selectsEverything(cfg: ModelConfig, positions: Int32Array): bool
 export function selectKeys(b: Backend, cfg: ModelConfig, layer: number, ctx: StepContext, scores: () => Tensor): Tensor | null {
   const { opts, positions } = ctx;
   const everything = selectsEverything(cfg, positions);
-  const needOwn = !everything && (!opts.dense || opts.observe?.topk !== undefined);
-  const own = needOwn ? b.topk(scores(), cfg.indexTopk, ctx.posT) : null;
-  opts.observe?.topk?.(layer, positions, own);
+  const observe = opts.observe;
+  const needOwn = !everything && (!opts.dense || observe?.topk !== undefined || observe?.indexScores !== undefined);
+  let own: Tensor | null = null;
+  if (needOwn) {
+    const s = scores();
+    observe?.indexScores?.(layer, positions, s);
+    own = b.topk(s, cfg.indexTopk, ctx.posT);
+  }
+  observe?.topk?.(layer, positions, own);
   const forced = opts.force?.topk?.(layer, positions);
   if (forced) {
     const rows = positions.length;
