@@ -26,11 +26,18 @@ function numArg(name: string, min: number) {
 
 /** Reads a JSON array of token ids. */
 export function readPromptIds(file: string): Int32Array {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`${file}: ${code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory, not a file' : `cannot read (${(e as Error).message})`}`);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `not valid JSON (${(e as Error).message})`}`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
   if (!Array.isArray(raw) || raw.length === 0) throw new Error(`${file}: expected a non-empty JSON array of token ids`);
   const bad = raw.findIndex((v) => !Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1);

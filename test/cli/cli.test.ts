@@ -1,0 +1,278 @@
+/** End to end through `main`: logits (and --force replay), generate, inspect on small random models. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { main } from '../../src/cli/main.js';
+import { writeRandomModel } from '../../src/model/random-model.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsa-cli-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const model = path.join(tmp, 'model');
+const fp8Model = path.join(tmp, 'model-fp8');
+const promptFile = path.join(tmp, 'prompt.json');
+const out = path.join(tmp, 'logits.safetensors');
+const forcedOut = path.join(tmp, 'forced.safetensors');
+const P = 40;
+const N = 5;
+const K = 16;
+const prompt = Array.from({ length: P }, (_, i) => (i * 131 + 7) % 509);
+let V = 0;
+let L = 0;
+let firstDense = 0;
+let expertsPerTok = 0;
+let nExperts = 0;
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `main(argv)` with stdout and stderr captured. */
+async function cli(argv: string[]): Promise<CliResult> {
+  const outChunks: string[] = [];
+  const errChunks: string[] = [];
+  const capture = (sink: string[]) =>
+    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+      const cb = rest.find((x) => typeof x === 'function') as (() => void) | undefined;
+      cb?.();
+      return true;
+    }) as typeof process.stdout.write;
+  const ow = process.stdout.write;
+  const ew = process.stderr.write;
+  process.stdout.write = capture(outChunks);
+  process.stderr.write = capture(errChunks);
+  let code: number;
+  try {
+    code = await main(argv);
+  } finally {
+    process.stdout.write = ow;
+    process.stderr.write = ew;
+  }
+  return { code, stdout: outChunks.join(''), stderr: errChunks.join('') };
+}
+
+async function ok(argv: string[]): Promise<string> {
+  const r = await cli(argv);
+  assert.equal(r.code, 0, `${argv.join(' ')} failed: ${r.stderr}`);
+  assert.equal(r.stderr, '');
+  return r.stdout;
+}
+
+function argmax(a: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
+  return best;
+}
+
+/** Every tensor of a safetensors file: dtype, shape and raw bytes. */
+function readAll(file: string): Map<string, { dtype: string; shape: number[]; bytes: Buffer }> {
+  const f = SafetensorsFile.open(file);
+  try {
+    const m = new Map<string, { dtype: string; shape: number[]; bytes: Buffer }>();
+    for (const [name, info] of f.tensors) m.set(name, { dtype: info.dtype, shape: info.shape, bytes: Buffer.from(f.readBytes(name)) });
+    return m;
+  } finally {
+    f.close();
+  }
+}
+
+before(async () => {
+  const json = writeRandomModel(model, { seed: 5, config: { index_topk: K } });
+  V = json.vocab_size as number;
+  L = json.num_hidden_layers as number;
+  firstDense = json.first_k_dense_replace as number;
+  expertsPerTok = json.num_experts_per_tok as number;
+  nExperts = json.n_routed_experts as number;
+  assert.ok(P > K && firstDense >= 1 && L > firstDense);
+  fs.writeFileSync(promptFile, JSON.stringify(prompt));
+  await ok(['logits', '--model', model, '--prompt-ids', promptFile, '--decode', String(N), '--out', out]);
+});
+
+test('logits writes exactly the expected tensors', () => {
+  const f = SafetensorsFile.open(out);
+  try {
+    const expected: Record<string, [string, number[]]> = {
+      prompt_ids: ['I32', [P]],
+      prefill_logits: ['F32', [P, V]],
+      decode_input_ids: ['I32', [N]],
+      decode_logits: ['F32', [N, V]],
+      prefill_topk_all: ['I32', [L, P, K]],
+      decode_topk: ['I32', [N, L, K]],
+      moe_experts: ['I32', [L - firstDense, P + N, expertsPerTok]],
+    };
+    assert.deepEqual(f.names().sort(), Object.keys(expected).sort());
+    for (const [name, [dtype, shape]] of Object.entries(expected)) {
+      assert.equal(f.info(name).dtype, dtype, name);
+      assert.deepEqual(f.info(name).shape, shape, name);
+    }
+    assert.deepEqual([...f.readInt32('prompt_ids')], prompt);
+    for (const name of ['prefill_logits', 'decode_logits']) {
+      assert.ok(f.readF32(name).every(Number.isFinite), `${name} is finite`);
+    }
+  } finally {
+    f.close();
+  }
+});
+
+test('decode_input_ids are the greedy chain', () => {
+  const f = SafetensorsFile.open(out);
+  try {
+    const pre = f.readF32('prefill_logits');
+    const dec = f.readF32('decode_logits');
+    const ids = f.readInt32('decode_input_ids');
+    assert.equal(ids[0], argmax(pre.subarray((P - 1) * V, P * V)));
+    for (let i = 1; i < N; i++) assert.equal(ids[i], argmax(dec.subarray((i - 1) * V, i * V)), `decode step ${i}`);
+  } finally {
+    f.close();
+  }
+});
+
+test('prefill_topk_all: ascending valid positions then -1; short rows select everything; long rows are sparse', () => {
+  const f = SafetensorsFile.open(out);
+  try {
+    const t = f.readInt32('prefill_topk_all');
+    let notWindow = 0;
+    for (let l = 0; l < L; l++) {
+      for (let i = 0; i < P; i++) {
+        const row = [...t.subarray((l * P + i) * K, (l * P + i + 1) * K)];
+        const valid = row.filter((v) => v !== -1);
+        const n = Math.min(K, i + 1);
+        assert.equal(valid.length, n, `layer ${l} row ${i}: ${row}`);
+        assert.deepEqual(row.slice(n), new Array(K - n).fill(-1), `layer ${l} row ${i}: padding at the end`);
+        for (let j = 0; j < n; j++) {
+          assert.ok(valid[j]! >= 0 && valid[j]! <= i, `layer ${l} row ${i}: ${row}`);
+          if (j > 0) assert.ok(valid[j]! > valid[j - 1]!, `layer ${l} row ${i} ascending: ${row}`);
+        }
+        if (i < K) assert.deepEqual(valid, Array.from({ length: i + 1 }, (_, j) => j), `layer ${l} row ${i}`);
+        else if (valid.some((v, j) => v !== i - K + 1 + j)) notWindow++;
+      }
+    }
+    // The indexer chooses: its picks are not merely the most recent K positions.
+    assert.ok(notWindow > 0);
+  } finally {
+    f.close();
+  }
+});
+
+test('decode_topk and moe_experts are valid', () => {
+  const f = SafetensorsFile.open(out);
+  try {
+    const d = f.readInt32('decode_topk');
+    for (let s = 0; s < N; s++) {
+      for (let l = 0; l < L; l++) {
+        const row = [...d.subarray((s * L + l) * K, (s * L + l + 1) * K)];
+        for (let j = 0; j < K; j++) {
+          assert.ok(row[j]! >= 0 && row[j]! <= P + s, `step ${s} layer ${l}: ${row}`);
+          if (j > 0) assert.ok(row[j]! > row[j - 1]!, `step ${s} layer ${l} ascending: ${row}`);
+        }
+      }
+    }
+    const m = f.readInt32('moe_experts');
+    for (let r = 0; r < m.length / expertsPerTok; r++) {
+      const e = [...m.subarray(r * expertsPerTok, (r + 1) * expertsPerTok)];
+      assert.ok(e.every((x) => x >= 0 && x < nExperts), `${e}`);
+      assert.equal(new Set(e).size, expertsPerTok, `${e} distinct`);
+    }
+  } finally {
+    f.close();
+  }
+});
+
+test('logits --force with its own output reproduces it bit for bit', async () => {
+  await ok(['logits', '--model', model, '--prompt-ids', promptFile, '--decode', String(N), '--out', forcedOut, '--force', out]);
+  const a = readAll(out);
+  const b = readAll(forcedOut);
+  assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort());
+  for (const [name, t] of a) {
+    const u = b.get(name)!;
+    assert.equal(u.dtype, t.dtype, name);
+    assert.deepEqual(u.shape, t.shape, name);
+    assert.ok(u.bytes.equals(t.bytes), `${name} is bit-identical`);
+  }
+  const f = SafetensorsFile.open(forcedOut);
+  try {
+    assert.equal(f.metadata.forced, 'true');
+  } finally {
+    f.close();
+  }
+});
+
+test('generate (greedy) prints the logits run decode chain', async () => {
+  const f = SafetensorsFile.open(out);
+  const ids = [...f.readInt32('decode_input_ids')];
+  f.close();
+  const stdout = await ok(['generate', '--model', model, '--prompt-ids', promptFile, '--max-new-tokens', String(N)]);
+  assert.equal(stdout, `${ids.join(' ')}\n`);
+});
+
+test('generate with temperature is reproducible per seed', async () => {
+  const sample = (seed: number) =>
+    ok(['generate', '--model', model, '--prompt-ids', promptFile, '--max-new-tokens', String(N), '--temperature', '0.8', '--seed', String(seed)]);
+  const a = await sample(3);
+  const b = await sample(3);
+  assert.equal(a, b);
+  assert.match(a, /^\d+( \d+){4}\n$/);
+  for (const s of [a, await sample(4)]) {
+    const toks = s.trim().split(' ').map(Number);
+    assert.equal(toks.length, N);
+    assert.ok(toks.every((t) => Number.isInteger(t) && t >= 0 && t < V));
+  }
+});
+
+/** Sum of numel of the non-scale tensors, and tensors/bytes per dtype. */
+function census(dir: string): { numel: number; dtypes: Record<string, { tensors: number; bytes: number }> } {
+  const f = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+  try {
+    let numel = 0;
+    const dtypes: Record<string, { tensors: number; bytes: number }> = {};
+    for (const [name, info] of f.tensors) {
+      const d = (dtypes[info.dtype] ??= { tensors: 0, bytes: 0 });
+      d.tensors++;
+      d.bytes += info.byteLength;
+      if (!name.endsWith('_scale_inv')) numel += info.numel;
+    }
+    return { numel, dtypes };
+  } finally {
+    f.close();
+  }
+}
+
+test('inspect prints parameter counts and dtypes', async () => {
+  const text = await ok(['inspect', model]);
+  assert.match(text, /^parameters\s+\S+/m);
+  assert.match(text, /^dtypes\s+.*BF16: \d+ tensors/m);
+  assert.match(text, /^layers\s+3 \(1 dense, 2 MoE\)/m);
+  assert.match(text, new RegExp(`top-k ${K}`));
+  assert.match(text, /unquantized/);
+
+  const r = JSON.parse(await ok(['inspect', model, '--json'])) as {
+    parameters: { total: number; mainModel: number; mtpLayers: number; activatedPerToken: number };
+    dtypes: Record<string, { tensors: number; bytes: number }>;
+    config: { indexTopk: number };
+  };
+  const c = census(model);
+  assert.equal(r.parameters.mainModel, c.numel);
+  assert.equal(r.parameters.total, c.numel);
+  assert.equal(r.parameters.mtpLayers, 0);
+  assert.ok(r.parameters.activatedPerToken > 0 && r.parameters.activatedPerToken < r.parameters.mainModel);
+  assert.deepEqual(r.dtypes, c.dtypes);
+  assert.equal(r.config.indexTopk, K);
+});
+
+test('inspect of an FP8 model leaves the block scales out of the parameter count', async () => {
+  writeRandomModel(fp8Model, { seed: 6, fp8: true, config: { hidden_size: 256, q_lora_rank: 128, kv_lora_rank: 128, index_head_dim: 128 } });
+  const text = await ok(['inspect', fp8Model]);
+  assert.match(text, /F8_E4M3: \d+ tensors/);
+  assert.match(text, /FP8 e4m3 blocks 128×128, scales ue8m0/);
+  const r = JSON.parse(await ok(['inspect', fp8Model, '--json'])) as { parameters: { mainModel: number }; dtypes: Record<string, { tensors: number }> };
+  const c = census(fp8Model);
+  assert.equal(r.parameters.mainModel, c.numel);
+  assert.ok(r.dtypes.F8_E4M3!.tensors > 0);
+  assert.deepEqual(r.dtypes, c.dtypes);
+});
