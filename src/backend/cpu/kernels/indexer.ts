@@ -4,7 +4,7 @@
  * The e4m3 products are exact in float64, so each q·k dot product is exact before the ReLU.
  */
 import { E4M3_TABLE } from '../../../numerics/e4m3.js';
-import { dot } from './linear.js';
+import { dot, dot4 } from './linear.js';
 
 export interface PageMap {
   table: Int32Array;
@@ -42,9 +42,30 @@ export function indexerScores(
   for (let i = 0; i < q8.length; i++) q[i] = E4M3_TABLE[q8[i]];
 
   const out = new Float32Array(rows * nKeys).fill(-Infinity);
+  const acc = new Float64Array(4);
   for (let t = 0; t < rows; t++) {
-    const last = Math.min(positions[t], nKeys - 1);
-    for (let s = 0; s <= last; s++) {
+    const count = Math.min(positions[t], nKeys - 1) + 1;
+    let s = 0;
+    // Four keys at a time share each query load.
+    for (; s + 4 <= count; s += 4) {
+      let a0 = 0;
+      let a1 = 0;
+      let a2 = 0;
+      let a3 = 0;
+      for (let h = 0; h < heads; h++) {
+        const wh = w[t * heads + h];
+        dot4(q, (t * heads + h) * dim, keys, s * dim, (s + 1) * dim, (s + 2) * dim, (s + 3) * dim, dim, acc);
+        if (acc[0] > 0) a0 += wh * acc[0];
+        if (acc[1] > 0) a1 += wh * acc[1];
+        if (acc[2] > 0) a2 += wh * acc[2];
+        if (acc[3] > 0) a3 += wh * acc[3];
+      }
+      out[t * nKeys + s] = ks[s] * Math.fround(a0);
+      out[t * nKeys + s + 1] = ks[s + 1] * Math.fround(a1);
+      out[t * nKeys + s + 2] = ks[s + 2] * Math.fround(a2);
+      out[t * nKeys + s + 3] = ks[s + 3] * Math.fround(a3);
+    }
+    for (; s < count; s++) {
       let score = 0;
       for (let h = 0; h < heads; h++) {
         const d = dot(q, (t * heads + h) * dim, keys, s * dim, dim);
