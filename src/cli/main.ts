@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The `dsa` command line: logits, generate, inspect. */
+/** The `dsa` command line: logits, generate, inspect, compare, random-model. */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { createBackend, BACKENDS, type BackendName } from '../backend/registry.js';
@@ -7,6 +7,8 @@ import { Model } from '../model/model.js';
 import { runLogits } from './logits.js';
 import { runGenerate } from './generate.js';
 import { runInspect } from './inspect.js';
+import { runCompare } from './compare.js';
+import { writeRandomModel } from '../model/random-model.js';
 
 function intArg(name: string, min: number) {
   return (value: string): number => {
@@ -121,6 +123,37 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON instead of text', false)
     .action((dir: string, o: { json: boolean }) => {
       process.stdout.write(runInspect(dir, o.json));
+    });
+
+  program
+    .command('compare')
+    .description('compare a `dsa logits` output with a reference (e.g. a fixture\'s expected.safetensors): logits, selections, routes, tokens')
+    .argument('<run>', 'safetensors written by `dsa logits`')
+    .argument('<ref>', 'reference safetensors in the same layout')
+    .option('--json', 'print JSON instead of text', false)
+    .action((run: string, ref: string, o: { json: boolean }) => {
+      process.stdout.write(runCompare(run, ref, o.json));
+    });
+
+  program
+    .command('random-model')
+    .description('write a small DeepSeek-V3.2 checkpoint with seeded random weights (config.json + model.safetensors)')
+    .requiredOption('--out <dir>', 'output directory')
+    .option('--seed <n>', 'random seed', intArg('--seed', 0), 1)
+    .option('--fp8', 'FP8 e4m3 block-quantized projections (as the real checkpoints)', false)
+    .option('--config <json>', 'config.json keys to override, as a JSON object (e.g. \'{"index_topk": 64}\')')
+    .action((o: { out: string; seed: number; fp8: boolean; config?: string }) => {
+      let overrides: Record<string, unknown> = {};
+      if (o.config !== undefined) {
+        try {
+          overrides = JSON.parse(o.config) as Record<string, unknown>;
+        } catch (e) {
+          throw new Error(`--config: not valid JSON (${(e as Error).message})`);
+        }
+        if (typeof overrides !== 'object' || overrides === null || Array.isArray(overrides)) throw new Error('--config: expected a JSON object');
+      }
+      writeRandomModel(o.out, { seed: o.seed, fp8: o.fp8, config: overrides });
+      process.stdout.write(`${o.out}\n`);
     });
 
   return program;

@@ -1,0 +1,17 @@
+/** dsa: DeepSeek Sparse Attention (DeepSeek-V3.2) in TypeScript — the library entry point. */
+export type { Backend, Tensor, Weight, HostWeight, DType, SeqPages, RouteOptions } from './backend/backend.js';
+export { CpuBackend } from './backend/cpu.js';
+export { createBackend, BACKENDS } from './backend/registry.js';
+export { Model, DEFAULT_CHUNK, type PrefillOptions, type LogitRows } from './model/model.js';
+export { KVCache, Sequence, PAGE_SIZE, CacheFullError } from './model/cache.js';
+export { loadConfig, parseConfig, ConfigError, type ModelConfig } from './model/config.js';
+export type { Forcing, Observer, StepOptions } from './model/step.js';
+export { ChoiceRecorder } from './model/record.js';
+export { Replay } from './model/replay.js';
+export { compareFiles, diffLogits, compareSets } from './model/compare.js';
+export { writeRandomModel, tinyConfigJson } from './model/random-model.js';
+export { Checkpoint } from './io/checkpoint.js';
+export { SafetensorsFile, SafetensorsError } from './io/safetensors.js';
+export { writeSafetensors } from './io/safetensors-writer.js';
+export { Sampler, Rng } from './generate/sampler.js';
+export * from './numerics/index.js';
