@@ -16,6 +16,16 @@ function actQuant(cfg: ModelConfig) {
   return cfg.quant ? cfg.quant.scaleFormat : null;
 }
 
+/**
+ * RoPE on the first d_r numbers of each vector, the Hadamard rotation, then FP8 with one scale per
+ * vector: x [T, n, d] → codes u8 [T·n, d] and scales f32 [T·n, 1].
+ */
+function rotateAndQuantize(b: Backend, cfg: ModelConfig, x: Tensor, ctx: StepContext): { q: Tensor; s: Tensor } {
+  const [t, n, d] = x.shape as [number, number, number];
+  const rotated = b.hadamard(b.rope(x, ctx.posT, ctx.cos, ctx.sin, 0, cfg.indexerRopeInterleave));
+  return b.quantFp8(b.reshape(rotated, [t * n, d]), d, cfg.indexerScaleFormat);
+}
+
 /** Computes this step's indexer keys and writes them (codes and scales) into the layer's cache. */
 export function writeIndexerKeys(
   b: Backend,
@@ -28,8 +38,7 @@ export function writeIndexerKeys(
   const t = ctx.positions.length;
   const d = cfg.indexHeadDim;
   const k = b.layerNorm(b.linear(x, w.wk, actQuant(cfg)), w.kNormWeight, w.kNormBias, 1e-6);
-  const kRot = b.hadamard(b.rope(b.reshape(k, [t, 1, d]), ctx.posT, ctx.cos, ctx.sin, 0, cfg.indexerRopeInterleave));
-  const { q, s } = b.quantFp8(b.reshape(kRot, [t, d]), d, cfg.indexerScaleFormat);
+  const { q, s } = rotateAndQuantize(b, cfg, b.reshape(k, [t, 1, d]), ctx);
   b.writeRows(cache.indexKeys, ctx.pages, ctx.posT, q, 0);
   b.writeRows(cache.indexScales, ctx.pages, ctx.posT, s, 0);
 }
@@ -48,8 +57,7 @@ export function indexerScores(
   const h = cfg.indexNHeads;
   const d = cfg.indexHeadDim;
   const q = b.reshape(b.linear(cq, w.wqB, actQuant(cfg)), [t, h, d]);
-  const qRot = b.hadamard(b.rope(q, ctx.posT, ctx.cos, ctx.sin, 0, cfg.indexerRopeInterleave));
-  const { q: q8, s: qScale } = b.quantFp8(b.reshape(qRot, [t * h, d]), d, cfg.indexerScaleFormat);
+  const { q: q8, s: qScale } = rotateAndQuantize(b, cfg, q, ctx);
   // Head weights, multiplied in the reference's order: ((proj · H^-0.5) · q_scale) · d^-0.5, float32.
   const proj = b.scale(b.linear(x, w.weightsProj, null), Math.fround(Math.pow(h, -0.5)));
   const weights = b.scale(b.mul(proj, b.reshape(qScale, [t, h])), Math.fround(Math.pow(d, -0.5)));

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../../src/cli/main.js';
+import { cli } from '../helpers/cli.js';
 import { writeRandomModel } from '../../src/model/random-model.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 
@@ -25,37 +25,6 @@ let L = 0;
 let firstDense = 0;
 let expertsPerTok = 0;
 let nExperts = 0;
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `main(argv)` with stdout and stderr captured. */
-async function cli(argv: string[]): Promise<CliResult> {
-  const outChunks: string[] = [];
-  const errChunks: string[] = [];
-  const capture = (sink: string[]) =>
-    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-      const cb = rest.find((x) => typeof x === 'function') as (() => void) | undefined;
-      cb?.();
-      return true;
-    }) as typeof process.stdout.write;
-  const ow = process.stdout.write;
-  const ew = process.stderr.write;
-  process.stdout.write = capture(outChunks);
-  process.stderr.write = capture(errChunks);
-  let code: number;
-  try {
-    code = await main(argv);
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-  }
-  return { code, stdout: outChunks.join(''), stderr: errChunks.join('') };
-}
 
 async function ok(argv: string[]): Promise<string> {
   const r = await cli(argv);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../../src/cli/main.js';
+import { cli } from '../helpers/cli.js';
 import { Model } from '../../src/model/model.js';
 import { CpuBackend } from '../../src/backend/cpu.js';
 import { writeRandomModel, tinyConfigJson } from '../../src/model/random-model.js';
@@ -32,37 +32,6 @@ before(async () => {
   const r = await cli(['logits', '--model', good, '--prompt-ids', promptFile, '--decode', '2', '--out', refOut]);
   assert.equal(r.code, 0, r.stderr);
 });
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `main(argv)` with stdout and stderr captured. */
-async function cli(argv: string[]): Promise<CliResult> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const capture = (sink: string[]) =>
-    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-      const cb = rest.find((x) => typeof x === 'function') as (() => void) | undefined;
-      cb?.();
-      return true;
-    }) as typeof process.stdout.write;
-  const ow = process.stdout.write;
-  const ew = process.stderr.write;
-  process.stdout.write = capture(out);
-  process.stderr.write = capture(err);
-  let code: number;
-  try {
-    code = await main(argv);
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-  }
-  return { code, stdout: out.join(''), stderr: err.join('') };
-}
 
 /** The CLI fails with exit code 1 and exactly one line `dsa: ...` containing every phrase. */
 async function cliFails(argv: string[], ...phrases: Array<string | RegExp>): Promise<string> {
