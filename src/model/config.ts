@@ -3,7 +3,7 @@
  * the camel-cased ModelConfig the rest of the code reads. Every problem is reported with the file
  * name and the key, in one error listing all problems found.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { ScaleFormat } from '../numerics/block-quant.js';
@@ -167,6 +167,8 @@ export function parseConfig(raw: unknown, file = 'config.json'): ModelConfig {
 /** Reads and validates DIR/config.json. */
 export function loadConfig(dir: string): ModelConfig {
   const file = join(dir, 'config.json');
+  if (!existsSync(dir)) throw new ConfigError(dir, ['model directory not found']);
+  if (!statSync(dir).isDirectory()) throw new ConfigError(dir, ['not a directory (expected a model directory with config.json and safetensors)']);
   if (!existsSync(file)) throw new ConfigError(file, ['file not found (a model directory needs a config.json)']);
   let raw: unknown;
   try {
