@@ -3,25 +3,29 @@
  * the other backends and faster kernels are compared with.
  */
 import {
+  latentDType,
+  latentRowWidth,
   numel,
   ShapeError,
   type Backend,
   type DType,
   type HostArray,
   type HostWeight,
+  type LatentFormat,
   type RouteOptions,
   type ScaleFormat,
   type SeqPages,
   type Tensor,
   type Weight,
 } from './backend.js';
-import { allocate, cpu, CpuTensor, dtypeOf, expectShape, f32, i32, rowsCols, sameShape, u8 } from './cpu/tensor.js';
+import { allocate, bf16, cpu, CpuTensor, dtypeOf, expectShape, f32, i32, rowsCols, sameShape, u8 } from './cpu/tensor.js';
 import { CpuWeight, decodeRow } from './cpu/weight.js';
 import * as ew from './cpu/kernels/elementwise.js';
 import { headMatmul, linearFp8, linearPlain } from './cpu/kernels/linear.js';
 import { indexerScores, slotOf, type PageMap } from './cpu/kernels/indexer.js';
-import { topkRows } from './cpu/kernels/topk.js';
+import { topkRowsRadix } from './cpu/kernels/topk-radix.js';
 import { mlaAttention } from './cpu/kernels/mla-attention.js';
+import { packLatent, type LatentData } from './cpu/kernels/latent.js';
 import { moeExperts, moeRoute } from './cpu/kernels/moe.js';
 
 function weightOf(w: Weight, op: string): CpuWeight {
@@ -203,6 +207,19 @@ export class CpuBackend implements Backend {
       d.data.set(s.data.subarray(r * n, (r + 1) * n), slot * width + colOffset);
     }
   }
+  packLatent(ckv: Tensor, kPe: Tensor, format: LatentFormat): Tensor {
+    const [rows, r] = rowsCols(ckv);
+    const [kRows, dr] = rowsCols(kPe);
+    if (kRows !== rows) throw new ShapeError('packLatent', `${rows} c_kv rows but ${kRows} k_rope rows`);
+    let width: number;
+    try {
+      width = latentRowWidth(format, r, dr);
+    } catch (e) {
+      throw new ShapeError('packLatent', (e as Error).message);
+    }
+    const packed = packLatent(f32(ckv, 'packLatent'), f32(kPe, 'packLatent'), rows, r, dr, format);
+    return new CpuTensor([rows, width], latentDType(format), packed.data);
+  }
 
   // ---- DSA ----
   indexerScores(q8: Tensor, w: Tensor, kCache: Tensor, kScale: Tensor, pages: SeqPages, nKeys: number, positions: Tensor): Tensor {
@@ -220,7 +237,7 @@ export class CpuBackend implements Backend {
   topk(scores: Tensor, k: number, positions: Tensor): Tensor {
     const [rows, n] = rowsCols(scores);
     expectShape('topk', 'positions', positions, [rows]);
-    return this.t([rows, Math.min(k, n)], topkRows(f32(scores, 'topk'), rows, n, k, i32(positions, 'topk')));
+    return this.t([rows, Math.min(k, n)], topkRowsRadix(f32(scores, 'topk'), rows, n, k, i32(positions, 'topk')));
   }
   mlaAttention(qLat: Tensor, qPe: Tensor, latent: Tensor, pages: SeqPages, positions: Tensor, indices: Tensor | null, scale: number): Tensor {
     if (qLat.shape.length !== 3 || qPe.shape.length !== 3) throw new ShapeError('mlaAttention', 'expects qLat [T, H, r] and qPe [T, H, dr]');
@@ -228,12 +245,30 @@ export class CpuBackend implements Backend {
     const dr = qPe.shape[2]!;
     expectShape('mlaAttention', 'qPe', qPe, [rows, heads, dr]);
     expectShape('mlaAttention', 'positions', positions, [rows]);
-    if (latent.shape[1] !== r + dr) throw new ShapeError('mlaAttention', `latent rows have ${latent.shape[1]} values, expected ${r + dr}`);
+    const format: LatentFormat = latent.dtype === 'f32' ? 'f32' : latent.dtype === 'bf16' ? 'bf16' : 'fp8';
+    if (latent.dtype !== 'f32' && latent.dtype !== 'bf16' && latent.dtype !== 'u8') {
+      throw new ShapeError('mlaAttention', `the latent cache must be f32, bf16 or u8 (fp8 rows), got ${latent.dtype}`);
+    }
+    let latentWidth: number;
+    try {
+      latentWidth = latentRowWidth(format, r, dr);
+    } catch (e) {
+      throw new ShapeError('mlaAttention', (e as Error).message);
+    }
+    if (latent.shape.length !== 2 || latent.shape[1] !== latentWidth) {
+      throw new ShapeError('mlaAttention', `${format} latent rows have ${latent.shape[1]} ${format === 'fp8' ? 'bytes' : 'values'}, expected ${latentWidth} (r ${r}, dr ${dr})`);
+    }
+    const data: LatentData =
+      format === 'f32'
+        ? { format, data: f32(latent, 'mlaAttention') }
+        : format === 'bf16'
+          ? { format, data: bf16(latent, 'mlaAttention') }
+          : { format, data: u8(latent, 'mlaAttention') };
     if (indices && indices.shape[0] !== rows) throw new ShapeError('mlaAttention', `indices have ${indices.shape[0]} rows, queries ${rows}`);
     const idx = indices ? i32(indices, 'mlaAttention') : null;
     const width = indices ? indices.shape[1]! : 0;
     const out = mlaAttention(
-      f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), f32(latent, 'mlaAttention'), this.pageMap(pages),
+      f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), data, latentWidth, this.pageMap(pages),
       i32(positions, 'mlaAttention'), idx, width, { rows, heads, r, dr }, scale,
     );
     return this.t([rows, heads, r], out);

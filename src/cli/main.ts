@@ -9,6 +9,7 @@ import { runGenerate } from './generate.js';
 import { runInspect } from './inspect.js';
 import { runCompare } from './compare.js';
 import { writeRandomModel } from '../model/random-model.js';
+import { benchTopkCommand } from '../bench/topk.js';
 
 function intArg(name: string, min: number) {
   return (value: string): number => {
@@ -154,6 +155,20 @@ export function buildProgram(): Command {
       }
       writeRandomModel(o.out, { seed: o.seed, fp8: o.fp8, config: overrides });
       process.stdout.write(`${o.out}\n`);
+    });
+
+  const bench = program.command('bench').description('benchmarks: print their setup and numbers');
+  bench
+    .command('topk')
+    .description('CPU top-k selection per row: quickselect (reference) against radix selection')
+    .option('--keys <n>', 'keys per row (S)', intArg('--keys', 1), 131072)
+    .option('--k <n>', 'keys selected per row', intArg('--k', 1), 2048)
+    .option('--rows <n>', 'rows per timed call', intArg('--rows', 1), 4)
+    .option('--runs <n>', 'timed runs', intArg('--runs', 1), 9)
+    .option('--seed <n>', 'random seed', intArg('--seed', 0), 1)
+    .option('--json <file>', 'also write all numbers as JSON')
+    .action(async (o: { keys: number; k: number; rows: number; runs: number; seed: number; json?: string }) => {
+      await benchTopkCommand({ nKeys: o.keys, k: o.k, rows: o.rows, runs: o.runs, seed: o.seed, json: o.json });
     });
 
   return program;
