@@ -12,9 +12,46 @@
 import type { ScaleFormat } from '../numerics/block-quant.js';
 
 export type { ScaleFormat };
-export type DType = 'f32' | 'i32' | 'u8';
+/** Element types. 'bf16' tensors hold bfloat16 bit patterns (a Uint16Array on the host). */
+export type DType = 'f32' | 'i32' | 'u8' | 'bf16';
 
-export type HostArray = Float32Array | Int32Array | Uint8Array;
+export type HostArray = Float32Array | Int32Array | Uint8Array | Uint16Array;
+
+/**
+ * How the MLA latent cache stores one token's entry [c_kv (r) | k_rope (dr)]:
+ * - 'f32': f32 [slots, r + dr], the reference numerics;
+ * - 'bf16': bf16 [slots, r + dr] (round to nearest even), what the DeepSeek demo and vLLM keep;
+ * - 'fp8': u8 [slots, r + 4·r/128 + 2·dr], FlashMLA's layout (656 B at r 512, dr 64): r e4m3 codes of
+ *   c_kv, then r/128 little-endian float32 scales (one per 128 values, powers of two: ue8m0, from
+ *   the block's amax as in the activation quantizer), then dr little-endian bf16 values of k_rope.
+ *   Requires r to be a multiple of 128.
+ */
+export type LatentFormat = 'f32' | 'bf16' | 'fp8';
+
+export const LATENT_FORMATS: readonly LatentFormat[] = ['f32', 'bf16', 'fp8'];
+
+/** Values of c_kv per float32 scale in the 'fp8' latent format. */
+export const LATENT_FP8_BLOCK = 128;
+
+/** The dtype of a latent cache tensor in `format`. */
+export function latentDType(format: LatentFormat): DType {
+  return format === 'f32' ? 'f32' : format === 'bf16' ? 'bf16' : 'u8';
+}
+
+/** Elements per row of a latent cache tensor in `format` (bytes, for 'fp8'). Throws if 'fp8' and r % 128 ≠ 0. */
+export function latentRowWidth(format: LatentFormat, r: number, dr: number): number {
+  if (format !== 'fp8') return r + dr;
+  if (!(r > 0 && r % LATENT_FP8_BLOCK === 0)) {
+    throw new RangeError(`the fp8 latent cache needs kv_lora_rank to be a multiple of ${LATENT_FP8_BLOCK}, got ${r}`);
+  }
+  return r + (4 * r) / LATENT_FP8_BLOCK + 2 * dr;
+}
+
+/** Bytes per row (one token, one layer) of a latent cache in `format`. */
+export function latentRowBytes(format: LatentFormat, r: number, dr: number): number {
+  const width = latentRowWidth(format, r, dr);
+  return format === 'f32' ? 4 * width : format === 'bf16' ? 2 * width : width;
+}
 
 export interface Tensor {
   readonly shape: readonly number[];
@@ -119,8 +156,15 @@ export interface Backend {
   dequantFp8(q: Tensor, s: Tensor, block: number): Tensor;
 
   // ---- cache ----
-  /** dst[slot(positions[t]), colOffset : colOffset + n] = src[t, :] for src [T, n] (dst and src of one dtype). */
+  /** dst[slot(positions[t]), colOffset : colOffset + n] = src[t, :] for src [T, n] (dst and src of one dtype, any dtype). */
   writeRows(dst: Tensor, pages: SeqPages, positions: Tensor, src: Tensor, colOffset: number): void;
+  /**
+   * Latent cache rows from c_kv f32 [T, r] and k_rope f32 [T, dr], in `format` (see LatentFormat):
+   * 'f32' → f32 [T, r + dr] (the values unchanged); 'bf16' → bf16 [T, r + dr] (round to nearest
+   * even); 'fp8' → u8 [T, r + 4·r/128 + 2·dr] (c_kv quantized per 128-block with ue8m0 scales,
+   * bit-exact with the activation quantizer; k_rope as bf16). Ready for `writeRows`.
+   */
+  packLatent(ckv: Tensor, kPe: Tensor, format: LatentFormat): Tensor;
 
   // ---- DSA ----
   /**
@@ -137,9 +181,12 @@ export interface Backend {
   /**
    * MLA in MQA (absorbed) form for one sequence: query t of head h scores cached entry s as
    * (qLat[t,h] · latent[s, :r] + qPe[t,h] · latent[s, r:]) · scale, softmax over the attended
-   * entries, and returns Σ p · latent[s, :r]: f32 [T, H, r]. qLat [T, H, r], qPe [T, H, dr],
-   * latent [slots, r + dr]. With indices (i32 [T, K], −1 = none) only those entries are attended
-   * (sparse: O(K) per query); without, every position 0..positions[t] (dense causal).
+   * entries, and returns Σ p · latent[s, :r]: f32 [T, H, r]. qLat [T, H, r], qPe [T, H, dr].
+   * The latent cache may be in any LatentFormat, told apart by its dtype (r from qLat, dr from qPe):
+   * f32 or bf16 [slots, r + dr], or u8 [slots, latentRowWidth('fp8', r, dr)]; bf16 and fp8 rows are
+   * decoded to float32 values (e4m3 · scale, bf16) before use. With indices (i32 [T, K], −1 = none)
+   * only those entries are attended (sparse: O(K) per query); without, every position
+   * 0..positions[t] (dense causal).
    */
   mlaAttention(
     qLat: Tensor,

@@ -19,12 +19,14 @@ export function allocate(shape: readonly number[], dtype: DType): HostArray {
   const n = numel(shape);
   if (dtype === 'f32') return new Float32Array(n);
   if (dtype === 'i32') return new Int32Array(n);
+  if (dtype === 'bf16') return new Uint16Array(n);
   return new Uint8Array(n);
 }
 
 export function dtypeOf(data: HostArray): DType {
   if (data instanceof Float32Array) return 'f32';
   if (data instanceof Int32Array) return 'i32';
+  if (data instanceof Uint16Array) return 'bf16';
   return 'u8';
 }
 
@@ -45,6 +47,11 @@ export function i32(t: Tensor, op: string): Int32Array {
 
 export function u8(t: Tensor, op: string): Uint8Array {
   return cpu(t, op, 'u8').data as Uint8Array;
+}
+
+/** bf16 bit patterns. */
+export function bf16(t: Tensor, op: string): Uint16Array {
+  return cpu(t, op, 'bf16').data as Uint16Array;
 }
 
 /** The size of the last dimension, and the number of rows before it. */
