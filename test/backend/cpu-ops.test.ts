@@ -18,7 +18,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Backend, HostArray, HostWeight, RouteOptions, ScaleFormat, SeqPages, Tensor } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu.js';
-import { actQuant, quantizeBlockWeight } from '../../src/numerics/block-quant.js';
+import { actQuant, actQuantRow, quantizeBlockWeight } from '../../src/numerics/block-quant.js';
 
 // ================================================================================================
 // Backends under test
@@ -403,9 +403,9 @@ async function readAll(b: Backend, ...ts: Tensor[]): Promise<HostArray[]> {
   return out;
 }
 
-const DTYPE_CODE = { f32: 0, i32: 1, u8: 2 } as const;
+const DTYPE_CODE = { f32: 0, i32: 1, u8: 2, bf16: 3 } as const;
 function arrayKind(a: HostArray): number {
-  return a instanceof Float32Array ? 0 : a instanceof Int32Array ? 1 : a instanceof Uint8Array ? 2 : -1;
+  return a instanceof Float32Array ? 0 : a instanceof Int32Array ? 1 : a instanceof Uint8Array ? 2 : a instanceof Uint16Array ? 3 : -1;
 }
 /** A tensor's metadata as numbers: [dtype code, size, ...shape]. */
 function meta(t: Tensor): number[] {
@@ -1188,6 +1188,228 @@ function topkCase(name: string, scores: Float32Array, T: number, S: number, k: n
   errorCases.push({
     name: 'mlaAttention: a selected future position throws',
     run: (b) => runMla(b, future, K),
+    error: /mlaAttention/,
+  });
+}
+
+// ---- latent cache formats (packLatent, bf16 tensors, mlaAttention over bf16 / fp8 caches) ----------
+
+/** float32 value → bf16 bits, round to nearest even, by comparing the two neighbouring bf16 values. */
+function refBf16Encode(x: number): number {
+  const f = fr(x);
+  const dv = new DataView(new ArrayBuffer(4));
+  dv.setFloat32(0, f);
+  const lo = dv.getUint32(0) >>> 16; // truncation toward zero
+  const hi = lo + 1; // next bf16 away from zero (same sign)
+  const dLo = Math.abs(f - refBf16(lo));
+  const dHi = Math.abs(refBf16(hi) - f);
+  if (dLo < dHi) return lo;
+  if (dHi < dLo) return hi;
+  return (lo & 1) === 0 ? lo : hi;
+}
+
+/**
+ * Reference packer for one latent row (see LatentFormat in backend.ts): f32 → the values; bf16 →
+ * RNE bits; fp8 → bytes: r e4m3 codes (128-blocks, ue8m0 scales, as numerics' actQuantRow), r/128
+ * little-endian float32 scales, dr little-endian bf16 k_rope values.
+ */
+function refPackRow(ckv: Float32Array, kPe: Float32Array, format: 'f32' | 'bf16' | 'fp8'): number[] {
+  const r = ckv.length;
+  if (format === 'f32') return [...ckv, ...kPe];
+  if (format === 'bf16') return [...ckv, ...kPe].map(refBf16Encode);
+  const { q, s } = refActQuant(ckv, 1, r, 128, 'ue8m0');
+  const q2 = new Uint8Array(r);
+  const s2 = new Float32Array(r / 128);
+  actQuantRow(ckv, 0, r, 128, 'ue8m0', q2, 0, s2, 0);
+  assert.deepEqual(Array.from(q), Array.from(q2), 'naive and numerics quantizers agree on the codes');
+  assert.deepEqual(Array.from(s), Array.from(s2), 'naive and numerics quantizers agree on the scales');
+  const out = new Uint8Array(r + 4 * s.length + 2 * kPe.length);
+  const dv = new DataView(out.buffer);
+  out.set(q, 0);
+  s.forEach((v, b) => {
+    assert.equal(2 ** Math.round(Math.log2(v)), v, `scale ${v} is a power of two`);
+    dv.setFloat32(r + 4 * b, v, true);
+  });
+  kPe.forEach((v, c) => dv.setUint16(r + 4 * s.length + 2 * c, refBf16Encode(v), true));
+  return Array.from(out);
+}
+
+/** The float32 values [c_kv | k_rope] a packed row stands for. */
+function refUnpackRow(row: ArrayLike<number>, format: 'f32' | 'bf16' | 'fp8', r: number, dr: number): number[] {
+  if (format === 'f32') return Array.from(row);
+  if (format === 'bf16') return Array.from(row, refBf16);
+  const bytes = Uint8Array.from(row);
+  const dv = new DataView(bytes.buffer);
+  const out: number[] = [];
+  for (let c = 0; c < r; c++) out.push(refE4m3(bytes[c]!) * dv.getFloat32(r + 4 * Math.floor(c / 128), true));
+  for (let c = 0; c < dr; c++) out.push(refBf16(dv.getUint16(r + (4 * r) / 128 + 2 * c, true)));
+  return out;
+}
+
+{
+  const r = new Rng(1313);
+  // bf16 tensors through the memory and shape ops: bit patterns are kept.
+  const bits = randomBf16(r, 24);
+  const table = [1, 0];
+  const pageSize = 4;
+  cases.push({
+    name: 'bf16 tensors: upload/read, zeros, reshape, sliceLast, gatherRows and writeRows keep the bit patterns',
+    async run(b) {
+      const t = b.upload(bits, [4, 6]);
+      const z = b.zeros([3, 2], 'bf16');
+      const v = b.reshape(t, [6, 4]);
+      const s = b.sliceLast(t, 2, 3);
+      const g = b.gatherRows(t, b.upload(Int32Array.of(3, 0, 3), [3]));
+      const dst = b.zeros([8, 6], 'bf16');
+      b.writeRows(dst, pagesOf(b, table, pageSize), b.upload(Int32Array.of(5, 0), [2]), b.upload(bits.subarray(0, 8), [2, 4]), 1);
+      const out = await readAll(b, t, z, v, s, g, dst);
+      return [...out, [...meta(t), ...meta(z), ...meta(v), ...meta(s), ...meta(g), ...meta(dst)], out.map(arrayKind)];
+    },
+    reference() {
+      const slice: number[] = [];
+      for (let row = 0; row < 4; row++) slice.push(...bits.subarray(row * 6 + 2, row * 6 + 5));
+      const gathered = [...bits.subarray(18, 24), ...bits.subarray(0, 6), ...bits.subarray(18, 24)];
+      const dst = new Array<number>(48).fill(0);
+      dst.splice(refSlot(table, pageSize, 5) * 6 + 1, 4, ...bits.subarray(0, 4));
+      dst.splice(refSlot(table, pageSize, 0) * 6 + 1, 4, ...bits.subarray(4, 8));
+      const m = [3, 24, 4, 6, 3, 6, 3, 2, 3, 24, 6, 4, 3, 12, 4, 3, 3, 18, 3, 6, 3, 48, 8, 6];
+      return [bits, new Array(6).fill(0), bits, slice, gathered, dst, m, [3, 3, 3, 3, 3, 3]];
+    },
+    tol: TOL.exact,
+  });
+
+  // packLatent: T rows of c_kv [T, 256] (two 128-blocks) and k_rope [T, 8].
+  const T = 5;
+  const rk = 256;
+  const dr = 8;
+  const ckv = r.normals(T * rk, 1.5);
+  for (let j = 0; j < 128; j++) ckv[1 * rk + j] = 0; // row 1, block 0: all zero (amax floor)
+  for (let j = 128; j < 256; j++) ckv[2 * rk + j]! *= 300; // row 2, block 1: large values
+  for (let j = 0; j < rk; j++) ckv[3 * rk + j]! *= 1e-3; // row 3: small values
+  ckv[4 * rk + 7] = 448 * 2 ** -3; // row 4: amax exactly a power of two times 448
+  const kPe = r.normals(T * dr, 2);
+  kPe[0] = fr(1 + 2 ** -8); // exactly halfway between two bf16 values: ties to even (down)
+  kPe[1] = fr(1 + 3 * 2 ** -8); // halfway, ties to even (up)
+  const widthOf = { f32: rk + dr, bf16: rk + dr, fp8: rk + 4 * (rk / 128) + 2 * dr } as const;
+  const dtypeCode = { f32: 0, bf16: 3, fp8: 2 } as const;
+  for (const format of ['f32', 'bf16', 'fp8'] as const) {
+    cases.push({
+      name: `packLatent '${format}': ${format === 'fp8' ? 'e4m3 codes, power-of-two scales (bit-exact vs actQuantRow ue8m0) and bf16 k_rope bytes' : format === 'bf16' ? 'bf16 bits, round to nearest even' : 'c_kv then k_rope'}`,
+      async run(b) {
+        const t = b.packLatent(b.upload(ckv, [T, rk]), b.upload(kPe, [T, dr]), format);
+        const [rt] = await readAll(b, t);
+        return [rt!, meta(t)];
+      },
+      reference() {
+        const rows: number[] = [];
+        for (let t = 0; t < T; t++) rows.push(...refPackRow(ckv.subarray(t * rk, (t + 1) * rk), kPe.subarray(t * dr, (t + 1) * dr), format));
+        const w = widthOf[format];
+        return [rows, [dtypeCode[format], T * w, T, w]];
+      },
+      tol: TOL.exact,
+    });
+  }
+  errorCases.push({
+    name: "packLatent 'fp8': r not a multiple of 128 throws",
+    run: async (b) => b.read(b.packLatent(b.upload(new Float32Array(2 * 96), [2, 96]), b.upload(new Float32Array(16), [2, 8]), 'fp8')),
+    error: /packLatent.*128/,
+  });
+}
+
+{
+  const r = new Rng(1414);
+  const T = 5;
+  const H = 3;
+  const rk = 256;
+  const dr = 16;
+  const table = [2, 0, 5, 3];
+  const pageSize = 4;
+  const slots = 24;
+  const nKeys = 14;
+  const positions = Int32Array.of(13, 2, 7, 0, 10);
+  const scale = 0.05;
+  const qLat = r.normals(T * H * rk);
+  const qPe = r.normals(T * H * dr);
+  const ckv = r.normals(nKeys * rk, 1.5);
+  const kPe = r.normals(nKeys * dr, 2);
+  const K = 6;
+  const idx = new Int32Array(T * K).fill(-1);
+  const sizes = [5, 3, 6, 1, 4];
+  for (let t = 0; t < T; t++) {
+    r.shuffle(Array.from({ length: positions[t]! + 1 }, (_, s) => s))
+      .slice(0, sizes[t]!)
+      .forEach((s, j) => (idx[t * K + j] = s));
+  }
+  for (const format of ['bf16', 'fp8'] as const) {
+    const width = format === 'bf16' ? rk + dr : rk + 4 * (rk / 128) + 2 * dr;
+    // The cache as packed rows; unused slots hold NaN patterns (bf16 0x7fc0; fp8 codes and scales 0x7f…).
+    const cache = format === 'bf16' ? new Uint16Array(slots * width).fill(0x7fc0) : new Uint8Array(slots * width).fill(0x7f);
+    const logical: number[][] = [];
+    for (let s = 0; s < nKeys; s++) {
+      const row = refPackRow(ckv.subarray(s * rk, (s + 1) * rk), kPe.subarray(s * dr, (s + 1) * dr), format);
+      cache.set(row, refSlot(table, pageSize, s) * width);
+      logical.push(refUnpackRow(row, format, rk, dr));
+    }
+    /** The f32 attention reference over the decoded rows. */
+    const refMla = (attended: (t: number) => number[]): Float64Array => {
+      const out = new Float64Array(T * H * rk);
+      for (let t = 0; t < T; t++) {
+        const set = attended(t);
+        for (let h = 0; h < H; h++) {
+          const q = [...qLat.subarray((t * H + h) * rk, (t * H + h + 1) * rk), ...qPe.subarray((t * H + h) * dr, (t * H + h + 1) * dr)];
+          const logits = set.map((s) => logical[s]!.reduce((acc, v, j) => acc + v * q[j]!, 0) * scale);
+          const mx = Math.max(...logits);
+          const e = logits.map((l) => Math.exp(l - mx));
+          const z = e.reduce((a, b) => a + b, 0);
+          for (let c = 0; c < rk; c++) {
+            let o = 0;
+            for (let j = 0; j < set.length; j++) o += (e[j]! / z) * logical[set[j]!]![c]!;
+            out[(t * H + h) * rk + c] = o;
+          }
+        }
+      }
+      return out;
+    };
+    const run = async (b: Backend, sparse: boolean): Promise<Arr[]> => {
+      const out = b.mlaAttention(
+        b.upload(qLat, [T, H, rk]),
+        b.upload(qPe, [T, H, dr]),
+        b.upload(cache, [slots, width]),
+        pagesOf(b, table, pageSize),
+        b.upload(positions, [T]),
+        sparse ? b.upload(idx, [T, K]) : null,
+        scale,
+      );
+      const [ro] = await readAll(b, out);
+      return [ro!, out.shape];
+    };
+    cases.push({
+      name: `mlaAttention over a ${format} latent cache, dense causal: the decoded rows' f32 attention`,
+      run: (b) => run(b, false),
+      reference: () => [refMla((t) => Array.from({ length: positions[t]! + 1 }, (_, s) => s)), [T, H, rk]],
+      tol: [TOL.attention, TOL.exact],
+    });
+    cases.push({
+      name: `mlaAttention over a ${format} latent cache, sparse indices with −1 padding`,
+      run: (b) => run(b, true),
+      reference: () => [refMla((t) => Array.from(idx.subarray(t * K, (t + 1) * K)).filter((s) => s >= 0)), [T, H, rk]],
+      tol: [TOL.attention, TOL.exact],
+    });
+  }
+  errorCases.push({
+    name: 'mlaAttention: a u8 (fp8) latent cache with the wrong row width throws',
+    run: async (b) =>
+      b.read(
+        b.mlaAttention(
+          b.upload(qLat, [T, H, rk]),
+          b.upload(qPe, [T, H, dr]),
+          b.zeros([slots, rk + dr], 'u8'),
+          pagesOf(b, table, pageSize),
+          b.upload(positions, [T]),
+          null,
+          scale,
+        ),
+      ),
     error: /mlaAttention/,
   });
 }
