@@ -1,5 +1,6 @@
 /** dsa: DeepSeek Sparse Attention (DeepSeek-V3.2) in TypeScript — the library entry point. */
-export type { Backend, Tensor, Weight, HostWeight, DType, SeqPages, RouteOptions } from './backend/backend.js';
+export type { Backend, Tensor, Weight, HostWeight, DType, SeqPages, RouteOptions, LatentFormat } from './backend/backend.js';
+export { LATENT_FORMATS, latentRowWidth, latentRowBytes } from './backend/backend.js';
 export { CpuBackend } from './backend/cpu.js';
 export { createBackend, BACKENDS } from './backend/registry.js';
 export { Model, DEFAULT_CHUNK, type PrefillOptions, type LogitRows } from './model/model.js';

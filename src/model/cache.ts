@@ -1,10 +1,11 @@
 /**
  * The DSA cache: per layer, the MLA latent of every token (c_kv and the roped k_rope: r + d_r
- * float32 values, never per-head keys and values) and the lightning indexer's FP8 keys with one
- * float32 scale each. Storage is a pool of fixed-size pages (64 tokens) shared by sequences; a
- * sequence grows page by page as tokens arrive, through its block table.
+ * values, never per-head keys and values) in one of three formats ('f32', 'bf16', or FlashMLA's
+ * 'fp8' layout: see LatentFormat), and the lightning indexer's FP8 keys with one float32 scale
+ * each. Storage is a pool of fixed-size pages (64 tokens) shared by sequences; a sequence grows
+ * page by page as tokens arrive, through its block table.
  */
-import type { Backend, SeqPages, Tensor } from '../backend/backend.js';
+import { latentDType, latentRowBytes, latentRowWidth, type Backend, type LatentFormat, type SeqPages, type Tensor } from '../backend/backend.js';
 import type { ModelConfig } from './config.js';
 
 export const PAGE_SIZE = 64;
@@ -17,11 +18,16 @@ export class CacheFullError extends Error {
 }
 
 export interface LayerCache {
-  /** f32 [slots, r + d_r]: c_kv (normalized) then k_rope (rotated). */
+  /** The format of `latent` and `latentPrefill`. */
+  format: LatentFormat;
+  /**
+   * c_kv (normalized) then k_rope (rotated), one row per slot in `format`: f32 or bf16
+   * [slots, r + d_r], or u8 [slots, r + 4·r/128 + 2·d_r] for 'fp8'.
+   */
   latent: Tensor;
   /**
-   * f32 [slots, r + d_r], only for FP8 kv_b_proj: c_kv as the reference's prefill sees it (act-quantized
-   * to e4m3 and back, since its MHA path runs c_kv through the FP8 kv_b_proj), then k_rope.
+   * Same format, only for FP8 kv_b_proj: c_kv as the reference's prefill sees it (act-quantized to
+   * e4m3 and back, since its MHA path runs c_kv through the FP8 kv_b_proj), then k_rope.
    */
   latentPrefill: Tensor | null;
   /** u8 [slots, d_I]: e4m3 codes of the indexer key. */
@@ -35,6 +41,8 @@ export interface CacheOptions {
   capacity: number;
   /** Keep the prefill copy of the latent (needed when kv_b_proj is FP8). */
   prefillLatent: boolean;
+  /** How the latent is stored (default 'f32', the reference numerics). 'fp8' needs r % 128 = 0. */
+  latentFormat?: LatentFormat;
 }
 
 /** A pool of cache pages for every layer. */
@@ -42,6 +50,7 @@ export class KVCache {
   readonly pageSize = PAGE_SIZE;
   readonly numPages: number;
   readonly layers: LayerCache[];
+  readonly latentFormat: LatentFormat;
   private readonly free: number[];
 
   constructor(
@@ -52,12 +61,15 @@ export class KVCache {
     if (!(opts.capacity > 0)) throw new RangeError(`cache capacity must be positive, got ${opts.capacity}`);
     this.numPages = Math.ceil(opts.capacity / PAGE_SIZE);
     const slots = this.numPages * PAGE_SIZE;
-    const row = config.kvLoraRank + config.qkRopeHeadDim;
+    const format = (this.latentFormat = opts.latentFormat ?? 'f32');
+    const row = latentRowWidth(format, config.kvLoraRank, config.qkRopeHeadDim);
+    const dtype = latentDType(format);
     this.layers = [];
     for (let l = 0; l < config.numLayers; l++) {
       this.layers.push({
-        latent: backend.zeros([slots, row], 'f32'),
-        latentPrefill: opts.prefillLatent ? backend.zeros([slots, row], 'f32') : null,
+        format,
+        latent: backend.zeros([slots, row], dtype),
+        latentPrefill: opts.prefillLatent ? backend.zeros([slots, row], dtype) : null,
         indexKeys: backend.zeros([slots, config.indexHeadDim], 'u8'),
         indexScales: backend.zeros([slots, 1], 'f32'),
       });
@@ -70,10 +82,10 @@ export class KVCache {
     return this.free.length;
   }
 
-  /** Bytes per token and layer of what this cache stores. */
+  /** Bytes per token and layer of what this cache stores (latent rows, their prefill copy if any, indexer key and scale). */
   bytesPerTokenLayer(): number {
     const c = this.config;
-    const latent = (c.kvLoraRank + c.qkRopeHeadDim) * 4;
+    const latent = latentRowBytes(this.latentFormat, c.kvLoraRank, c.qkRopeHeadDim);
     return latent * (this.layers[0]?.latentPrefill ? 2 : 1) + c.indexHeadDim + 4;
   }
 

@@ -31,17 +31,15 @@ export function attention(
   const qNope = b.sliceLast(q, 0, dn);
   const qPe = b.rope(b.sliceLast(q, dn, dr), ctx.posT, ctx.cos, ctx.sin, 0, true);
 
-  // The latent entry [c_kv | k_rope] of each new token goes to the cache.
+  // The latent entry [c_kv | k_rope] of each new token goes to the cache, packed in its format.
   const kv = b.linear(x, w.kvA, aq);
   const ckv = b.rmsNorm(b.sliceLast(kv, 0, r), w.kvANorm, cfg.rmsNormEps);
   const kPe = b.reshape(b.rope(b.reshape(b.sliceLast(kv, r, dr), [t, 1, dr]), ctx.posT, ctx.cos, ctx.sin, 0, true), [t, dr]);
-  b.writeRows(cache.latent, ctx.pages, ctx.posT, ckv, 0);
-  b.writeRows(cache.latent, ctx.pages, ctx.posT, kPe, r);
+  b.writeRows(cache.latent, ctx.pages, ctx.posT, b.packLatent(ckv, kPe, cache.format), 0);
   if (cache.latentPrefill) {
     // What the reference's prefill feeds its FP8 kv_b_proj: c_kv act-quantized in 128-blocks.
     const { q: c8, s: cs } = b.quantFp8(ckv, 128, aq ?? 'none');
-    b.writeRows(cache.latentPrefill, ctx.pages, ctx.posT, b.dequantFp8(c8, cs, 128), 0);
-    b.writeRows(cache.latentPrefill, ctx.pages, ctx.posT, kPe, r);
+    b.writeRows(cache.latentPrefill, ctx.pages, ctx.posT, b.packLatent(b.dequantFp8(c8, cs, 128), kPe, cache.format), 0);
   }
 
   // Lightning indexer → top-k selection (keys are cached even when no scores are needed).

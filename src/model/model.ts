@@ -3,7 +3,7 @@
  * DSA → residual → RMSNorm → MLP or MoE → residual) → RMSNorm → lm_head. The model calls only
  * Backend operations. Prompts are processed in chunks of query rows, so no L×L matrix is built.
  */
-import type { Backend, Tensor } from '../backend/backend.js';
+import type { Backend, LatentFormat, Tensor } from '../backend/backend.js';
 import { Checkpoint } from '../io/checkpoint.js';
 import { KVCache, type Sequence } from './cache.js';
 import { loadConfig, type ModelConfig } from './config.js';
@@ -52,10 +52,13 @@ export class Model {
     }
   }
 
-  /** A cache pool for `capacity` tokens in all. */
-  createCache(capacity: number): KVCache {
+  /**
+   * A cache pool for `capacity` tokens in all, its latent stored as `latentFormat` (default 'f32',
+   * the reference numerics; 'bf16' halves it, 'fp8' is FlashMLA's 656-byte layout at full size).
+   */
+  createCache(capacity: number, opts: { latentFormat?: LatentFormat } = {}): KVCache {
     const prefillLatent = this.weights.layers.some((l) => l.attn.kvBIsFp8);
-    return new KVCache(this.backend, this.config, { capacity, prefillLatent });
+    return new KVCache(this.backend, this.config, { capacity, prefillLatent, latentFormat: opts.latentFormat });
   }
 
   private ropeFor(end: number): { cos: Tensor; sin: Tensor } {
