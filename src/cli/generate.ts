@@ -1,4 +1,5 @@
 /** `dsa generate`: prefill the prompt, then sample new tokens one decode step at a time. */
+import type { LatentFormat } from '../backend/backend.js';
 import { Sampler } from '../generate/sampler.js';
 import { DEFAULT_CHUNK, type Model } from '../model/model.js';
 import { progressBar } from './progress.js';
@@ -11,6 +12,8 @@ export interface GenerateOptions {
   seed: number;
   stopAtEos: boolean;
   chunk?: number;
+  /** The latent cache format (default 'bf16', as the DeepSeek demo and vLLM keep it). */
+  cache?: LatentFormat;
   verbose?: boolean;
 }
 
@@ -23,7 +26,7 @@ export async function runGenerate(o: GenerateOptions): Promise<number[]> {
     throw new Error(`prompt (${prompt.length}) + new tokens (${o.maxNewTokens}) exceed max_position_embeddings (${cfg.maxPositionEmbeddings})`);
   }
   const sampler = new Sampler(o.temperature, o.seed);
-  const seq = model.createCache(total).newSequence();
+  const seq = model.createCache(total, { latentFormat: o.cache ?? 'bf16' }).newSequence();
   let logits: Float32Array | null = null;
   const bar = progressBar('prefill', prompt.length, o.verbose);
   await model.prefill(seq, prompt, {

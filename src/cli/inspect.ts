@@ -1,4 +1,5 @@
 /** `dsa inspect DIR`: config summary, parameter counts, tensor dtypes and the memory the model needs. */
+import { LATENT_FORMATS, latentRowBytes, type LatentFormat } from '../backend/backend.js';
 import { Checkpoint } from '../io/checkpoint.js';
 import { loadConfig, type ModelConfig } from '../model/config.js';
 
@@ -10,10 +11,21 @@ export interface InspectReport {
   memory: {
     weightsBytes: number;
     runtimeExtraBytes: number;
-    cacheBytesPerToken: number;
-    cacheBytesPerTokenLayer: { latentF32: number; latentPrefillCopy: number; indexerKeys: number };
-    cacheBytesAtMaxContext: number;
+    /** Cache bytes per token over all layers, per latent format (null: fp8 needs kv_lora_rank % 128 = 0). */
+    cacheBytesPerToken: PerFormat;
+    /**
+     * Per token and layer: the latent row in each format, whether a second latent (the prefill copy,
+     * kept for FP8 kv_b_proj, in the same format) is stored, and the FP8 indexer key with its scale.
+     */
+    cacheBytesPerTokenLayer: { latent: PerFormat; prefillCopy: boolean; indexerKeys: number };
+    cacheBytesAtMaxContext: PerFormat;
   };
+}
+
+export type PerFormat = Record<LatentFormat, number | null>;
+
+function perFormat(f: (format: LatentFormat) => number | null): PerFormat {
+  return Object.fromEntries(LATENT_FORMATS.map((format) => [format, f(format)])) as PerFormat;
 }
 
 const MTP_LAYER = /^model\.layers\.(\d+)\./;
@@ -46,10 +58,9 @@ export function inspectModel(dir: string): InspectReport {
     const moeLayers = cfg.numLayers - cfg.firstKDenseReplace;
     const inactive = moeLayers * routedPerLayer * (1 - cfg.numExpertsPerTok / cfg.nRoutedExperts);
     const { numHeads: h, qkNopeHeadDim: dn, vHeadDim: dv, kvLoraRank: r, qkRopeHeadDim: dr } = cfg;
-    const latentF32 = (r + dr) * 4;
-    const latentPrefillCopy = fp8KvB ? latentF32 : 0;
+    const latent = perFormat((f) => (f === 'fp8' && r % 128 !== 0 ? null : latentRowBytes(f, r, dr)));
     const indexerKeys = cfg.indexHeadDim + 4;
-    const perToken = (latentF32 + latentPrefillCopy + indexerKeys) * cfg.numLayers;
+    const perToken = perFormat((f) => (latent[f] === null ? null : (latent[f]! * (fp8KvB ? 2 : 1) + indexerKeys) * cfg.numLayers));
     return {
       dir,
       config: cfg,
@@ -60,8 +71,8 @@ export function inspectModel(dir: string): InspectReport {
         // kv_b_proj is also kept dequantized in float32 for the absorbed attention.
         runtimeExtraBytes: cfg.numLayers * h * (dn + dv) * r * 4,
         cacheBytesPerToken: perToken,
-        cacheBytesPerTokenLayer: { latentF32, latentPrefillCopy, indexerKeys },
-        cacheBytesAtMaxContext: perToken * cfg.maxPositionEmbeddings,
+        cacheBytesPerTokenLayer: { latent, prefillCopy: fp8KvB, indexerKeys },
+        cacheBytesAtMaxContext: perFormat((f) => (perToken[f] === null ? null : perToken[f]! * cfg.maxPositionEmbeddings)),
       },
     };
   } finally {
@@ -106,9 +117,17 @@ export function runInspect(dir: string, json: boolean): string {
         .map(([d, v]) => `${d}: ${v.tensors} tensors, ${human(v.bytes)}`)
         .join('; '),
     `memory       weights ${human(r.memory.weightsBytes)} + ${human(r.memory.runtimeExtraBytes)} dequantized kv_b_proj (CPU backend)`,
-    `cache        ${human(r.memory.cacheBytesPerToken)} per token (${r.memory.cacheBytesPerTokenLayer.latentF32} B f32 latent` +
-      (r.memory.cacheBytesPerTokenLayer.latentPrefillCopy ? ` + ${r.memory.cacheBytesPerTokenLayer.latentPrefillCopy} B prefill copy` : '') +
-      ` + ${r.memory.cacheBytesPerTokenLayer.indexerKeys} B FP8 indexer key per layer); ${human(r.memory.cacheBytesAtMaxContext)} at ${c.maxPositionEmbeddings} tokens`,
+    ...LATENT_FORMATS.map((f, i) => {
+      const m = r.memory;
+      const head = i === 0 ? 'cache        ' : '             ';
+      const latent = m.cacheBytesPerTokenLayer.latent[f];
+      if (latent === null || m.cacheBytesPerToken[f] === null) return `${head}${f.padEnd(5)} n/a (needs kv_lora_rank a multiple of 128)`;
+      return (
+        `${head}${f.padEnd(5)} ${human(m.cacheBytesPerToken[f]!)} per token (per layer ${latent} B latent` +
+        (m.cacheBytesPerTokenLayer.prefillCopy ? ` + ${latent} B prefill copy` : '') +
+        ` + ${m.cacheBytesPerTokenLayer.indexerKeys} B FP8 indexer key); ${human(m.cacheBytesAtMaxContext[f]!)} at ${c.maxPositionEmbeddings} tokens`
+      );
+    }),
   ];
   return `${lines.join('\n')}\n`;
 }

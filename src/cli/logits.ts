@@ -3,7 +3,7 @@
  * the logits and the discrete choices in the layout of the fixtures' expected.safetensors.
  * With --force REF the reference's selections, routes and decode tokens are replayed.
  */
-import type { Backend } from '../backend/backend.js';
+import type { Backend, LatentFormat } from '../backend/backend.js';
 import { SafetensorsStreamWriter } from '../io/safetensors-writer.js';
 import { Model, DEFAULT_CHUNK } from '../model/model.js';
 import { ChoiceRecorder } from '../model/record.js';
@@ -19,6 +19,8 @@ export interface LogitsOptions {
   force?: string;
   dense?: boolean;
   chunk?: number;
+  /** The latent cache format (default 'f32': the reference numerics this command compares with). */
+  cache?: LatentFormat;
   verbose?: boolean;
 }
 
@@ -50,11 +52,11 @@ export async function runLogits(o: LogitsOptions): Promise<void> {
       ['decode_topk', { dtype: 'I32', shape: [steps, l, recorder.kDecode] }],
       ['moe_experts', { dtype: 'I32', shape: [recorder.moeLayers, p + steps, cfg.numExpertsPerTok] }],
     ],
-    { format: 'dsa-logits', forced: o.force ? 'true' : 'false', attention: o.dense ? 'dense' : 'sparse' },
+    { format: 'dsa-logits', forced: o.force ? 'true' : 'false', attention: o.dense ? 'dense' : 'sparse', cache: o.cache ?? 'f32' },
   );
   try {
     out.writeTensor('prompt_ids', prompt);
-    const seq = model.createCache(p + steps).newSequence();
+    const seq = model.createCache(p + steps, { latentFormat: o.cache ?? 'f32' }).newSequence();
     let last: Float32Array = new Float32Array(v);
     const bar = progressBar('prefill', p, o.verbose);
     await model.prefill(seq, prompt, {

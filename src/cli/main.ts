@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { createBackend, BACKENDS, type BackendName } from '../backend/registry.js';
+import { LATENT_FORMATS, type LatentFormat } from '../backend/backend.js';
 import { Model } from '../model/model.js';
 import { runLogits } from './logits.js';
 import { runGenerate } from './generate.js';
@@ -60,6 +61,13 @@ function loadModel(dir: string, backend: BackendName, verbose: boolean): Model {
   return model;
 }
 
+function cacheArg(value: string): LatentFormat {
+  if (!(LATENT_FORMATS as readonly string[]).includes(value)) throw new InvalidArgumentError(`--cache must be one of ${LATENT_FORMATS.join(', ')}`);
+  return value as LatentFormat;
+}
+
+const CACHE_HELP = 'MLA latent cache format: f32 (reference numerics), bf16, or fp8 (FlashMLA layout: e4m3 c_kv, power-of-two scales, bf16 k_rope)';
+
 function backendOption(cmd: Command): Command {
   return cmd.option('--backend <name>', `compute backend: ${BACKENDS.join(', ')}`, 'cpu').option('-v, --verbose', 'log progress and timings to stderr', false);
 }
@@ -80,12 +88,13 @@ export function buildProgram(): Command {
       .requiredOption('--out <file>', 'output .safetensors')
       .option('--force <ref>', 'replay the top-k selections, expert routes and decode tokens recorded in this safetensors file')
       .option('--dense', 'dense attention (no top-k selection): the baseline DSA is compared with', false)
-      .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1)),
+      .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1))
+      .option('--cache <format>', CACHE_HELP, cacheArg, 'f32'),
   ).action(async (o) => {
     const model = loadModel(o.model, o.backend, o.verbose);
     const prompt = readPromptIds(o.promptIds);
     checkVocab(prompt, model.config.vocabSize, o.promptIds);
-    await runLogits({ model, prompt, decode: o.decode, out: o.out, force: o.force, dense: o.dense, chunk: o.chunk, verbose: o.verbose });
+    await runLogits({ model, prompt, decode: o.decode, out: o.out, force: o.force, dense: o.dense, chunk: o.chunk, cache: o.cache, verbose: o.verbose });
     if (o.verbose) process.stderr.write(`wrote ${o.out}\n`);
   });
 
@@ -99,7 +108,8 @@ export function buildProgram(): Command {
       .option('--temperature <t>', 'sampling temperature (0 = greedy)', numArg('--temperature', 0), 0)
       .option('--seed <s>', 'random seed for sampling', intArg('--seed', 0), 0)
       .option('--eos', "stop early when the model emits the config's eos_token_id", false)
-      .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1)),
+      .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1))
+      .option('--cache <format>', CACHE_HELP, cacheArg, 'bf16'),
   ).action(async (o) => {
     const model = loadModel(o.model, o.backend, o.verbose);
     const prompt = readPromptIds(o.promptIds);
@@ -112,6 +122,7 @@ export function buildProgram(): Command {
       seed: o.seed,
       stopAtEos: o.eos,
       chunk: o.chunk,
+      cache: o.cache,
       verbose: o.verbose,
     });
     process.stdout.write(`${ids.join(' ')}\n`);

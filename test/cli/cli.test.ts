@@ -172,12 +172,44 @@ test('logits --force with its own output reproduces it bit for bit', async () =>
   }
 });
 
-test('generate (greedy) prints the logits run decode chain', async () => {
+test('generate (greedy) prints the logits run decode chain (same f32 cache)', async () => {
   const f = SafetensorsFile.open(out);
   const ids = [...f.readInt32('decode_input_ids')];
   f.close();
+  const stdout = await ok(['generate', '--model', model, '--prompt-ids', promptFile, '--max-new-tokens', String(N), '--cache', 'f32']);
+  assert.equal(stdout, `${ids.join(' ')}\n`);
+});
+
+test('generate uses a bf16 cache by default: its chain is that of logits --cache bf16', async () => {
+  const bf16Out = path.join(tmp, 'logits-bf16.safetensors');
+  await ok(['logits', '--model', model, '--prompt-ids', promptFile, '--decode', String(N), '--out', bf16Out, '--cache', 'bf16']);
+  const f = SafetensorsFile.open(bf16Out);
+  const ids = [...f.readInt32('decode_input_ids')];
+  assert.equal(f.metadata.cache, 'bf16');
+  // The bf16 cache changes the logits a little, never wholesale.
+  const a = f.readF32('prefill_logits');
+  f.close();
+  const g = SafetensorsFile.open(out);
+  const ref = g.readF32('prefill_logits');
+  g.close();
+  let maxAbs = 0;
+  let refMax = 0;
+  for (let i = 0; i < a.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(a[i]! - ref[i]!));
+    refMax = Math.max(refMax, Math.abs(ref[i]!));
+  }
+  assert.ok(maxAbs > 0 && maxAbs / refMax < 0.05, `bf16 vs f32 cache: prefill logits rel ${maxAbs / refMax}`);
   const stdout = await ok(['generate', '--model', model, '--prompt-ids', promptFile, '--max-new-tokens', String(N)]);
   assert.equal(stdout, `${ids.join(' ')}\n`);
+});
+
+test('--cache: fp8 needs kv_lora_rank a multiple of 128; unknown formats are usage errors', async () => {
+  const r = await cli(['logits', '--model', model, '--prompt-ids', promptFile, '--out', path.join(tmp, 'x.safetensors'), '--cache', 'fp8']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^dsa: .*fp8 latent cache needs kv_lora_rank to be a multiple of 128, got 64\n$/);
+  const u = await cli(['generate', '--model', model, '--prompt-ids', promptFile, '--max-new-tokens', '1', '--cache', 'fp4']);
+  assert.notEqual(u.code, 0);
+  assert.match(u.stderr, /--cache must be one of f32, bf16, fp8/);
 });
 
 test('generate with temperature is reproducible per seed', async () => {
@@ -232,6 +264,12 @@ test('inspect prints parameter counts and dtypes', async () => {
   assert.ok(r.parameters.activatedPerToken > 0 && r.parameters.activatedPerToken < r.parameters.mainModel);
   assert.deepEqual(r.dtypes, c.dtypes);
   assert.equal(r.config.indexTopk, K);
+  // kv_lora_rank 64, rope 16, 3 layers, indexer keys 64 + 4 bytes: no fp8 latent (64 % 128 ≠ 0).
+  assert.match(text, /^cache\s+f32\s.*320 B latent \+ 68 B FP8 indexer key/m);
+  assert.match(text, /^\s+fp8\s+n\/a/m);
+  const m = (JSON.parse(await ok(['inspect', model, '--json'])) as { memory: { cacheBytesPerToken: unknown; cacheBytesPerTokenLayer: unknown } }).memory;
+  assert.deepEqual(m.cacheBytesPerTokenLayer, { latent: { f32: 320, bf16: 160, fp8: null }, prefillCopy: false, indexerKeys: 68 });
+  assert.deepEqual(m.cacheBytesPerToken, { f32: 3 * 388, bf16: 3 * 228, fp8: null });
 });
 
 test('inspect of an FP8 model leaves the block scales out of the parameter count', async () => {
@@ -244,4 +282,7 @@ test('inspect of an FP8 model leaves the block scales out of the parameter count
   assert.equal(r.parameters.mainModel, c.numel);
   assert.ok(r.dtypes.F8_E4M3!.tensors > 0);
   assert.deepEqual(r.dtypes, c.dtypes);
+  // kv_lora_rank 128, rope 16: fp8 rows of 128 + 4 + 32 bytes; FP8 kv_b_proj keeps a prefill copy.
+  const m = (JSON.parse(await ok(['inspect', fp8Model, '--json'])) as { memory: { cacheBytesPerTokenLayer: unknown } }).memory;
+  assert.deepEqual(m.cacheBytesPerTokenLayer, { latent: { f32: 576, bf16: 288, fp8: 164 }, prefillCopy: true, indexerKeys: 132 });
 });
