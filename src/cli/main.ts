@@ -11,6 +11,7 @@ import { runInspect } from './inspect.js';
 import { runCompare } from './compare.js';
 import { writeRandomModel } from '../model/random-model.js';
 import { benchTopkCommand } from '../bench/topk.js';
+import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShapes, type OurFormat } from '../bench/matmul.js';
 
 function intArg(name: string, min: number) {
   return (value: string): number => {
@@ -181,6 +182,48 @@ export function buildProgram(): Command {
     .action(async (o: { keys: number; k: number; rows: number; runs: number; seed: number; json?: string }) => {
       await benchTopkCommand({ nKeys: o.keys, k: o.k, rows: o.rows, runs: o.runs, seed: o.seed, json: o.json });
     });
+  bench
+    .command('matmul')
+    .description("our linear (f32, bf16, fp8, fp8 + activation quantization) against onnxruntime-node's CPU MatMul, GFLOP/s, plus memory bandwidth")
+    .option('--shapes <list>', "'M,K,N;M,K,N...' (default: M 1, 64, 256 × q_a, q_b, o_proj, expert)")
+    .option('--quick', 'a small set of shapes', false)
+    .option('--formats <list>', `our weight formats, comma-separated: ${OUR_FORMATS.join(', ')}`, OUR_FORMATS.join(','))
+    .option('--ort-threads <n>', 'ORT intra-op threads (default: every core)', intArg('--ort-threads', 1))
+    .option('--no-ort', 'skip onnxruntime-node')
+    .option('--runs <n>', 'timed runs per measurement (a first run longer than --budget-ms is the only one)', intArg('--runs', 1), 10)
+    .option('--budget-ms <n>', 'time budget per measurement', intArg('--budget-ms', 1), 2000)
+    .option('--bandwidth-mib <n>', 'buffer size of the bandwidth measurement (0 = skip)', intArg('--bandwidth-mib', 0), 256)
+    .option('--json <file>', 'also write all numbers as JSON')
+    .action(
+      async (o: {
+        shapes?: string;
+        quick: boolean;
+        formats: string;
+        ortThreads?: number;
+        ort: boolean;
+        runs: number;
+        budgetMs: number;
+        bandwidthMib: number;
+        json?: string;
+      }) => {
+        const formats = o.formats
+          .split(',')
+          .map((f) => f.trim())
+          .filter((f) => f.length > 0);
+        const bad = formats.find((f) => !(OUR_FORMATS as readonly string[]).includes(f));
+        if (bad !== undefined) throw new Error(`--formats: unknown format '${bad}' (known: ${OUR_FORMATS.join(', ')})`);
+        await benchMatmulCommand({
+          shapes: o.shapes ? parseShapes(o.shapes) : o.quick ? quickShapes() : defaultShapes(),
+          formats: formats as OurFormat[],
+          ortThreads: o.ortThreads,
+          noOrt: !o.ort,
+          runs: o.runs,
+          budgetMs: o.budgetMs,
+          bandwidthMiB: o.bandwidthMib,
+          json: o.json,
+        });
+      },
+    );
 
   return program;
 }
