@@ -20,6 +20,8 @@ export interface SetAgreement {
   same: number;
   fraction: number;
   worstSymmetricDifference: number;
+  /** Mean over rows of |A ∩ B| / |B| (B the reference row; 1 for an empty B): the share of keys kept. */
+  meanOverlap: number;
 }
 
 export interface Comparison {
@@ -29,6 +31,8 @@ export interface Comparison {
   decodeTopk: SetAgreement | null;
   experts: SetAgreement | null;
   decodeTokensEqual: boolean | null;
+  /** How many leading decode tokens of the run equal the reference's (a greedy chain's common prefix). */
+  decodeTokensMatching: number | null;
 }
 
 export function diffLogits(a: Float32Array, ref: Float32Array, cols: number): LogitDiff {
@@ -64,6 +68,7 @@ export function compareSets(a: Int32Array, wa: number, b: Int32Array, wb: number
   if (wb === 0 || b.length / wb !== rows) throw new RangeError(`selection tensors have different row counts`);
   let same = 0;
   let worst = 0;
+  let overlap = 0;
   for (let r = 0; r < rows; r++) {
     const sa = new Set<number>();
     const sb = new Set<number>();
@@ -73,9 +78,10 @@ export function compareSets(a: Int32Array, wa: number, b: Int32Array, wb: number
     for (const v of sa) if (!sb.has(v)) diff++;
     for (const v of sb) if (!sa.has(v)) diff++;
     if (diff === 0) same++;
+    overlap += sb.size === 0 ? 1 : (sb.size - [...sb].filter((v) => !sa.has(v)).length) / sb.size;
     worst = Math.max(worst, diff);
   }
-  return { rows, same, fraction: rows === 0 ? 1 : same / rows, worstSymmetricDifference: worst };
+  return { rows, same, fraction: rows === 0 ? 1 : same / rows, worstSymmetricDifference: worst, meanOverlap: rows === 0 ? 1 : overlap / rows };
 }
 
 function lastDim(f: SafetensorsFile, name: string): number {
@@ -93,10 +99,13 @@ export function compareFiles(aPath: string, refPath: string): Comparison {
     const sets = (name: string) =>
       both(name) && a.info(name).numel > 0 ? compareSets(a.readInt32(name), lastDim(a, name), b.readInt32(name), lastDim(b, name)) : null;
     let tokens: boolean | null = null;
+    let matching: number | null = null;
     if (both('decode_input_ids')) {
       const x = a.readInt32('decode_input_ids');
       const y = b.readInt32('decode_input_ids');
       tokens = x.length <= y.length && x.every((v, i) => v === y[i]);
+      matching = 0;
+      while (matching < Math.min(x.length, y.length) && x[matching] === y[matching]) matching++;
     }
     return {
       prefill: logits('prefill_logits'),
@@ -105,6 +114,7 @@ export function compareFiles(aPath: string, refPath: string): Comparison {
       decodeTopk: sets('decode_topk'),
       experts: sets('moe_experts'),
       decodeTokensEqual: tokens,
+      decodeTokensMatching: matching,
     };
   } finally {
     a.close();
