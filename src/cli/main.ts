@@ -12,6 +12,7 @@ import { runCompare } from './compare.js';
 import { writeRandomModel } from '../model/random-model.js';
 import { benchTopkCommand } from '../bench/topk.js';
 import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShapes, type OurFormat } from '../bench/matmul.js';
+import { addBenchAttention } from './bench.js';
 
 function intArg(name: string, min: number) {
   return (value: string): number => {
@@ -170,6 +171,7 @@ export function buildProgram(): Command {
     });
 
   const bench = program.command('bench').description('benchmarks: print their setup and numbers');
+  addBenchAttention(bench);
   bench
     .command('topk')
     .description('CPU top-k selection per row: quickselect (reference) against radix selection')
