@@ -1,6 +1,7 @@
 /** `dsa inspect DIR`: config summary, parameter counts, tensor dtypes and the memory the model needs. */
 import { LATENT_FORMATS, latentRowBytes, type LatentFormat } from '../backend/backend.js';
 import { Checkpoint } from '../io/checkpoint.js';
+import { needsPrefillLatent } from '../model/cache.js';
 import { loadConfig, type ModelConfig } from '../model/config.js';
 
 export interface InspectReport {
@@ -15,9 +16,10 @@ export interface InspectReport {
     cacheBytesPerToken: PerFormat;
     /**
      * Per token and layer: the latent row in each format, whether a second latent (the prefill copy,
-     * kept for FP8 kv_b_proj, in the same format) is stored, and the FP8 indexer key with its scale.
+     * kept for FP8 kv_b_proj in the same format; not needed by an fp8 latent with ue8m0 activation
+     * scales) is stored, and the FP8 indexer key with its scale.
      */
-    cacheBytesPerTokenLayer: { latent: PerFormat; prefillCopy: boolean; indexerKeys: number };
+    cacheBytesPerTokenLayer: { latent: PerFormat; prefillCopy: Record<LatentFormat, boolean>; indexerKeys: number };
     cacheBytesAtMaxContext: PerFormat;
   };
 }
@@ -60,7 +62,8 @@ export function inspectModel(dir: string): InspectReport {
     const { numHeads: h, qkNopeHeadDim: dn, vHeadDim: dv, kvLoraRank: r, qkRopeHeadDim: dr } = cfg;
     const latent = perFormat((f) => (f === 'fp8' && r % 128 !== 0 ? null : latentRowBytes(f, r, dr)));
     const indexerKeys = cfg.indexHeadDim + 4;
-    const perToken = perFormat((f) => (latent[f] === null ? null : (latent[f]! * (fp8KvB ? 2 : 1) + indexerKeys) * cfg.numLayers));
+    const prefillCopy = Object.fromEntries(LATENT_FORMATS.map((f) => [f, needsPrefillLatent(fp8KvB, f, cfg.quant?.scaleFormat ?? null)])) as Record<LatentFormat, boolean>;
+    const perToken = perFormat((f) => (latent[f] === null ? null : (latent[f]! * (prefillCopy[f] ? 2 : 1) + indexerKeys) * cfg.numLayers));
     return {
       dir,
       config: cfg,
@@ -71,7 +74,7 @@ export function inspectModel(dir: string): InspectReport {
         // kv_b_proj is also kept dequantized in float32 for the absorbed attention.
         runtimeExtraBytes: cfg.numLayers * h * (dn + dv) * r * 4,
         cacheBytesPerToken: perToken,
-        cacheBytesPerTokenLayer: { latent, prefillCopy: fp8KvB, indexerKeys },
+        cacheBytesPerTokenLayer: { latent, prefillCopy, indexerKeys },
         cacheBytesAtMaxContext: perFormat((f) => (perToken[f] === null ? null : perToken[f]! * cfg.maxPositionEmbeddings)),
       },
     };
@@ -124,7 +127,7 @@ export function runInspect(dir: string, json: boolean): string {
       if (latent === null || m.cacheBytesPerToken[f] === null) return `${head}${f.padEnd(5)} n/a (needs kv_lora_rank a multiple of 128)`;
       return (
         `${head}${f.padEnd(5)} ${human(m.cacheBytesPerToken[f]!)} per token (per layer ${latent} B latent` +
-        (m.cacheBytesPerTokenLayer.prefillCopy ? ` + ${latent} B prefill copy` : '') +
+        (m.cacheBytesPerTokenLayer.prefillCopy[f] ? ` + ${latent} B prefill copy` : '') +
         ` + ${m.cacheBytesPerTokenLayer.indexerKeys} B FP8 indexer key); ${human(m.cacheBytesAtMaxContext[f]!)} at ${c.maxPositionEmbeddings} tokens`
       );
     }),

@@ -5,7 +5,7 @@
  * each. Storage is a pool of fixed-size pages (64 tokens) shared by sequences; a sequence grows
  * page by page as tokens arrive, through its block table.
  */
-import { latentDType, latentRowBytes, latentRowWidth, type Backend, type LatentFormat, type SeqPages, type Tensor } from '../backend/backend.js';
+import { latentDType, latentRowBytes, latentRowWidth, type Backend, type LatentFormat, type ScaleFormat, type SeqPages, type Tensor } from '../backend/backend.js';
 import type { ModelConfig } from './config.js';
 
 export const PAGE_SIZE = 64;
@@ -43,6 +43,16 @@ export interface CacheOptions {
   prefillLatent: boolean;
   /** How the latent is stored (default 'f32', the reference numerics). 'fp8' needs r % 128 = 0. */
   latentFormat?: LatentFormat;
+}
+
+/**
+ * Whether a cache needs the prefill copy of the latent. Only FP8 kv_b_proj needs one (the reference's
+ * prompt path act-quantizes c_kv in 128-blocks first), and not with an 'fp8' latent when those
+ * activation scales are ue8m0: the cached c_kv then already is that act-quantized c_kv (the same
+ * 128-blocks, the same power-of-two scales up to an exact factor of two, so the same values).
+ */
+export function needsPrefillLatent(fp8KvB: boolean, format: LatentFormat, actScale: ScaleFormat | null): boolean {
+  return fp8KvB && !(format === 'fp8' && actScale === 'ue8m0');
 }
 
 /** A pool of cache pages for every layer. */

@@ -5,7 +5,7 @@
  */
 import type { Backend, LatentFormat, Tensor } from '../backend/backend.js';
 import { Checkpoint } from '../io/checkpoint.js';
-import { KVCache, type Sequence } from './cache.js';
+import { KVCache, needsPrefillLatent, type Sequence } from './cache.js';
 import { loadConfig, type ModelConfig } from './config.js';
 import { mlp, moe } from './ffn.js';
 import { attention } from './mla.js';
@@ -57,8 +57,10 @@ export class Model {
    * the reference numerics; 'bf16' halves it, 'fp8' is FlashMLA's 656-byte layout at full size).
    */
   createCache(capacity: number, opts: { latentFormat?: LatentFormat } = {}): KVCache {
-    const prefillLatent = this.weights.layers.some((l) => l.attn.kvBIsFp8);
-    return new KVCache(this.backend, this.config, { capacity, prefillLatent, latentFormat: opts.latentFormat });
+    const latentFormat = opts.latentFormat ?? 'f32';
+    const fp8KvB = this.weights.layers.some((l) => l.attn.kvBIsFp8);
+    const prefillLatent = needsPrefillLatent(fp8KvB, latentFormat, this.config.quant?.scaleFormat ?? null);
+    return new KVCache(this.backend, this.config, { capacity, prefillLatent, latentFormat });
   }
 
   private ropeFor(end: number): { cos: Tensor; sin: Tensor } {

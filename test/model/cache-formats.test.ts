@@ -14,6 +14,7 @@ import { after, describe, test } from 'node:test';
 import type { LatentFormat } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu.js';
 import { runLogits } from '../../src/cli/logits.js';
+import { KVCache } from '../../src/model/cache.js';
 import { compareFiles, type Comparison } from '../../src/model/compare.js';
 import { Model } from '../../src/model/model.js';
 import { writeRandomModel } from '../../src/model/random-model.js';
@@ -73,13 +74,14 @@ describe('tiny-bf16, forced, with each cache format', () => {
     });
   }
 
-  test('bytes per token and layer: latent row (+ prefill copy for FP8 kv_b_proj) + 132 B indexer key', () => {
+  test('bytes per token and layer: latent row (+ prefill copy for FP8 kv_b_proj, except fp8) + 132 B indexer key', () => {
     // tiny-bf16: r 128, d_r 32, d_I 128.
     const bytes = FORMATS.map((f) => model.createCache(64, { latentFormat: f }).bytesPerTokenLayer());
     assert.deepEqual(bytes, [640 + 132, 320 + 132, 128 + 4 + 64 + 132]);
     const fp8Model = Model.load(fixture('tiny-fp8'), new CpuBackend());
     const fp8Bytes = FORMATS.map((f) => fp8Model.createCache(64, { latentFormat: f }).bytesPerTokenLayer());
-    assert.deepEqual(fp8Bytes, [2 * 640 + 132, 2 * 320 + 132, 2 * 196 + 132]);
+    // tiny-fp8 has FP8 kv_b_proj with ue8m0 scales: no prefill copy beside an fp8 latent.
+    assert.deepEqual(fp8Bytes, [2 * 640 + 132, 2 * 320 + 132, 196 + 132]);
     const cache = model.createCache(64, { latentFormat: 'fp8' });
     assert.equal(cache.layers[0]!.latent.dtype, 'u8');
     assert.deepEqual(cache.layers[0]!.latent.shape, [64, 196]);
@@ -119,6 +121,26 @@ describe('random model (prompt 300, decode 20, index_topk 32): bf16 and fp8 cach
       assert.ok(selections(cr).overlap >= 0.9, `keys shared ${selections(cr).overlap}`);
     });
   }
+});
+
+test('tiny-fp8 (FP8 kv_b_proj, ue8m0): an fp8 latent needs no prefill copy; with one, the logits are bit-identical', async () => {
+  const model = Model.load(fixture('tiny-fp8'), new CpuBackend());
+  const b = model.backend;
+  const v = model.config.vocabSize;
+  const prompt = fixturePrompt('tiny-fp8').subarray(0, 150);
+  const run = async (cache: KVCache): Promise<Float32Array> => {
+    const seq = cache.newSequence();
+    const out = new Float32Array((prompt.length + 3) * v);
+    await model.prefill(seq, prompt, { logits: 'all', chunk: 64, onLogits: async (s, t) => out.set((await b.read(t)) as Float32Array, s * v) });
+    for (let i = 0; i < 3; i++) out.set((await b.read(model.decode(seq, 5 + i))) as Float32Array, (prompt.length + i) * v);
+    return out;
+  };
+  const without = model.createCache(prompt.length + 3, { latentFormat: 'fp8' });
+  assert.equal(without.layers[0]!.latentPrefill, null);
+  const withCopy = new KVCache(b, model.config, { capacity: prompt.length + 3, prefillLatent: true, latentFormat: 'fp8' });
+  assert.deepEqual(await run(without), await run(withCopy));
+  // With an f32 latent the copy does matter (prefill attends over act-quantized c_kv).
+  assert.notEqual(model.createCache(16).layers[0]!.latentPrefill, null);
 });
 
 test('an fp8 cache needs kv_lora_rank to be a multiple of 128', () => {
