@@ -10,10 +10,12 @@
  *    computes, so that a pool can split one operation over threads;
  *  - float math is float32 (f32x4), accumulation in float32.
  *
- * FP8 e4m3 codes are decoded arithmetically in SIMD without ever forming a subnormal float (x86
- * cores take a ~100-cycle assist on subnormal operands): codes with |code| ≥ 16 map linearly to the
- * bf16 bit pattern (|code| << 4) + (120 << 7); the 16 smallest magnitudes (exactly |code| · 2^-9)
- * come from an in-register byte shuffle (swizzle) table.
+ * FP8 e4m3 codes are decoded in SIMD registers without ever forming a subnormal float (x86 cores
+ * take a ~100-cycle assist on subnormal operands; measured 15× slower on the Xeon we target): codes
+ * with |code| ≥ 16 map linearly to the bf16 bit pattern (|code| << 4) + (120 << 7), whose high byte
+ * comes from a 16-entry in-register table (i8x16.swizzle) on code >> 4 (sign included); the 16
+ * smallest magnitudes (exactly |code| · 2^-9) add corrections from two more in-register tables. The
+ * bf16 bytes are then interleaved into f32 lanes. No memory lookup table is involved.
  */
 
 // ------------------------------------------------------------------------------------------------
@@ -132,20 +134,26 @@ const MODE_AQ: i32 = 3;
   return reinterpret<f32>(b << 16);
 }
 
-/** High bytes of the bf16 patterns of 16 e4m3 codes (a = raw & 0x7f, big = a > 15, nan = a == 0x7f). */
+/**
+ * High bytes of the bf16 patterns of 16 e4m3 codes (raw; a = raw & 0x7f; nan = a == 0x7f).
+ * Normal codes: sign | (0x3c + (a >> 4)), a table lookup on raw >> 4; the 16 smallest magnitudes
+ * add a correction from a second table (indices ≥ 16 give 0), NaN codes become 0xff.
+ */
 // @ts-ignore: decorator
-@inline function e4Hi(raw: v128, a: v128, big: v128, nan: v128): v128 {
-  const norm = i8x16.add(i8x16.shr_u(a, 4), i8x16.splat(0x3c));
-  const small = v128.swizzle(i8x16(0, 0x3b, 0x3b, 0x3b, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c, 0x3c), a);
-  return v128.or(v128.or(v128.bitselect(norm, small, big), v128.and(raw, i8x16.splat(-128))), nan);
+@inline function e4Hi(raw: v128, a: v128, nan: v128): v128 {
+  const norm = v128.swizzle(
+    i8x16(0x3c, 0x3d, 0x3e, 0x3f, 0x40, 0x41, 0x42, 0x43, -68, -67, -66, -65, -64, -63, -62, -61),
+    i8x16.shr_u(raw, 4),
+  );
+  const fix = v128.swizzle(i8x16(-60, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), a);
+  return v128.or(i8x16.add(norm, fix), nan);
 }
 
-/** Low bytes of the bf16 patterns of 16 e4m3 codes. */
+/** Low bytes of the bf16 patterns: (raw << 4) & 0xff, corrected for the 16 smallest magnitudes. */
 // @ts-ignore: decorator
-@inline function e4Lo(a: v128, big: v128, nan: v128): v128 {
-  const norm = i8x16.shl(a, 4);
-  const small = v128.swizzle(i8x16(0, 0, -128, -64, 0, 0x20, 0x40, 0x60, -128, -112, -96, -80, -64, -48, -32, -16), a);
-  return v128.or(v128.bitselect(norm, small, big), nan);
+@inline function e4Lo(raw: v128, a: v128, nan: v128): v128 {
+  const fix = v128.swizzle(i8x16(0, -16, 96, -112, -64, -48, -32, -16, 0, 0, 0, 0, 0, 0, 0, 0), a);
+  return v128.or(i8x16.add(i8x16.shl(raw, 4), fix), nan);
 }
 
 /** bf16 lanes 0..3 of b (eight u16) as f32x4. */
@@ -177,10 +185,9 @@ const MODE_AQ: i32 = 3;
 @inline function dec16E4m3(src: usize, dst: usize, sc: v128, scaled: bool): void {
   const raw = v128.load(src);
   const a = v128.and(raw, i8x16.splat(0x7f));
-  const big = i8x16.gt_u(a, i8x16.splat(15));
   const nan = i8x16.eq(a, i8x16.splat(0x7f));
-  const hi = e4Hi(raw, a, big, nan);
-  const lo = e4Lo(a, big, nan);
+  const hi = e4Hi(raw, a, nan);
+  const lo = e4Lo(raw, a, nan);
   const b0 = e4Bf0(lo, hi);
   const b1 = e4Bf1(lo, hi);
   if (scaled) {
@@ -197,22 +204,55 @@ const MODE_AQ: i32 = 3;
 }
 
 /**
- * acc + Σ over 16 columns of x · e4m3(w codes at wp), with x0..x3 the 16 activation values: the four
- * products are summed pairwise before joining acc (one dependent add per call).
+ * acc + Σ over 16 columns of x · e4m3(w codes at wp), with the activations pre-permuted (see
+ * permuteX): xe0/xo0 hold x[0, 2, 4, 6] / x[1, 3, 5, 7], xe1/xo1 the same for columns 8..15. The
+ * bf16 words of the codes are then split into f32 lanes by shl 16 (even) and and 0xffff0000 (odd),
+ * integer ops rather than shuffles.
  */
 // @ts-ignore: decorator
-@inline function dot16E4m3(acc: v128, wp: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+@inline function dot16E4m3(acc: v128, wp: usize, xe0: v128, xo0: v128, xe1: v128, xo1: v128): v128 {
   const raw = v128.load(wp);
   const a = v128.and(raw, i8x16.splat(0x7f));
-  const big = i8x16.gt_u(a, i8x16.splat(15));
   const nan = i8x16.eq(a, i8x16.splat(0x7f));
-  const hi = e4Hi(raw, a, big, nan);
-  const lo = e4Lo(a, big, nan);
-  const b0 = e4Bf0(lo, hi);
-  const b1 = e4Bf1(lo, hi);
-  const p01 = f32x4.add(f32x4.mul(x0, bfLow(b0)), f32x4.mul(x1, bfHigh(b0)));
-  const p23 = f32x4.add(f32x4.mul(x2, bfLow(b1)), f32x4.mul(x3, bfHigh(b1)));
-  return f32x4.add(acc, f32x4.add(p01, p23));
+  const hi = e4Hi(raw, a, nan);
+  const lo = e4Lo(raw, a, nan);
+  const w0 = e4Bf0(lo, hi);
+  const w1 = e4Bf1(lo, hi);
+  const oddMask = i32x4.splat(0xffff0000);
+  const p0 = f32x4.add(f32x4.mul(xe0, i32x4.shl(w0, 16)), f32x4.mul(xo0, v128.and(w0, oddMask)));
+  const p1 = f32x4.add(f32x4.mul(xe1, i32x4.shl(w1, 16)), f32x4.mul(xo1, v128.and(w1, oddMask)));
+  return f32x4.add(acc, f32x4.add(p0, p1));
+}
+
+/**
+ * dst = x[0..n) with every group of 8 columns (starting at 0, 8, ...; a tail shorter than 8 is
+ * copied as is) reordered to [0, 2, 4, 6, 1, 3, 5, 7]: the order in which a 16-byte load of eight
+ * bf16 words yields its values as (shl 16, and 0xffff0000).
+ */
+function permuteX(x: usize, dst: usize, n: i32): void {
+  let k = 0;
+  for (; k + 8 <= n; k += 8) {
+    const p = x + (<usize>k << 2);
+    const v0 = v128.load(p);
+    const v1 = v128.load(p, 16);
+    const d = dst + (<usize>k << 2);
+    v128.store(d, v128.shuffle<f32>(v0, v1, 0, 2, 4, 6));
+    v128.store(d, v128.shuffle<f32>(v0, v1, 1, 3, 5, 7), 16);
+  }
+  for (; k < n; k++) store<f32>(dst + (<usize>k << 2), load<f32>(x + (<usize>k << 2)));
+}
+
+/**
+ * The activation order linearFp8Row reads: per block of bi columns, permuteX on the whole groups of
+ * 16 (those the SIMD loop covers), the rest in natural order for the scalar tail.
+ */
+function permuteFp8X(x: usize, dst: usize, K: i32, bi: i32): void {
+  for (let k0 = 0; k0 < K; k0 += bi) {
+    const len = min(bi, K - k0);
+    const l16 = len & ~15;
+    permuteX(x + (<usize>k0 << 2), dst + (<usize>k0 << 2), l16);
+    for (let k = k0 + l16; k < k0 + len; k++) store<f32>(dst + (<usize>k << 2), load<f32>(x + (<usize>k << 2)));
+  }
 }
 
 /** dst[0..n) = e4m3(src[0..n)) (· scale when scaled). */
@@ -402,38 +442,63 @@ function decodeWeightChunk(fmt: i32, w: usize, sInv: usize, bo: i32, bi: i32, K:
   }
 }
 
-/** The tiled path (any rows): K in chunks of KC, weight rows decoded four at a time into scratch. */
+/** Row stride (bytes) of the packed activation chunk: KC floats plus 64 bytes, off the 4 KiB grid. */
+const XS_STRIDE: usize = <usize>(KC * 4 + 64);
+
+/**
+ * The tiled path: K in chunks of KC; per chunk the activation chunk [rows, KC] is packed into
+ * scratch (contiguous rows at a stride off the 4 KiB grid, so rows do not alias in L1), and weight
+ * rows are decoded (or, for f32, copied) four at a time into a scratch tile reused by every row.
+ * Rows == 1 with f32 weights reads x and W in place over the whole K.
+ */
 function linearTiled(fmt: i32, x: usize, w: usize, sInv: usize, bo: i32, bi: i32, out: usize, rows: i32, K: i32, N: i32, scratch: usize, begin: i32, end: i32): void {
-  const xStride = <usize>K << 2;
+  const kRowBytes = <usize>K << 2;
   const outStride = <usize>N << 2;
-  const kc = fmt == FMT_F32 && rows == 1 ? K : KC;
+  const direct = fmt == FMT_F32 && rows == 1;
+  const kc = direct ? K : KC;
   const tileStride = <usize>KC << 2;
+  const xs = scratch + 4 * tileStride;
   for (let k0 = 0; k0 < K; k0 += kc) {
     const len = min(kc, K - k0);
+    let xc = x + (<usize>k0 << 2);
+    let xStride = kRowBytes;
+    if (!direct) {
+      for (let t = 0; t < rows; t++) memory.copy(xs + <usize>t * XS_STRIDE, xc + <usize>t * kRowBytes, <usize>len << 2);
+      xc = xs;
+      xStride = XS_STRIDE;
+    }
     for (let o = begin; o < end; o += 4) {
       const nq = min(4, end - o);
       let w0: usize, w1: usize, w2: usize, w3: usize;
-      if (fmt == FMT_F32) {
+      if (direct) {
         w0 = w + ((<usize>o * <usize>K + <usize>k0) << 2);
-        w1 = nq > 1 ? w0 + xStride : w0;
-        w2 = nq > 2 ? w1 + xStride : w0;
-        w3 = nq > 3 ? w2 + xStride : w0;
+        w1 = nq > 1 ? w0 + kRowBytes : w0;
+        w2 = nq > 2 ? w1 + kRowBytes : w0;
+        w3 = nq > 3 ? w2 + kRowBytes : w0;
       } else {
-        for (let i = 0; i < nq; i++) decodeWeightChunk(fmt, w, sInv, bo, bi, K, o + i, k0, len, scratch + <usize>i * tileStride);
+        for (let i = 0; i < nq; i++) {
+          const dst = scratch + <usize>i * tileStride;
+          if (fmt == FMT_F32) memory.copy(dst, w + ((<usize>(o + i) * <usize>K + <usize>k0) << 2), <usize>len << 2);
+          else decodeWeightChunk(fmt, w, sInv, bo, bi, K, o + i, k0, len, dst);
+        }
         w0 = scratch;
         w1 = nq > 1 ? scratch + tileStride : w0;
         w2 = nq > 2 ? scratch + 2 * tileStride : w0;
         w3 = nq > 3 ? scratch + 3 * tileStride : w0;
       }
-      tile4(x + (<usize>k0 << 2), xStride, rows, w0, w1, w2, w3, len, out + (<usize>o << 2), outStride, nq, k0 == 0 ? MODE_STORE : MODE_ADD, 0, 0, f32x4.splat(0));
+      tile4(xc, xStride, rows, w0, w1, w2, w3, len, out + (<usize>o << 2), outStride, nq, k0 == 0 ? MODE_STORE : MODE_ADD, 0, 0, f32x4.splat(0));
     }
   }
 }
 
-/** One activation row (decode, M = 1) against bf16 weights decoded on the fly, four outputs at a time. */
-function linearBf16Row(x: usize, w: usize, out: usize, K: i32, begin: i32, end: i32): void {
+/**
+ * One activation row (decode, M = 1) against bf16 weights decoded on the fly, four outputs at a
+ * time. xp is the row permuted by permuteX (so each bf16 word pair splits without shuffles).
+ */
+function linearBf16Row(xp: usize, w: usize, out: usize, K: i32, begin: i32, end: i32): void {
   const rowBytes = <usize>K << 1;
   const k8 = K & ~7;
+  const oddMask = i32x4.splat(0xffff0000);
   for (let o = begin; o < end; o += 4) {
     const nq = min(4, end - o);
     const p0 = w + <usize>o * rowBytes;
@@ -443,28 +508,28 @@ function linearBf16Row(x: usize, w: usize, out: usize, K: i32, begin: i32, end: 
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
     let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
     for (let k = 0; k < k8; k += 8) {
-      const xp = x + (<usize>k << 2);
-      const x0 = v128.load(xp);
-      const x1 = v128.load(xp, 16);
+      const xq = xp + (<usize>k << 2);
+      const xe = v128.load(xq);
+      const xo = v128.load(xq, 16);
       const wo = <usize>k << 1;
       const b0 = v128.load(p0 + wo);
-      a0 = f32x4.add(a0, f32x4.mul(x0, bfLow(b0)));
-      c0 = f32x4.add(c0, f32x4.mul(x1, bfHigh(b0)));
+      a0 = f32x4.add(a0, f32x4.mul(xe, i32x4.shl(b0, 16)));
+      c0 = f32x4.add(c0, f32x4.mul(xo, v128.and(b0, oddMask)));
       const b1 = v128.load(p1 + wo);
-      a1 = f32x4.add(a1, f32x4.mul(x0, bfLow(b1)));
-      c1 = f32x4.add(c1, f32x4.mul(x1, bfHigh(b1)));
+      a1 = f32x4.add(a1, f32x4.mul(xe, i32x4.shl(b1, 16)));
+      c1 = f32x4.add(c1, f32x4.mul(xo, v128.and(b1, oddMask)));
       const b2 = v128.load(p2 + wo);
-      a2 = f32x4.add(a2, f32x4.mul(x0, bfLow(b2)));
-      c2 = f32x4.add(c2, f32x4.mul(x1, bfHigh(b2)));
+      a2 = f32x4.add(a2, f32x4.mul(xe, i32x4.shl(b2, 16)));
+      c2 = f32x4.add(c2, f32x4.mul(xo, v128.and(b2, oddMask)));
       const b3 = v128.load(p3 + wo);
-      a3 = f32x4.add(a3, f32x4.mul(x0, bfLow(b3)));
-      c3 = f32x4.add(c3, f32x4.mul(x1, bfHigh(b3)));
+      a3 = f32x4.add(a3, f32x4.mul(xe, i32x4.shl(b3, 16)));
+      c3 = f32x4.add(c3, f32x4.mul(xo, v128.and(b3, oddMask)));
     }
     let r = hsum4(f32x4.add(a0, c0), f32x4.add(a1, c1), f32x4.add(a2, c2), f32x4.add(a3, c3));
     if (k8 < K) {
       let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
       for (let k = k8; k < K; k++) {
-        const xv = load<f32>(x + (<usize>k << 2));
+        const xv = load<f32>(xp + (<usize>k << 2));
         const wo = <usize>k << 1;
         t0 += xv * bf16Scalar(load<u16>(p0 + wo));
         t1 += xv * bf16Scalar(load<u16>(p1 + wo));
@@ -479,7 +544,7 @@ function linearBf16Row(x: usize, w: usize, out: usize, K: i32, begin: i32, end: 
 
 /**
  * One f32 activation row against e4m3 weights decoded on the fly, four outputs at a time, K block by
- * K block: out += (x_blk · e4m3_blk) · swv. With sxp ≠ 0 (activation-quantized GEMM) the block
+ * K block: out += (x_blk · e4m3_blk) · swv. x is permuted by permuteFp8X. With sxp ≠ 0 (activation-quantized GEMM) the block
  * factor is sx[blk] · sw and accumulation follows the reference: out = out + dot · (sx · sw).
  */
 function linearFp8Row(x: usize, w: usize, sw: usize, bo: i32, bi: i32, sxp: usize, out: usize, K: i32, begin: i32, end: i32): void {
@@ -503,15 +568,15 @@ function linearFp8Row(x: usize, w: usize, sw: usize, bo: i32, bi: i32, sxp: usiz
       let k = k0;
       for (; k + 16 <= kEnd; k += 16) {
         const xp = x + (<usize>k << 2);
-        const x0 = v128.load(xp);
-        const x1 = v128.load(xp, 16);
-        const x2 = v128.load(xp, 32);
-        const x3 = v128.load(xp, 48);
+        const xe0 = v128.load(xp);
+        const xo0 = v128.load(xp, 16);
+        const xe1 = v128.load(xp, 32);
+        const xo1 = v128.load(xp, 48);
         const wo = <usize>k;
-        a0 = dot16E4m3(a0, p0 + wo, x0, x1, x2, x3);
-        a1 = dot16E4m3(a1, p1 + wo, x0, x1, x2, x3);
-        a2 = dot16E4m3(a2, p2 + wo, x0, x1, x2, x3);
-        a3 = dot16E4m3(a3, p3 + wo, x0, x1, x2, x3);
+        a0 = dot16E4m3(a0, p0 + wo, xe0, xo0, xe1, xo1);
+        a1 = dot16E4m3(a1, p1 + wo, xe0, xo0, xe1, xo1);
+        a2 = dot16E4m3(a2, p2 + wo, xe0, xo0, xe1, xo1);
+        a3 = dot16E4m3(a3, p3 + wo, xe0, xo0, xe1, xo1);
       }
       let r = hsum4(a0, a1, a2, a3);
       if (k < kEnd) {
@@ -537,12 +602,13 @@ function linearFp8Row(x: usize, w: usize, sw: usize, bo: i32, bi: i32, sxp: usiz
 
 /** Bytes of scratch the linear kernels need (any rows, K, format). */
 export function linear_scratch_bytes(rows: i32, K: i32): i32 {
-  return 4 * KC * 4;
+  if (rows <= 1) return max(4 * KC * 4, ((K + 3) & ~3) * 4);
+  return 4 * KC * 4 + rows * <i32>XS_STRIDE;
 }
 
 /**
  * out[t, o] = Σ_k x[t, k] · W[o, k] with f32 weights, for t < rows and o in [begin, end).
- * x f32 [rows, K], W f32 [N, K], out f32 [rows, N]. Scratch: none (pass 0 or any pointer).
+ * x f32 [rows, K], W f32 [N, K], out f32 [rows, N]. Scratch: linear_scratch_bytes (unused when rows == 1).
  */
 export function linear_f32(x: usize, w: usize, out: usize, rows: i32, K: i32, N: i32, scratch: usize, begin: i32, end: i32): void {
   if (end <= begin || rows <= 0) return;
@@ -552,7 +618,10 @@ export function linear_f32(x: usize, w: usize, out: usize, rows: i32, K: i32, N:
 /** As linear_f32 with W bf16 (u16) [N, K]. Scratch: linear_scratch_bytes. */
 export function linear_bf16(x: usize, w: usize, out: usize, rows: i32, K: i32, N: i32, scratch: usize, begin: i32, end: i32): void {
   if (end <= begin || rows <= 0) return;
-  if (rows == 1) linearBf16Row(x, w, out, K, begin, end);
+  if (rows == 1) {
+    permuteX(x, scratch, K);
+    linearBf16Row(scratch, w, out, K, begin, end);
+  }
   else linearTiled(FMT_BF16, x, w, 0, 1, 1, out, rows, K, N, scratch, begin, end);
 }
 
@@ -562,14 +631,18 @@ export function linear_bf16(x: usize, w: usize, out: usize, rows: i32, K: i32, N
  */
 export function linear_fp8(x: usize, w: usize, scaleInv: usize, bo: i32, bi: i32, out: usize, rows: i32, K: i32, N: i32, scratch: usize, begin: i32, end: i32): void {
   if (end <= begin || rows <= 0) return;
-  if (rows == 1) linearFp8Row(x, w, scaleInv, bo, bi, 0, out, K, begin, end);
+  if (rows == 1) {
+    permuteFp8X(x, scratch, K, bi);
+    linearFp8Row(scratch, w, scaleInv, bo, bi, 0, out, K, begin, end);
+  }
   else linearTiled(FMT_FP8, x, w, scaleInv, bo, bi, out, rows, K, N, scratch, begin, end);
 }
 
 /** Bytes of scratch linear_fp8_aq needs. */
 export function linear_fp8_aq_scratch_bytes(rows: i32, K: i32, bi: i32): i32 {
-  if (rows <= 1) return ((K + 3) & ~3) * 4;
-  return rows * ((bi + 3) & ~3) * 4 + 4 * ((bi + 3) & ~3) * 4;
+  if (rows <= 1) return ((K + 3) & ~3) * 8;
+  const stride = ((bi + 3) & ~3) * 4 + 64;
+  return (rows + 4) * stride;
 }
 
 /**
@@ -583,12 +656,14 @@ export function linear_fp8_aq(xq: usize, sx: usize, w: usize, sw: usize, bo: i32
   if (end <= begin || rows <= 0) return;
   const kb = (K + bi - 1) / bi;
   if (rows == 1) {
+    const xp = scratch + (<usize>((K + 3) & ~3) << 2);
     decodeE4m3Run(xq, scratch, K, 1, false);
-    linearFp8Row(scratch, w, sw, bo, bi, sx, out, K, begin, end);
+    permuteFp8X(scratch, xp, K, bi);
+    linearFp8Row(xp, w, sw, bo, bi, sx, out, K, begin, end);
     return;
   }
   const biP = (bi + 3) & ~3;
-  const xStride = <usize>biP << 2;
+  const xStride = (<usize>biP << 2) + 64; // off the 4 KiB grid
   const xdec = scratch;
   const wt = scratch + <usize>rows * xStride;
   const outStride = <usize>N << 2;

@@ -274,7 +274,7 @@ function runLinear(a: Arena, w: CpuWeight, xp: Ptr, wp: Ptr, sp: Ptr, rows: numb
   const out = a.outF32(rows * n);
   const scratch = a.alloc(a.k.linear_scratch_bytes(rows, k));
   for (const [b, e] of ranges) {
-    if (w.format === 'f32') a.k.linear_f32(xp, wp, out, rows, k, n, 0, b, e);
+    if (w.format === 'f32') a.k.linear_f32(xp, wp, out, rows, k, n, scratch, b, e);
     else if (w.format === 'bf16') a.k.linear_bf16(xp, wp, out, rows, k, n, scratch, b, e);
     else {
       const h = w.host as Extract<typeof w.host, { format: 'fp8' }>;

@@ -47,14 +47,23 @@ export interface KernelExports {
   encode_bf16(src: Ptr, dst: Ptr, begin: number, end: number): void;
 
   // ---- linear layers: out f32 [rows, N] = x f32 [rows, K] · Wᵀ; parallel over outputs o ----
-  /** Scratch bytes of linear_f32 / linear_bf16 / linear_fp8 (4 KiB; linear_f32 needs none). */
+  /**
+   * Scratch bytes of linear_f32 / linear_bf16 / linear_fp8: max(4 KiB, 4·K) for rows == 1,
+   * 4 KiB + 1088·rows otherwise (the weight tile and the packed activation chunk).
+   */
   linear_scratch_bytes(rows: number, K: number): number;
   /**
    * W f32 [N, K]: out[t, o] = Σ_k x[t, k] · W[o, k] for all t < rows and o in [begin, end).
-   * `scratch` is unused (pass 0).
+   * Rows == 1 reads x and W in place (scratch unused); more rows work in K chunks of 256: the
+   * activation chunk is packed into scratch and each 4 × 256 weight tile is reused for every row.
+   * Scratch: linear_scratch_bytes(rows, K).
    */
   linear_f32(x: Ptr, w: Ptr, out: Ptr, rows: number, K: number, N: number, scratch: Ptr, begin: number, end: number): void;
-  /** As linear_f32 with W bf16 (u16) [N, K]. Scratch: linear_scratch_bytes(rows, K). */
+  /**
+   * As linear_f32 with W bf16 (u16) [N, K]. Rows == 1 reads the weights once, splitting bf16 pairs
+   * with integer ops against a permuted copy of x in scratch; more rows decode 4 × 256 weight tiles
+   * to scratch and reuse them for every row. Scratch: linear_scratch_bytes(rows, K).
+   */
   linear_bf16(x: Ptr, w: Ptr, out: Ptr, rows: number, K: number, N: number, scratch: Ptr, begin: number, end: number): void;
   /**
    * As linear_f32 with W e4m3 (u8) [N, K] at its real value e4m3(W[o, k]) · scaleInv[o/bo][k/bi],
@@ -66,7 +75,7 @@ export interface KernelExports {
     x: Ptr, w: Ptr, scaleInv: Ptr, bo: number, bi: number, out: Ptr,
     rows: number, K: number, N: number, scratch: Ptr, begin: number, end: number,
   ): void;
-  /** Scratch bytes of linear_fp8_aq: 4·K for rows == 1, else 4·bi·(rows + 4) (bi rounded up to 4). */
+  /** Scratch bytes of linear_fp8_aq: 8·K for rows == 1, else (4·bi + 64)·(rows + 4) (K, bi rounded up to 4). */
   linear_fp8_aq_scratch_bytes(rows: number, K: number, bi: number): number;
   /**
    * The reference FP8 GEMM on activations already quantized in blocks of bi (JS does the
