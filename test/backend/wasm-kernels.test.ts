@@ -39,6 +39,10 @@ class Arena {
     this.k = instantiateKernels(this.memory);
   }
 
+  /** Inputs (compared with their source at check()) and guard bytes after scratch areas. */
+  private readonly inputs: { p: Ptr; bytes: Uint8Array }[] = [];
+  private readonly guards: Ptr[] = [];
+
   alloc(bytes: number): Ptr {
     const p = this.top;
     this.top = (p + Math.max(bytes, 1) + 63) & ~63;
@@ -47,25 +51,51 @@ class Arena {
     return p;
   }
 
+  /** Scratch of the given size followed by 256 guard bytes that no kernel may touch. */
+  scratch(bytes: number): Ptr {
+    const p = this.alloc(bytes + 256);
+    const guard = (p + bytes + 15) & ~15; // kernels round scratch up to 16 bytes at most
+    new Uint8Array(this.memory.buffer, guard, 192).fill(0xa5);
+    this.guards.push(guard);
+    return p;
+  }
+
+  private input(p: Ptr, a: ArrayBufferView): Ptr {
+    this.inputs.push({ p, bytes: new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice() });
+    return p;
+  }
+
+  /** Asserts that every input is unchanged and every scratch guard intact. */
+  check(): void {
+    for (const { p, bytes } of this.inputs) {
+      assert.ok(Buffer.from(new Uint8Array(this.memory.buffer, p, bytes.length)).equals(Buffer.from(bytes)), `input at ${p} was modified`);
+    }
+    for (const g of this.guards) assert.ok(new Uint8Array(this.memory.buffer, g, 192).every((b) => b === 0xa5), `scratch overrun before ${g}`);
+  }
+
   f32(a: ArrayLike<number>): Ptr {
     const p = this.alloc(a.length * 4);
-    new Float32Array(this.memory.buffer, p, a.length).set(a);
-    return p;
+    const v = new Float32Array(this.memory.buffer, p, a.length);
+    v.set(a);
+    return this.input(p, v);
   }
   u8(a: ArrayLike<number>): Ptr {
     const p = this.alloc(a.length);
-    new Uint8Array(this.memory.buffer, p, a.length).set(a);
-    return p;
+    const v = new Uint8Array(this.memory.buffer, p, a.length);
+    v.set(a);
+    return this.input(p, v);
   }
   u16(a: ArrayLike<number>): Ptr {
     const p = this.alloc(a.length * 2);
-    new Uint16Array(this.memory.buffer, p, a.length).set(a);
-    return p;
+    const v = new Uint16Array(this.memory.buffer, p, a.length);
+    v.set(a);
+    return this.input(p, v);
   }
   i32(a: ArrayLike<number>): Ptr {
     const p = this.alloc(a.length * 4);
-    new Int32Array(this.memory.buffer, p, a.length).set(a);
-    return p;
+    const v = new Int32Array(this.memory.buffer, p, a.length);
+    v.set(a);
+    return this.input(p, v);
   }
   /** An output area pre-filled with NaN, so that unwritten elements show up. */
   outF32(n: number): Ptr {
@@ -272,7 +302,7 @@ function runLinear(a: Arena, w: CpuWeight, xp: Ptr, wp: Ptr, sp: Ptr, rows: numb
   const n = w.outDim;
   const k = w.inDim;
   const out = a.outF32(rows * n);
-  const scratch = a.alloc(a.k.linear_scratch_bytes(rows, k));
+  const scratch = a.scratch(a.k.linear_scratch_bytes(rows, k));
   for (const [b, e] of ranges) {
     if (w.format === 'f32') a.k.linear_f32(xp, wp, out, rows, k, n, scratch, b, e);
     else if (w.format === 'bf16') a.k.linear_bf16(xp, wp, out, rows, k, n, scratch, b, e);
@@ -311,6 +341,7 @@ describe('wasm linear', () => {
         const xp = a.f32(x);
         const { wp, sp } = uploadWeight(a, w);
         for (const got of ranged(n, (r) => runLinear(a, w, xp, wp, sp, rows, r))) assertClose(got, want, `linear_${fmt}`);
+        a.check();
       });
     }
   }
@@ -331,11 +362,12 @@ describe('wasm linear', () => {
         const { wp, sp } = uploadWeight(a, w);
         const results = ranged(n, (ranges) => {
           const out = a.outF32(rows * n);
-          const scratch = a.alloc(a.k.linear_fp8_aq_scratch_bytes(rows, k, bi));
+          const scratch = a.scratch(a.k.linear_fp8_aq_scratch_bytes(rows, k, bi));
           for (const [b, e] of ranges) a.k.linear_fp8_aq(xq, sx, wp, sp, bo, bi, out, rows, k, n, scratch, b, e);
           return a.readF32(out, rows * n);
         });
         for (const got of results) assertClose(got, want, 'linear_fp8_aq');
+        a.check();
       });
     }
   }
@@ -380,7 +412,7 @@ describe('wasm indexer_scores', () => {
       const ptr = { q: a.f32(q), w: a.f32(w), k: a.u8(kCache), ks: a.f32(kScale), slots: a.i32(slotList), pos: a.i32(pos) };
       const results = ranged(nKeys, (ranges) => {
         const out = a.outF32(T * nKeys);
-        const scratch = a.alloc(a.k.indexer_scratch_bytes(D));
+        const scratch = a.scratch(a.k.indexer_scratch_bytes(D));
         for (const [b, e] of ranges) a.k.indexer_scores(ptr.q, ptr.w, ptr.k, ptr.ks, ptr.slots, ptr.pos, out, T, H, D, nKeys, scratch, b, e);
         return a.readF32(out, T * nKeys);
       });
@@ -388,6 +420,7 @@ describe('wasm indexer_scores', () => {
       for (let i = 0; i < want.length; i++) if (want[i] === -Infinity) masked++;
       if (positions.some((p) => p < nKeys - 1)) assert.ok(masked > 0, 'the case masks some keys');
       for (const got of results) assertClose(got, want, 'indexer_scores');
+      a.check();
     });
   }
 });
@@ -456,7 +489,7 @@ describe('wasm MLA attention', () => {
           latent: latent.format === 'f32' ? a.f32(latent.data) : latent.format === 'bf16' ? a.u16(latent.data) : a.u8(latent.data),
           list: a.i32(list),
         };
-        const scratch = a.alloc(a.k.mla_scratch_bytes(H, r, dr));
+        const scratch = a.scratch(a.k.mla_scratch_bytes(H, r, dr));
 
         // mla_attention over all rows, and over row sub-ranges
         const results = ranged(T, (ranges) => {
@@ -484,7 +517,86 @@ describe('wasm MLA attention', () => {
           }
           assertClose(got, want, `mla_partial + mla_merge over ${P} ranges`);
         }
+        a.check();
       });
     }
   }
+});
+
+// ------------------------------------------------------------------------------------------------
+// NaN codes, and several threads on one memory
+// ------------------------------------------------------------------------------------------------
+
+describe('wasm linear: special cases', () => {
+  test('an e4m3 NaN code in the weight gives NaN outputs, as the reference (M 1, M 3, activation-quantized)', () => {
+    const a = new Arena();
+    const rand = rng(99);
+    const n = 9;
+    const k = 300;
+    const w = makeWeight('fp8', n, k, rand, [128, 128]);
+    const h = w.host as Extract<typeof w.host, { format: 'fp8' }>;
+    h.data[2 * k + 17] = 0x7f; // row 2, vector part
+    h.data[6 * k + 299] = 0xff; // row 6, scalar tail of the last block
+    for (const rows of [1, 3]) {
+      const x = randF32(rows * k, rand);
+      const want = linearPlain(x, rows, w);
+      const xp = a.f32(x);
+      const { wp, sp } = uploadWeight(a, w);
+      const got = runLinear(a, w, xp, wp, sp, rows, [[0, n]]);
+      for (let i = 0; i < want.length; i++) assert.equal(Number.isNaN(got[i]), Number.isNaN(want[i]), `element ${i}`);
+      assert.ok(Number.isNaN(got[2]) && Number.isNaN(got[6]));
+      const { q, s } = actQuant(x, rows, k, 128, 'none');
+      const out = a.outF32(rows * n);
+      a.k.linear_fp8_aq(a.u8(q), a.f32(s), wp, sp, 128, 128, out, rows, k, n, a.scratch(a.k.linear_fp8_aq_scratch_bytes(rows, k, 128)), 0, n);
+      const aq = a.readF32(out, rows * n);
+      const wantAq = linearFp8(x, rows, w, 'none');
+      for (let i = 0; i < wantAq.length; i++) assert.equal(Number.isNaN(aq[i]), Number.isNaN(wantAq[i]), `aq element ${i}`);
+    }
+  });
+});
+
+describe('wasm kernels on worker threads', () => {
+  test('two workers, one shared memory, disjoint output ranges of linear_fp8', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const a = new Arena();
+    const rand = rng(7);
+    const rows = 3;
+    const k = 320;
+    const n = 200;
+    const w = makeWeight('fp8', n, k, rand, [128, 128]);
+    const h = w.host as Extract<typeof w.host, { format: 'fp8' }>;
+    const x = randF32(rows * k, rand);
+    const want = linearPlain(x, rows, w);
+    const xp = a.f32(x);
+    const { wp, sp } = uploadWeight(a, w);
+    const out = a.outF32(rows * n);
+    const scratchBytes = a.k.linear_scratch_bytes(rows, k);
+    const scratches = [a.alloc(scratchBytes), a.alloc(scratchBytes)];
+    // each worker instantiates the module on the same memory and runs its range
+    const code = `
+      const { parentPort, workerData: d } = require('node:worker_threads');
+      const k = new WebAssembly.Instance(d.module, { env: { memory: d.memory } }).exports;
+      k.linear_fp8(d.x, d.w, d.s, 128, 128, d.out, d.rows, d.k, d.n, d.scratch, d.begin, d.end);
+      parentPort.postMessage('done');
+    `;
+    const ranges: [number, number][] = [[0, 97], [97, n]];
+    await Promise.all(
+      ranges.map(
+        ([begin, end], i) =>
+          new Promise<void>((resolve, reject) => {
+            const worker = new Worker(code, {
+              eval: true,
+              workerData: { module: kernelsModule(), memory: a.memory, x: xp, w: wp, s: sp, out, rows, k, n, scratch: scratches[i], begin, end },
+            });
+            worker.once('message', () => {
+              void worker.terminate();
+              resolve();
+            });
+            worker.once('error', reject);
+          }),
+      ),
+    );
+    assert.equal(h.block[0], 128);
+    assertClose(a.readF32(out, rows * n), want, 'linear_fp8 on two workers');
+  });
 });
