@@ -82,7 +82,8 @@ export interface MatmulRow extends MatmulShape {
 
 export interface MatmulReport {
   machine: Awaited<ReturnType<typeof machineInfo>>;
-  ours: { backend: string; threads: number };
+  /** Threads: null when the backend does not say. Kernels: the CPU backend's kernel set, when it has several. */
+  ours: { backend: string; kernels: string | null; threads: number | null };
   ort: { available: boolean; version: string | null; threads: number; reason?: string };
   bandwidth: BandwidthResult | null;
   rows: MatmulRow[];
@@ -142,6 +143,15 @@ function weightBytes(w: HostWeight): number {
   return w.data.byteLength + (w.format === 'fp8' ? w.scaleInv.byteLength : 0);
 }
 
+/** The backend's kernel set and thread count, where it exposes them (plain TypeScript kernels: 1 thread). */
+function describeBackend(b: Backend): MatmulReport['ours'] {
+  const d = b as unknown as { kernels?: unknown; threads?: unknown; rt?: { threads?: unknown } | null };
+  const kernels = typeof d.kernels === 'string' ? d.kernels : null;
+  const threads =
+    typeof d.threads === 'number' ? d.threads : typeof d.rt?.threads === 'number' ? d.rt.threads : kernels === null || kernels === 'js' ? 1 : null;
+  return { backend: b.name, kernels, threads };
+}
+
 /** Times fn: one run first; if it is longer than the budget it is the measurement, else timeIt. */
 async function measure(fn: () => Promise<unknown>, flop: number, runs: number, budgetMs: number): Promise<Measured> {
   const t0 = performance.now();
@@ -178,7 +188,7 @@ export async function runMatmulBench(o: MatmulOptions): Promise<MatmulReport> {
   const ort = loaded.ort;
   const report: MatmulReport = {
     machine,
-    ours: { backend: backend.name, threads: (backend as { threads?: number }).threads ?? 1 },
+    ours: describeBackend(backend),
     ort: loaded.ort
       ? { available: true, version: loaded.version, threads: ortThreads }
       : { available: false, version: null, threads: 0, reason: loaded.reason },
@@ -299,7 +309,8 @@ export function setupLines(r: MatmulReport): string[] {
   const m = r.machine;
   const lines = [
     `machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, node ${m.node}, ${m.platform}`,
-    `ours: backend ${r.ours.backend}.linear, ${r.ours.threads} thread${r.ours.threads === 1 ? '' : 's'}`,
+    `ours: backend ${r.ours.backend}.linear${r.ours.kernels ? `, ${r.ours.kernels} kernels` : ''}, ` +
+      (r.ours.threads === null ? 'threads not reported by the backend' : `${r.ours.threads} thread${r.ours.threads === 1 ? '' : 's'}`),
     r.ort.available
       ? `peer: onnxruntime-node ${r.ort.version} CPU MatMul f32, ${r.ort.threads} intra-op threads (and 1), sequential execution`
       : `peer: onnxruntime-node unavailable (${r.ort.reason}); reporting ours only`,
