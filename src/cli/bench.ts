@@ -205,13 +205,16 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
   const unit = o.prefill ? `ms per token (prefill chunks of ${rows} rows, chunk time / ${rows})` : 'ms per decode step';
   const machine = await machineInfo();
   const backend = createBackend(o.backend);
+  // The CPU backend may say which kernel set it runs (e.g. 'wasm' or 'js'); other backends need not.
+  const kernels = (backend as { kernels?: unknown }).kernels;
+  const backendName = typeof kernels === 'string' ? `${backend.name} (${kernels} kernels)` : backend.name;
   const w = (s = '') => process.stdout.write(`${s}\n`);
 
   w(`dsa bench attention: one DeepSeek-V3.2 attention layer, ${o.prefill ? `prefill chunks of ${rows} rows` : 'decode (1 token per sequence per step)'}, dense MLA vs DSA`);
   w(`machine:  ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, ${machine.platform}`);
   const load = loadavg()[0]!;
   if (load > 0.5) w(`load:     ${load.toFixed(2)} (1-minute load average at start: other processes share the CPU, expect noise)`);
-  w(`backend:  ${backend.name}, every op timed by a wrapper (CPU ops are synchronous: exact wall time per op)`);
+  w(`backend:  ${backendName}, every op timed by a wrapper (CPU ops are synchronous: exact wall time per op)`);
   w(`config:   ${source}`);
   for (const line of configSummary(cfg)) w(`          ${line}`);
   w(`          seeded random weights (seed ${o.seed}) built in memory; cache content random (normalized c_kv, roped k_rope, FP8 indexer keys) written directly`);
@@ -281,7 +284,9 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
       `either way), query path ${fmt(result.indexerQueryMs * perUnit)} ms (DSA, when it selects)`,
   );
   for (const p of result.points) {
-    if (p.densePath) w(`note: ctx ${p.ctx}: position + 1 ≤ index_topk (${cfg.indexTopk}): DSA takes the dense path (every key selected, no indexer scores, no top-k)`);
+    if (!p.densePath) continue;
+    const where = rows === 1 ? 'position + 1' : `positions ${p.ctx}..${p.ctx + rows - 1}, last + 1`;
+    w(`note: ctx ${p.ctx}: ${where} ≤ index_topk (${cfg.indexTopk}): DSA takes the dense path (every key selected, no indexer scores, no top-k)`);
   }
   for (const s of result.skipped) w(`skipped: ${s}`);
   w(crossoverText(c, pts.filter((p) => p.dense !== null && p.dsa !== null).length, cfg.indexTopk));
@@ -290,7 +295,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
     mode,
     rows_per_step: rows,
     unit,
-    backend: backend.name,
+    backend: backendName,
     config_source: source,
     hidden_size: cfg.hiddenSize,
     num_heads: cfg.numHeads,
@@ -313,7 +318,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
       ...(p.dsa ? [{ ctx: p.ctx, ms: p.dsa.ms * perUnit, engine: 'DSA' }] : []),
     ]);
     const svg = await linePlot({
-      title: `One DeepSeek-V3.2 attention layer, ${mode}: dense MLA vs DSA (${backend.name}, batch ${o.batch})`,
+      title: `One DeepSeek-V3.2 attention layer, ${mode}: dense MLA vs DSA (${backendName}, batch ${o.batch})`,
       x: { field: 'ctx', title: 'context position (tokens)', log2: true },
       y: { field: 'ms', title: unit },
       series: 'engine',
