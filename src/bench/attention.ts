@@ -8,7 +8,7 @@
  */
 import type { Backend, LatentFormat, Tensor } from '../backend/backend.js';
 import { Rng } from '../generate/sampler.js';
-import { KVCache, type Sequence } from '../model/cache.js';
+import { KVCache, needsPrefillLatent, type Sequence } from '../model/cache.js';
 import type { ModelConfig } from '../model/config.js';
 import { indexerScores, writeIndexerKeys } from '../model/indexer.js';
 import { attention } from '../model/mla.js';
@@ -147,9 +147,11 @@ export async function runAttentionBench(o: AttentionBenchOptions): Promise<Atten
   // Every sequence has its own one-layer cache, filled once to the largest context. Each step writes
   // its own entries at positions ctx.. (overwriting the previous run's), and attention() never moves
   // seq.length, so every run decodes at position ctx against exactly ctx cached tokens.
+  // The prefill copy of the latent exactly when the model keeps one (Model.createCache's rule).
+  const prefillLatent = needsPrefillLatent(w.kvBIsFp8, o.latentFormat, cfg.quant?.scaleFormat ?? null);
   const seqs: Sequence[] = [];
   for (let i = 0; i < o.batch; i++) {
-    const cache = new KVCache(b, layerCfg, { capacity, prefillLatent: w.kvBIsFp8, latentFormat: o.latentFormat });
+    const cache = new KVCache(b, layerCfg, { capacity, prefillLatent, latentFormat: o.latentFormat });
     const seq = cache.newSequence();
     seq.reserve(capacity);
     fillCache(b, cfg, cache.layers[0]!, seq.pages(), maxCtx, g, rope);

@@ -114,8 +114,9 @@ test('prefill chunks, a batch of two, the fp8 cache, --set, and a PNG plot', asy
     assert.equal(r.batch, 2);
     assert.equal(r.cache_format, 'fp8');
     assert.equal(r.index_topk, 12);
-    // fp8 latent: 128 codes + 1 scale (4 B) + 16 bf16 = 164 B, twice, plus the indexer key.
-    assert.equal(r.cache_bytes_per_token, 164 + 164 + 36);
+    // fp8 latent: 128 codes + 1 scale (4 B) + 16 bf16 = 164 B, plus the indexer key (no prefill copy
+    // with ue8m0 activation scales: the cached c_kv already is the act-quantized one).
+    assert.equal(r.cache_bytes_per_token, 164 + 36);
     assert.ok(r.dense_ms > 0 && r.dsa_ms > 0);
   }
   // Rows at positions 4..7 attend ≤ 8 keys ≤ 12: dense path. Positions 32..35: the indexer selects.
