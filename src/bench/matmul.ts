@@ -55,6 +55,9 @@ export function parseShapes(spec: string): MatmulShape[] {
     });
 }
 
+/** Rows up to which weights are rotated (see MatmulOptions.rotateMiB): above, the product is compute-bound. */
+export const ROTATE_MAX_M = 16;
+
 export const OUR_FORMATS = ['f32', 'bf16', 'fp8', 'fp8aq'] as const;
 export type OurFormat = (typeof OUR_FORMATS)[number];
 
@@ -85,6 +88,8 @@ export interface MatmulReport {
   /** Threads: null when the backend does not say. Kernels: the CPU backend's kernel set, when it has several. */
   ours: { backend: string; kernels: string | null; threads: number | null };
   ort: { available: boolean; version: string | null; threads: number; reason?: string };
+  /** Weight copies rotated per timed run for M ≤ ROTATE_MAX_M reach this many MiB (0: none). */
+  rotateMiB: number;
   bandwidth: BandwidthResult | null;
   rows: MatmulRow[];
 }
@@ -101,6 +106,12 @@ export interface MatmulOptions {
   runs?: number;
   /** Per-measurement time budget; a first run longer than this is the only run. */
   budgetMs?: number;
+  /**
+   * For M ≤ ROTATE_MAX_M, each timed run reads the next of several copies of the weight, enough
+   * copies to pass this many MiB (default 128, 4× a 32 MiB L3), so decode streams the weight from
+   * memory as in a model, not from cache; 0 = one copy.
+   */
+  rotateMiB?: number;
   /** Buffer size of the bandwidth measurement (MiB); 0 skips it. */
   bandwidthMiB?: number;
   seed?: number;
@@ -192,11 +203,15 @@ export async function runMatmulBench(o: MatmulOptions): Promise<MatmulReport> {
     ort: loaded.ort
       ? { available: true, version: loaded.version, threads: ortThreads }
       : { available: false, version: null, threads: 0, reason: loaded.reason },
+    rotateMiB: o.rotateMiB ?? 128,
     bandwidth: (o.bandwidthMiB ?? 256) > 0 ? await measureBandwidth({ mib: o.bandwidthMiB ?? 256 }) : null,
     rows: [],
   };
   o.onSetup?.(report);
   const r = filler(o.seed ?? 1);
+  const rotateBytes = (o.rotateMiB ?? 128) * 2 ** 20;
+  /** Weight copies in rotation: enough to exceed the rotation size when M is decode-like. */
+  const copies = (s: MatmulShape, bytes: number): number => (s.m > ROTATE_MAX_M ? 1 : Math.max(1, Math.min(16, Math.ceil(rotateBytes / bytes))));
   for (const s of o.shapes) {
     const flop = 2 * s.m * s.k * s.n;
     const row: MatmulRow = { ...s, flop, ours: {}, ort: null, ort1: null, oursOverOrt: null, maxRelErr: null };
@@ -207,12 +222,14 @@ export async function runMatmulBench(o: MatmulOptions): Promise<MatmulReport> {
     let ortY: Float32Array | null = null;
     if (ort) {
       for (const threads of o.ortSingle === false || ortThreads === 1 ? [ortThreads] : [ortThreads, 1]) {
-        const mm = await OrtMatmul.create(ort, s.m, s.k, s.n, wf32.data, threads);
-        if (ortY === null) ortY = (await mm.run(xHost)).slice();
-        const t = await measure(() => mm.run(xHost), flop, runs, budgetMs);
+        const mms: OrtMatmul[] = [];
+        for (let c = copies(s, 4 * s.k * s.n); c > 0; c--) mms.push(await OrtMatmul.create(ort, s.m, s.k, s.n, wf32.data, threads));
+        if (ortY === null) ortY = (await mms[0]!.run(xHost)).slice();
+        let i = 0;
+        const t = await measure(() => mms[i++ % mms.length]!.run(xHost), flop, runs, budgetMs);
         if (threads === ortThreads) row.ort = t;
         else row.ort1 = t;
-        await mm.release();
+        for (const mm of mms) await mm.release();
       }
     }
 
@@ -222,10 +239,14 @@ export async function runMatmulBench(o: MatmulOptions): Promise<MatmulReport> {
       if (f === 'f32') host = wf32;
       else if (f === 'bf16') host = { format: 'bf16', outDim: s.n, inDim: s.k, data: encodeBf16(wf32.data) };
       else host = fp8 ??= randomFp8(s.n, s.k, r);
-      const w = backend.uploadWeight(host);
+      // Distinct copies (own storage) to rotate through, so small weights are not read from cache.
+      const hosts = [host];
+      for (let c = copies(s, weightBytes(host)); c > 1; c--) hosts.push({ ...host, data: host.data.slice() } as HostWeight);
+      const ws = hosts.map((h) => backend.uploadWeight(h));
       const aq = f === 'fp8aq' ? 'ue8m0' : null;
+      let i = 0;
       const once = async () => {
-        const y = backend.linear(x, w, aq);
+        const y = backend.linear(x, ws[i++ % ws.length]!, aq);
         const data = await backend.read(y);
         backend.dispose(y);
         return data;
@@ -315,6 +336,9 @@ export function setupLines(r: MatmulReport): string[] {
       ? `peer: onnxruntime-node ${r.ort.version} CPU MatMul f32, ${r.ort.threads} intra-op threads (and 1), sequential execution`
       : `peer: onnxruntime-node unavailable (${r.ort.reason}); reporting ours only`,
   ];
+  if (r.rotateMiB > 0) {
+    lines.push(`weights: for M ≤ ${ROTATE_MAX_M}, each timed run reads the next of several copies (≥ ${r.rotateMiB} MiB in rotation, both sides) so the weight streams from memory`);
+  }
   const b = r.bandwidth;
   if (b) {
     lines.push(

@@ -195,6 +195,7 @@ export function buildProgram(): Command {
     .option('--runs <n>', 'timed runs per measurement (a first run longer than --budget-ms is the only one)', intArg('--runs', 1), 10)
     .option('--budget-ms <n>', 'time budget per measurement', intArg('--budget-ms', 1), 2000)
     .option('--bandwidth-mib <n>', 'buffer size of the bandwidth measurement (0 = skip)', intArg('--bandwidth-mib', 0), 256)
+    .option('--rotate-mib <n>', 'for M ≤ 16, rotate weight copies adding up to this size so they are not cached (0 = off)', intArg('--rotate-mib', 0), 128)
     .option('--json <file>', 'also write all numbers as JSON')
     .action(
       async (o: {
@@ -206,6 +207,7 @@ export function buildProgram(): Command {
         runs: number;
         budgetMs: number;
         bandwidthMib: number;
+        rotateMib: number;
         json?: string;
       }) => {
         const formats = o.formats
@@ -222,6 +224,7 @@ export function buildProgram(): Command {
           runs: o.runs,
           budgetMs: o.budgetMs,
           bandwidthMiB: o.bandwidthMib,
+          rotateMiB: o.rotateMib,
           json: o.json,
         });
       },

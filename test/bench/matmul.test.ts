@@ -91,7 +91,7 @@ test('dsa bench matmul prints setup and table and writes JSON with every field',
     assert.match(r.stdout, /^memory bandwidth/m);
     assert.match(r.stdout, /^64x48 +1 +64×48/m);
     const j = JSON.parse(readFileSync(file, 'utf8'));
-    for (const key of ['machine', 'ours', 'ort', 'bandwidth', 'rows']) assert.ok(key in j, key);
+    for (const key of ['machine', 'ours', 'ort', 'rotateMiB', 'bandwidth', 'rows']) assert.ok(key in j, key);
     for (const key of ['copyGBs', 'readGBs', 'bytes']) assert.equal(typeof j.bandwidth[key], 'number', key);
     assert.equal(j.rows.length, 2);
     for (const row of j.rows) {
