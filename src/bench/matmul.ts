@@ -342,7 +342,7 @@ export function setupLines(r: MatmulReport): string[] {
   const b = r.bandwidth;
   if (b) {
     lines.push(
-      `memory bandwidth (1 thread, ${b.bytes / 2 ** 20} MiB buffers): copy (TypedArray.set, read+write) ${fmt(b.copyGBs, 1)} GB/s; read loop ${fmt(b.readGBs, 1)} GB/s`,
+      `memory bandwidth (1 thread, ${b.bytes / 2 ** 20} MiB buffers, best of ${b.runs}): copy (TypedArray.set, read+write) ${fmt(b.copyGBs, 1)} GB/s; read loop ${fmt(b.readGBs, 1)} GB/s`,
     );
   }
   return lines;
