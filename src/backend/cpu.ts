@@ -1,7 +1,10 @@
 /**
- * The CPU backend: plain TypeScript kernels on typed arrays, executed eagerly. It is the reference
- * the other backends and faster kernels are compared with.
+ * The CPU backend, executed eagerly. Two kernel sets: 'wasm' (the default: WebAssembly SIMD kernels
+ * on a shared heap, split across a pool of worker threads, see cpu/wasm/runtime.ts) and 'js' (plain
+ * TypeScript kernels on typed arrays: the reference every other kernel is compared with). Ops the
+ * WASM set does not cover, and data that does not fit its 4 GiB heap, use the TypeScript kernels.
  */
+import { availableParallelism } from 'node:os';
 import {
   latentDType,
   latentRowWidth,
@@ -21,12 +24,40 @@ import {
 import { allocate, bf16, cpu, CpuTensor, dtypeOf, expectShape, f32, i32, rowsCols, sameShape, u8 } from './cpu/tensor.js';
 import { CpuWeight, decodeRow } from './cpu/weight.js';
 import * as ew from './cpu/kernels/elementwise.js';
-import { headMatmul, linearFp8, linearPlain } from './cpu/kernels/linear.js';
+import { headMatmul } from './cpu/kernels/linear.js';
 import { indexerScores, slotOf, type PageMap } from './cpu/kernels/indexer.js';
 import { topkRowsRadix } from './cpu/kernels/topk-radix.js';
 import { mlaAttention } from './cpu/kernels/mla-attention.js';
 import { packLatent, type LatentData } from './cpu/kernels/latent.js';
-import { moeExperts, moeRoute } from './cpu/kernels/moe.js';
+import { linearTs, moeExperts, moeRoute, type LinearKernel } from './cpu/kernels/moe.js';
+import { WasmRuntime } from './cpu/wasm/runtime.js';
+
+export interface CpuOptions {
+  /** 'wasm' (default, or $DSA_KERNELS) or 'js' (the TypeScript reference kernels). */
+  kernels?: 'wasm' | 'js';
+  /** Threads for the WASM kernels (default $DSA_THREADS or every core). */
+  threads?: number;
+  /** Upper bound of the WASM heap in bytes (default 4 GiB). */
+  maxHeapBytes?: number;
+  /** Work (multiply-adds) below which a kernel stays on one thread (tests set 0 to split everything). */
+  minParallelWork?: number;
+}
+
+const ctorOf = { f32: Float32Array, i32: Int32Array, bf16: Uint16Array, u8: Uint8Array } as const;
+
+function envKernels(): 'wasm' | 'js' {
+  const v = typeof process !== 'undefined' ? process.env.DSA_KERNELS : undefined;
+  if (v !== undefined && v !== 'wasm' && v !== 'js') throw new Error(`DSA_KERNELS must be 'wasm' or 'js', got '${v}'`);
+  return v ?? 'wasm';
+}
+
+function envThreads(): number {
+  const v = typeof process !== 'undefined' ? process.env.DSA_THREADS : undefined;
+  if (v === undefined) return availableParallelism();
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`DSA_THREADS must be a positive integer, got '${v}'`);
+  return n;
+}
 
 function weightOf(w: Weight, op: string): CpuWeight {
   if (!(w instanceof CpuWeight)) throw new ShapeError(op, 'weight does not belong to the CPU backend');
@@ -35,6 +66,24 @@ function weightOf(w: Weight, op: string): CpuWeight {
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
+  readonly kernels: 'wasm' | 'js';
+  private readonly rt: WasmRuntime | null;
+  /** W_UK-style weights transposed once for the WASM per-head product. */
+  private readonly transposed = new WeakMap<CpuTensor, CpuTensor>();
+  private readonly released = new WeakSet<object>();
+  private readonly linearFast: LinearKernel;
+
+  constructor(opts: CpuOptions = {}) {
+    this.kernels = opts.kernels ?? envKernels();
+    this.rt = this.kernels === 'wasm' ? new WasmRuntime(opts.threads ?? envThreads(), opts.maxHeapBytes, opts.minParallelWork) : null;
+    const rt = this.rt;
+    this.linearFast = (x, rows, w, aq) => (rt && w.heap ? rt.linear(x, rows, { ...w.heap, host: w.host }, aq) : linearTs(x, rows, w, aq));
+  }
+
+  /** Stops the worker threads (the backend stays usable; they restart on demand). */
+  close(): void {
+    this.rt?.close();
+  }
 
   private t(shape: readonly number[], data: HostArray): CpuTensor {
     return new CpuTensor(shape, dtypeOf(data), data);
@@ -46,9 +95,20 @@ export class CpuBackend implements Backend {
 
   // ---- memory ----
   upload(data: HostArray, shape: readonly number[]): Tensor {
+    if (numel(shape) !== data.length) throw new ShapeError('upload', `shape [${shape.join(', ')}] does not hold ${data.length} values`);
+    if (this.rt) {
+      const owner = {};
+      const placed = this.rt.place(data, owner);
+      if (placed) return new CpuTensor([...shape], dtypeOf(data), placed.data, placed.ptr, owner);
+    }
     return this.t([...shape], data.slice());
   }
   zeros(shape: readonly number[], dtype: DType): Tensor {
+    if (this.rt) {
+      const owner = {};
+      const z = this.rt.zeros(ctorOf[dtype] as unknown as { new (b: ArrayBufferLike, o: number, n: number): HostArray; BYTES_PER_ELEMENT: number }, numel(shape), owner);
+      if (z) return new CpuTensor([...shape], dtype, z.data, z.ptr, owner);
+    }
     return new CpuTensor([...shape], dtype, allocate(shape, dtype));
   }
   read(t: Tensor): Promise<HostArray> {
@@ -61,12 +121,24 @@ export class CpuBackend implements Backend {
   reshape(t: Tensor, shape: readonly number[]): Tensor {
     const c = cpu(t, 'reshape');
     if (numel(shape) !== c.size) throw new ShapeError('reshape', `cannot view [${c.shape.join(', ')}] as [${shape.join(', ')}]`);
-    return new CpuTensor([...shape], c.dtype, c.data);
+    return new CpuTensor([...shape], c.dtype, c.data, c.ptr, c.owner);
   }
-  dispose(_t: Tensor): void {
-    // Garbage collected.
+  /** Frees a heap tensor's storage now (shared with its reshapes); otherwise storage is garbage collected. */
+  dispose(t: Tensor): void {
+    const c = cpu(t, 'dispose');
+    if (this.rt && c.ptr !== undefined && c.owner && !this.released.has(c.owner)) {
+      this.released.add(c.owner);
+      this.rt.release(c.owner, c.ptr);
+    }
   }
   uploadWeight(w: HostWeight): Weight {
+    if (this.rt) {
+      const probe = new CpuWeight(w); // validates sizes before anything is copied
+      const owner = {};
+      const placed = this.rt.placeWeight(probe.host, owner);
+      if (placed) return new CpuWeight(placed.host, { ptr: placed.ptr, scalePtr: placed.scalePtr, owner });
+      return probe;
+    }
     return new CpuWeight(w);
   }
   scope<R>(fn: () => R): R {
@@ -153,8 +225,7 @@ export class CpuBackend implements Backend {
     const cw = weightOf(w, 'linear');
     const [rows, k] = rowsCols(x);
     if (k !== cw.inDim) throw new ShapeError('linear', `input has ${k} features, the weight [${cw.outDim}, ${cw.inDim}] expects ${cw.inDim}`);
-    const data = f32(x, 'linear');
-    const out = cw.format === 'fp8' && actQuant !== null ? linearFp8(data, rows, cw, actQuant) : linearPlain(data, rows, cw);
+    const out = this.linearFast(f32(x, 'linear'), rows, cw, actQuant);
     return this.t([...x.shape.slice(0, -1), cw.outDim], out);
   }
   headMatmul(x: Tensor, w: Tensor, transposeW: boolean): Tensor {
@@ -166,7 +237,25 @@ export class CpuBackend implements Backend {
     if (wh !== heads || inner !== n) {
       throw new ShapeError('headMatmul', `x [${x.shape.join(', ')}] does not match w [${w.shape.join(', ')}]${transposeW ? 'ᵀ' : ''}`);
     }
-    return this.t([rows, heads, m], headMatmul(f32(x, 'headMatmul'), rows, heads, n, f32(w, 'headMatmul'), m, transposeW));
+    const cwt = cpu(w, 'headMatmul', 'f32');
+    if (this.rt && cwt.ptr !== undefined) {
+      // The WASM kernel multiplies by w[h]ᵀ: transpose [H, n, m] weights once.
+      const wt = transposeW ? cwt : this.transposedOf(cwt);
+      if (wt.ptr !== undefined) return this.t([rows, heads, m], this.rt.headMatmul(f32(x, 'headMatmul'), rows, heads, n, wt.ptr, m));
+    }
+    return this.t([rows, heads, m], headMatmul(f32(x, 'headMatmul'), rows, heads, n, cwt.data as Float32Array, m, transposeW));
+  }
+  private transposedOf(w: CpuTensor): CpuTensor {
+    let t = this.transposed.get(w);
+    if (!t) {
+      const [h, a, b] = w.shape as [number, number, number];
+      const src = w.data as Float32Array;
+      const out = new Float32Array(src.length);
+      for (let k = 0; k < h; k++) for (let i = 0; i < a; i++) for (let j = 0; j < b; j++) out[(k * b + j) * a + i] = src[(k * a + i) * b + j];
+      t = this.upload(out, [h, b, a]) as CpuTensor;
+      this.transposed.set(w, t);
+    }
+    return t;
   }
   rope(x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, offset: number, interleaved: boolean): Tensor {
     if (x.shape.length !== 3) throw new ShapeError('rope', `expects x [T, heads, dim], got [${x.shape.join(', ')}]`);
@@ -228,9 +317,18 @@ export class CpuBackend implements Backend {
     expectShape('indexerScores', 'weights', w, [rows, heads]);
     expectShape('indexerScores', 'positions', positions, [rows]);
     if (kCache.shape[1] !== dim) throw new ShapeError('indexerScores', `key cache rows have ${kCache.shape[1]} values, queries ${dim}`);
+    const kc = cpu(kCache, 'indexerScores', 'u8');
+    const ks = cpu(kScale, 'indexerScores', 'f32');
+    if (this.rt && kc.ptr !== undefined && ks.ptr !== undefined && dim % 16 === 0) {
+      const map = this.pageMap(pages);
+      const slots = new Int32Array(nKeys);
+      for (let s = 0; s < nKeys; s++) slots[s] = slotOf(map, s);
+      const out = this.rt.indexerScores(u8(q8, 'indexerScores'), rows, heads, dim, f32(w, 'indexerScores'), kc.ptr, ks.ptr, slots, i32(positions, 'indexerScores'));
+      return this.t([rows, nKeys], out);
+    }
     const out = indexerScores(
       u8(q8, 'indexerScores'), rows, heads, dim, f32(w, 'indexerScores'),
-      u8(kCache, 'indexerScores'), f32(kScale, 'indexerScores'), this.pageMap(pages), nKeys, i32(positions, 'indexerScores'),
+      kc.data as Uint8Array, ks.data as Float32Array, this.pageMap(pages), nKeys, i32(positions, 'indexerScores'),
     );
     return this.t([rows, nKeys], out);
   }
@@ -267,11 +365,73 @@ export class CpuBackend implements Backend {
     if (indices && indices.shape[0] !== rows) throw new ShapeError('mlaAttention', `indices have ${indices.shape[0]} rows, queries ${rows}`);
     const idx = indices ? i32(indices, 'mlaAttention') : null;
     const width = indices ? indices.shape[1]! : 0;
+    const lat = cpu(latent, 'mlaAttention');
+    if (this.rt && lat.ptr !== undefined && r % 4 === 0 && dr % 4 === 0) {
+      const out = this.mlaWasm(f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), { ptr: lat.ptr, format }, i32(positions, 'mlaAttention'), idx, width, rows, heads, r, dr, scale, pages);
+      return this.t([rows, heads, r], out);
+    }
     const out = mlaAttention(
       f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), data, latentWidth, this.pageMap(pages),
       i32(positions, 'mlaAttention'), idx, width, { rows, heads, r, dr }, scale,
     );
     return this.t([rows, heads, r], out);
+  }
+
+  /**
+   * The WASM attention over lists of cache slots per query row: the row's selection, or every
+   * position up to its own (dense). Rows are processed in groups so the lists stay ≤ 16 MiB.
+   */
+  private mlaWasm(
+    qLat: Float32Array,
+    qPe: Float32Array,
+    latent: { ptr: number; format: LatentFormat },
+    positions: Int32Array,
+    idx: Int32Array | null,
+    width: number,
+    rows: number,
+    heads: number,
+    r: number,
+    dr: number,
+    scale: number,
+    pages: SeqPages,
+  ): Float32Array {
+    const map = this.pageMap(pages);
+    const out = new Float32Array(rows * heads * r);
+    let maxPos = 0;
+    for (const p of positions) maxPos = Math.max(maxPos, p);
+    const n = idx ? width : maxPos + 1;
+    const group = Math.max(1, Math.floor((1 << 22) / Math.max(n, 1)));
+    for (let t0 = 0; t0 < rows; t0 += group) {
+      const t1 = Math.min(rows, t0 + group);
+      const lists = new Int32Array((t1 - t0) * n).fill(-1);
+      for (let t = t0; t < t1; t++) {
+        const base = (t - t0) * n;
+        if (idx) {
+          for (let j = 0; j < width; j++) {
+            const p = idx[t * width + j]!;
+            if (p < 0) continue;
+            if (p > positions[t]!) throw new ShapeError('mlaAttention', `query at position ${positions[t]} selects future position ${p}`);
+            lists[base + j] = slotOf(map, p);
+          }
+        } else {
+          for (let p = 0; p <= positions[t]!; p++) lists[base + p] = slotOf(map, p);
+        }
+      }
+      const part = this.rt!.mlaAttention(
+        qLat.subarray(t0 * heads * r, t1 * heads * r),
+        qPe.subarray(t0 * heads * dr, t1 * heads * dr),
+        latent,
+        lists,
+        n,
+        t1 - t0,
+        heads,
+        r,
+        dr,
+        scale,
+      );
+      out.set(part, t0 * heads * r);
+    }
+    return out;
   }
 
   // ---- mixture of experts ----
@@ -296,7 +456,9 @@ export class CpuBackend implements Backend {
     const [er, k] = rowsCols(experts);
     if (er !== rows) throw new ShapeError('moeExperts', `${er} routed rows for ${rows} tokens`);
     const cw = (ws: readonly Weight[]) => ws.map((w) => weightOf(w, 'moeExperts'));
-    const out = moeExperts(f32(x, 'moeExperts'), rows, dim, i32(experts, 'moeExperts'), f32(weights, 'moeExperts'), k, cw(gate), cw(up), cw(down), actQuant);
+    const out = moeExperts(
+      f32(x, 'moeExperts'), rows, dim, i32(experts, 'moeExperts'), f32(weights, 'moeExperts'), k, cw(gate), cw(up), cw(down), actQuant, this.linearFast,
+    );
     return this.t(x.shape, out);
   }
 }

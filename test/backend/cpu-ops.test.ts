@@ -29,7 +29,12 @@ interface BackendUnderTest {
   make(): Backend | Promise<Backend>;
 }
 
-const backends: BackendUnderTest[] = [{ name: 'cpu', make: () => new CpuBackend() }];
+const backends: BackendUnderTest[] = [
+  { name: 'cpu-js', make: () => new CpuBackend({ kernels: 'js' }) },
+  // The WASM kernels, single-threaded and split over two threads (the pool's partial ranges).
+  { name: 'cpu-wasm', make: () => new CpuBackend({ kernels: 'wasm', threads: 1 }) },
+  { name: 'cpu-wasm-2threads', make: () => new CpuBackend({ kernels: 'wasm', threads: 2, minParallelWork: 0 }) },
+];
 
 // ================================================================================================
 // Case structure and comparison

@@ -127,7 +127,7 @@ describe('sparsity', () => {
     });
     const poisoned = (await model.backend.read(model.decode(again.seq, 7))) as Float32Array;
     assert.ok(poisoned.every(Number.isFinite), 'a poisoned (unselected) entry was read');
-    assert.deepEqual(poisoned, clean);
+    assert.equal(diffLogits(poisoned, clean, v).maxAbs, 0);
 
     // Dense attention does read them.
     const dense = await prefillLogits(model, prompt);
@@ -136,10 +136,15 @@ describe('sparsity', () => {
     assert.ok(denseOut.some(Number.isNaN));
   });
 
-  test('prefill in chunks is bit-identical to one chunk', async () => {
+  test('prefill in chunks equals one chunk (bit for bit with the TypeScript kernels)', async () => {
     const whole = await prefillLogits(model, prompt, { chunk: 64 });
     const chunked = await prefillLogits(model, prompt, { chunk: 5 });
-    assert.deepEqual(chunked.logits, whole.logits);
+    // The WASM kernels pick different SIMD code paths for 5 and 64 rows: float32 noise only.
+    assert.ok(diffLogits(chunked.logits, whole.logits, v).maxAbs <= 1e-5);
+    const ref = Model.load(dir, new CpuBackend({ kernels: 'js' }));
+    const refWhole = await prefillLogits(ref, prompt, { chunk: 64 });
+    const refChunked = await prefillLogits(ref, prompt, { chunk: 5 });
+    assert.equal(diffLogits(refChunked.logits, refWhole.logits, v).maxAbs, 0);
   });
 
   test('prefill then decode agrees with one long prefill when the same selections are used', async () => {

@@ -3,10 +3,16 @@ import { numel, ShapeError, type DType, type HostArray, type Tensor } from '../b
 
 export class CpuTensor implements Tensor {
   readonly size: number;
+  /**
+   * @param ptr where `data` lives in the WASM kernels' shared heap (undefined: a plain JavaScript array)
+   * @param owner the heap block's keep-alive token, shared by reshapes of the same storage
+   */
   constructor(
     readonly shape: readonly number[],
     readonly dtype: DType,
     readonly data: HostArray,
+    readonly ptr?: number,
+    readonly owner?: object,
   ) {
     this.size = numel(shape);
     if (data.length !== this.size) {

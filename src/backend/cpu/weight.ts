@@ -8,7 +8,14 @@ export class CpuWeight implements Weight {
   readonly format: HostWeight['format'];
   readonly outDim: number;
   readonly inDim: number;
-  constructor(readonly host: HostWeight) {
+  /**
+   * @param heap where the weight's data and block scales live in the WASM heap (absent: JavaScript
+   *   arrays only, used by the TypeScript kernels)
+   */
+  constructor(
+    readonly host: HostWeight,
+    readonly heap?: { ptr: number; scalePtr: number; owner: object },
+  ) {
     this.format = host.format;
     this.outDim = host.outDim;
     this.inDim = host.inDim;

@@ -80,9 +80,12 @@ export function moeRoute(
   return { experts, weights, chosen };
 }
 
-function linear(x: Float32Array, rows: number, w: CpuWeight, actQuant: ScaleFormat | null): Float32Array {
-  return w.format === 'fp8' && actQuant !== null ? linearFp8(x, rows, w, actQuant) : linearPlain(x, rows, w);
-}
+/** A linear layer kernel: out [rows, outDim] = x [rows, inDim] · Wᵀ. */
+export type LinearKernel = (x: Float32Array, rows: number, w: CpuWeight, actQuant: ScaleFormat | null) => Float32Array;
+
+/** The TypeScript linear kernel (the reference). */
+export const linearTs: LinearKernel = (x, rows, w, actQuant) =>
+  w.format === 'fp8' && actQuant !== null ? linearFp8(x, rows, w, actQuant) : linearPlain(x, rows, w);
 
 /** Σ_j weights[t, j] · expert_{experts[t, j]}(x[t]), experts visited in index order as the reference does. */
 export function moeExperts(
@@ -96,6 +99,7 @@ export function moeExperts(
   up: readonly CpuWeight[],
   down: readonly CpuWeight[],
   actQuant: ScaleFormat | null,
+  linear: LinearKernel = linearTs,
 ): Float32Array {
   const out = new Float32Array(rows * dim);
   for (let e = 0; e < gate.length; e++) {
