@@ -148,7 +148,7 @@ export async function runAttentionBench(o: AttentionBenchOptions): Promise<Atten
   // its own entries at positions ctx.. (overwriting the previous run's), and attention() never moves
   // seq.length, so every run decodes at position ctx against exactly ctx cached tokens.
   // The prefill copy of the latent exactly when the model keeps one (Model.createCache's rule).
-  const prefillLatent = needsPrefillLatent(w.kvBIsFp8, o.latentFormat, cfg.quant?.scaleFormat ?? null);
+  const prefillLatent = needsPrefillLatent(w.kvBIsFp8, o.latentFormat);
   const seqs: Sequence[] = [];
   for (let i = 0; i < o.batch; i++) {
     const cache = new KVCache(b, layerCfg, { capacity, prefillLatent, latentFormat: o.latentFormat });

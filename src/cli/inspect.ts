@@ -62,7 +62,7 @@ export function inspectModel(dir: string): InspectReport {
     const { numHeads: h, qkNopeHeadDim: dn, vHeadDim: dv, kvLoraRank: r, qkRopeHeadDim: dr } = cfg;
     const latent = perFormat((f) => (f === 'fp8' && r % 128 !== 0 ? null : latentRowBytes(f, r, dr)));
     const indexerKeys = cfg.indexHeadDim + 4;
-    const prefillCopy = Object.fromEntries(LATENT_FORMATS.map((f) => [f, needsPrefillLatent(fp8KvB, f, cfg.quant?.scaleFormat ?? null)])) as Record<LatentFormat, boolean>;
+    const prefillCopy = Object.fromEntries(LATENT_FORMATS.map((f) => [f, needsPrefillLatent(fp8KvB, f)])) as Record<LatentFormat, boolean>;
     const perToken = perFormat((f) => (latent[f] === null ? null : (latent[f]! * (prefillCopy[f] ? 2 : 1) + indexerKeys) * cfg.numLayers));
     return {
       dir,

@@ -46,13 +46,15 @@ export interface CacheOptions {
 }
 
 /**
- * Whether a cache needs the prefill copy of the latent. Only FP8 kv_b_proj needs one (the reference's
- * prompt path act-quantizes c_kv in 128-blocks first), and not with an 'fp8' latent when those
- * activation scales are ue8m0: the cached c_kv then already is that act-quantized c_kv (the same
- * 128-blocks, the same power-of-two scales up to an exact factor of two, so the same values).
+ * Whether a cache keeps a prefill copy of the latent. Only FP8 kv_b_proj makes the reference's prompt
+ * path differ from its decode path (it act-quantizes c_kv in 128-blocks before kv_b_proj), and only
+ * the 'f32' cache — the reference-numerics mode `dsa logits` uses — pays for reproducing that
+ * exactly. The bf16 and fp8 caches hold one latent for both paths, so they cost what their layout
+ * says (1152 or 656 bytes per token and layer at full size): bf16 rounding is itself a change of
+ * that size, and an fp8 latent with ue8m0 scales already is the act-quantized c_kv.
  */
-export function needsPrefillLatent(fp8KvB: boolean, format: LatentFormat, actScale: ScaleFormat | null): boolean {
-  return fp8KvB && !(format === 'fp8' && actScale === 'ue8m0');
+export function needsPrefillLatent(fp8KvB: boolean, format: LatentFormat): boolean {
+  return fp8KvB && format === 'f32';
 }
 
 /** A pool of cache pages for every layer. */

@@ -59,7 +59,7 @@ export class Model {
   createCache(capacity: number, opts: { latentFormat?: LatentFormat } = {}): KVCache {
     const latentFormat = opts.latentFormat ?? 'f32';
     const fp8KvB = this.weights.layers.some((l) => l.attn.kvBIsFp8);
-    const prefillLatent = needsPrefillLatent(fp8KvB, latentFormat, this.config.quant?.scaleFormat ?? null);
+    const prefillLatent = needsPrefillLatent(fp8KvB, latentFormat);
     return new KVCache(this.backend, this.config, { capacity, prefillLatent, latentFormat });
   }
 

@@ -75,8 +75,8 @@ test('decode: one row per context with both engines, the breakdown and the setup
     assert.equal(r.batch, 1);
     assert.equal(r.mode, 'decode');
     assert.equal(r.cache_format, 'bf16');
-    // bf16 latent (128 + 16) · 2 = 288 B, its prefill copy (FP8 kv_b_proj), the indexer key 32 + 4.
-    assert.equal(r.cache_bytes_per_token, 288 + 288 + 36);
+    // bf16 latent (128 + 16) · 2 = 288 B (no prefill copy outside the f32 cache), the indexer key 32 + 4.
+    assert.equal(r.cache_bytes_per_token, 288 + 36);
     assert.equal(r.index_topk, TOPK);
     assert.equal(r.hidden_size, 256);
     assert.equal(typeof (r.machine as { cpu: string }).cpu, 'string');

@@ -74,14 +74,14 @@ describe('tiny-bf16, forced, with each cache format', () => {
     });
   }
 
-  test('bytes per token and layer: latent row (+ prefill copy for FP8 kv_b_proj, except fp8) + 132 B indexer key', () => {
+  test('bytes per token and layer: latent row (+ the f32 prefill copy for FP8 kv_b_proj) + 132 B indexer key', () => {
     // tiny-bf16: r 128, d_r 32, d_I 128.
     const bytes = FORMATS.map((f) => model.createCache(64, { latentFormat: f }).bytesPerTokenLayer());
     assert.deepEqual(bytes, [640 + 132, 320 + 132, 128 + 4 + 64 + 132]);
     const fp8Model = Model.load(fixture('tiny-fp8'), new CpuBackend());
     const fp8Bytes = FORMATS.map((f) => fp8Model.createCache(64, { latentFormat: f }).bytesPerTokenLayer());
-    // tiny-fp8 has FP8 kv_b_proj with ue8m0 scales: no prefill copy beside an fp8 latent.
-    assert.deepEqual(fp8Bytes, [2 * 640 + 132, 2 * 320 + 132, 196 + 132]);
+    // tiny-fp8 has FP8 kv_b_proj: only the f32 (reference-numerics) cache keeps a prefill copy.
+    assert.deepEqual(fp8Bytes, [2 * 640 + 132, 320 + 132, 196 + 132]);
     const cache = model.createCache(64, { latentFormat: 'fp8' });
     assert.equal(cache.layers[0]!.latent.dtype, 'u8');
     assert.deepEqual(cache.layers[0]!.latent.shape, [64, 196]);
