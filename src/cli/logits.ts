@@ -8,7 +8,7 @@ import { SafetensorsStreamWriter } from '../io/safetensors-writer.js';
 import { Model, DEFAULT_CHUNK } from '../model/model.js';
 import { ChoiceRecorder } from '../model/record.js';
 import { Replay } from '../model/replay.js';
-import { progressBar } from './progress.js';
+import { densePathNote, progressBar } from './progress.js';
 import { argmax } from '../generate/sampler.js';
 
 export interface LogitsOptions {
@@ -58,6 +58,7 @@ export async function runLogits(o: LogitsOptions): Promise<void> {
     out.writeTensor('prompt_ids', prompt);
     const seq = model.createCache(p + steps, { latentFormat: o.cache ?? 'f32' }).newSequence();
     let last: Float32Array = new Float32Array(v);
+    if (o.verbose) process.stderr.write(`${densePathNote(cfg.indexTopk, p + steps, o.dense)}\n`);
     const bar = progressBar('prefill', p, o.verbose);
     await model.prefill(seq, prompt, {
       chunk: o.chunk ?? DEFAULT_CHUNK,

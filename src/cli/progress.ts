@@ -33,3 +33,14 @@ export function progressBar(label: string, total: number, verbose = false): Prog
     stop: () => bar.stop(),
   };
 }
+
+/**
+ * The line `--verbose` prints about DSA's dense path: while a position's context holds at most
+ * index_topk keys its selection would be every key, so attention runs dense and the indexer's
+ * scores are not computed (sparse equals dense there).
+ */
+export function densePathNote(indexTopk: number, total: number, dense = false): string {
+  if (dense) return 'attention: dense (--dense), every earlier position';
+  if (total <= indexTopk) return `attention: dense path for all ${total} positions (context ≤ index_topk ${indexTopk}: sparse equals dense)`;
+  return `attention: dense path for positions 0..${indexTopk - 1} (context ≤ index_topk), DSA top-${indexTopk} selection from position ${indexTopk} on`;
+}

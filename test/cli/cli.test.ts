@@ -180,6 +180,16 @@ test('generate (greedy) prints the logits run decode chain (same f32 cache)', as
   assert.equal(stdout, `${ids.join(' ')}\n`);
 });
 
+test('--verbose says where attention takes the dense path (context ≤ index_topk)', async () => {
+  const r = await cli(['generate', '--model', model, '--prompt-ids', promptFile, '--max-new-tokens', '2', '-v']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`dense path for positions 0\\.\\.${K - 1} \\(context ≤ index_topk\\), DSA top-${K} selection from position ${K} on`));
+  const short = path.join(tmp, 'short-prompt.json');
+  fs.writeFileSync(short, '[1, 2, 3]');
+  const s = await cli(['generate', '--model', model, '--prompt-ids', short, '--max-new-tokens', '2', '-v']);
+  assert.match(s.stderr, /dense path for all 5 positions/);
+});
+
 test('generate uses a bf16 cache by default: its chain is that of logits --cache bf16', async () => {
   const bf16Out = path.join(tmp, 'logits-bf16.safetensors');
   await ok(['logits', '--model', model, '--prompt-ids', promptFile, '--decode', String(N), '--out', bf16Out, '--cache', 'bf16']);
