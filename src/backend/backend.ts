@@ -122,6 +122,10 @@ export interface Backend {
   swiglu(gate: Tensor, up: Tensor): Tensor;
   /** x [..., n] → x[..., start:start+len]. */
   sliceLast(x: Tensor, start: number, len: number): Tensor;
+  /** Rows start..start+len-1 of x [R, ...] → [len, ...] (a copy). */
+  sliceRows(x: Tensor, start: number, len: number): Tensor;
+  /** Tensors [R_i, ...] with equal trailing dims stacked along the first dim → [Σ R_i, ...]. */
+  concatRows(parts: readonly Tensor[]): Tensor;
   /** Rows of x [R, n] at the given indices (i32 [M]) → [M, n]. */
   gatherRows(x: Tensor, rows: Tensor): Tensor;
   /** argmax over the last dim: [R, n] → i32 [R]. */

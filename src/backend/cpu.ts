@@ -180,6 +180,39 @@ export class CpuBackend implements Backend {
     for (let r = 0; r < rows; r++) out.set(c.data.subarray(r * n + start, r * n + start + len), r * len);
     return new CpuTensor([...c.shape.slice(0, -1), len], c.dtype, out);
   }
+  sliceRows(x: Tensor, start: number, len: number): Tensor {
+    const c = cpu(x, 'sliceRows');
+    const rows = c.shape[0] ?? 0;
+    if (c.shape.length === 0 || start < 0 || len < 0 || start + len > rows) {
+      throw new ShapeError('sliceRows', `rows [${start}, ${start + len}) are outside the first dimension ${rows}`);
+    }
+    const per = rows === 0 ? 0 : c.size / rows;
+    const out = allocate([len * per], c.dtype);
+    out.set(c.data.subarray(start * per, (start + len) * per));
+    return new CpuTensor([len, ...c.shape.slice(1)], c.dtype, out);
+  }
+  concatRows(parts: readonly Tensor[]): Tensor {
+    if (parts.length === 0) throw new ShapeError('concatRows', 'no tensors to concatenate');
+    const first = cpu(parts[0]!, 'concatRows');
+    const tail = first.shape.slice(1);
+    let rows = 0;
+    for (const p of parts) {
+      const c = cpu(p, 'concatRows', first.dtype);
+      if (c.shape.length !== first.shape.length || c.shape.slice(1).some((d, i) => d !== tail[i])) {
+        throw new ShapeError('concatRows', `[${c.shape.join(', ')}] does not stack with [${first.shape.join(', ')}]`);
+      }
+      rows += c.shape[0]!;
+    }
+    const shape = [rows, ...tail];
+    const out = allocate(shape, first.dtype);
+    let at = 0;
+    for (const p of parts) {
+      const d = (p as CpuTensor).data;
+      out.set(d, at);
+      at += d.length;
+    }
+    return new CpuTensor(shape, first.dtype, out);
+  }
   gatherRows(x: Tensor, rows: Tensor): Tensor {
     const c = cpu(x, 'gatherRows');
     const idx = i32(rows, 'gatherRows');

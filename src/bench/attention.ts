@@ -10,10 +10,10 @@ import type { Backend, LatentFormat, Tensor } from '../backend/backend.js';
 import { Rng } from '../generate/sampler.js';
 import { KVCache, needsPrefillLatent, type Sequence } from '../model/cache.js';
 import type { ModelConfig } from '../model/config.js';
-import { indexerScores, writeIndexerKeys } from '../model/indexer.js';
+import { indexerKeys, indexerQueries, indexerScores } from '../model/indexer.js';
 import { attention } from '../model/mla.js';
 import { ropeTables, softmaxScale } from '../model/rope.js';
-import type { StepContext } from '../model/step.js';
+import type { BatchContext, Segment } from '../model/step.js';
 import { selectsEverything } from '../model/topk.js';
 import type { AttentionWeights } from '../model/weights.js';
 import { cacheBytes, fillCache, Gaussian, randomAttentionWeights, type CacheBytes, type Rope } from './attention-layer.js';
@@ -68,7 +68,7 @@ export interface AttentionBenchOptions {
 export interface AttentionBenchResult {
   points: PointResult[];
   cache: CacheBytes;
-  /** Milliseconds per step (whole batch) of the indexer's key path (writeIndexerKeys): in both engines' projections. */
+  /** Milliseconds per step (whole batch) of the indexer's key path (indexerKeys): in both engines' projections. */
   indexerKeysMs: number;
   /** … of its query path (indexerScores() without the key scan): in DSA's projections when it selects. */
   indexerQueryMs: number;
@@ -112,9 +112,16 @@ function estimateMs(o: AttentionBenchOptions, last: Record<Engine, { ctx: number
   return ms;
 }
 
-function stepContext(b: Backend, seq: Sequence, start: number, rows: number, rope: Rope, mode: 'decode' | 'prefill', dense: boolean): StepContext {
-  const positions = Int32Array.from({ length: rows }, (_, i) => start + i);
-  return { positions, posT: b.upload(positions, [rows]), pages: seq.pages(), nKeys: start + rows, cos: rope.cos, sin: rope.sin, opts: { mode, dense } };
+/** A step over `seqs`, `rows` tokens each at positions start.., their x rows stacked in that order. */
+function batchContext(b: Backend, seqs: readonly Sequence[], start: number, rows: number, rope: Rope, mode: 'decode' | 'prefill', dense: boolean): BatchContext {
+  const opts = { mode, dense };
+  const segments: Segment[] = seqs.map((seq, i) => {
+    const positions = Int32Array.from({ length: rows }, (_, j) => start + j);
+    return { start: i * rows, positions, posT: b.upload(positions, [rows]), pages: seq.pages(), nKeys: start + rows, cos: rope.cos, sin: rope.sin, opts };
+  });
+  const positions = new Int32Array(seqs.length * rows);
+  segments.forEach((sg) => positions.set(sg.positions, sg.start));
+  return { positions, posT: b.upload(positions, [positions.length]), cos: rope.cos, sin: rope.sin, opts, segments };
 }
 
 /** Medians per op and per category over the timed runs. */
@@ -158,19 +165,19 @@ export async function runAttentionBench(o: AttentionBenchOptions): Promise<Atten
     seq.length = maxCtx;
     seqs.push(seq);
   }
-  // The attention block's input: RMS-normalized hidden states, one [rows, d] block per sequence.
-  const xs = seqs.map(() => b.upload(g.normalizedRows(rows, cfg.hiddenSize), [rows, cfg.hiddenSize]));
+  // The attention block's input: RMS-normalized hidden states, [rows, d] per sequence, stacked.
+  const x = b.upload(g.normalizedRows(seqs.length * rows, cfg.hiddenSize), [seqs.length * rows, cfg.hiddenSize]);
   const setupMs = performance.now() - started;
 
   const tb = new TimingBackend(b);
   const tbb = tb.backend;
+  // One step for the whole batch, as the model runs it: projections once over all rows, the
+  // indexer, top-k and attention per sequence.
   const step = (ctx: number, dense: boolean) => async () => {
-    for (let i = 0; i < seqs.length; i++) {
-      seqs[i]!.length = ctx;
-      const sc = stepContext(tbb, seqs[i]!, ctx, rows, rope, o.mode, dense);
-      const out = tbb.scope(() => attention(tbb, cfg, 0, w, seqs[i]!.cache.layers[0]!, xs[i]!, sc, scale));
-      await tbb.read(out);
-    }
+    for (const seq of seqs) seq.length = ctx;
+    const batch = batchContext(tbb, seqs, ctx, rows, rope, o.mode, dense);
+    const out = tbb.scope(() => attention(tbb, cfg, 0, w, seqs[0]!.cache.layers[0]!, x, batch, scale));
+    await tbb.read(out);
   };
 
   const measure = async (ctx: number, dense: boolean, warmup: number): Promise<EngineResult> => {
@@ -222,34 +229,37 @@ export async function runAttentionBench(o: AttentionBenchOptions): Promise<Atten
     if (points.length === 1 && o.onEstimate) o.onEstimate(estimateMs(o, last, contexts.slice(1)));
   }
 
-  const indexer = await indexerPaths(b, cfg, w, seqs[0]!, xs[0]!, rope, o.runs);
+  const indexer = await indexerPaths(b, cfg, w, seqs, x, rows, rope, o.runs);
   const cache = cacheBytes(cfg, seqs[0]!.cache);
-  return { points, cache, indexerKeysMs: indexer.keysMs * o.batch, indexerQueryMs: indexer.queryMs * o.batch, skipped, setupMs };
+  return { points, cache, indexerKeysMs: indexer.keysMs, indexerQueryMs: indexer.queryMs, skipped, setupMs };
 }
 
 /**
  * The indexer's own projections, measured apart (they do not depend on the context): the key path
- * (writeIndexerKeys: wk, LayerNorm, RoPE, Hadamard, FP8, cache write) and the query path
+ * (indexerKeys: wk, LayerNorm, RoPE, Hadamard, FP8) and the query path
  * (indexerScores() of src/model/indexer.ts minus its key-scan op: wq_b, RoPE, Hadamard, FP8, head
- * weights). Medians per sequence over `runs` runs after one warm-up; at position 0 (1 key to scan).
+ * weights). Medians per step (the whole batch) over `runs` runs after one warm-up; at position 0
+ * (1 key to scan).
  */
-async function indexerPaths(b: Backend, cfg: ModelConfig, w: AttentionWeights, seq: Sequence, x: Tensor, rope: Rope, runs: number) {
+async function indexerPaths(b: Backend, cfg: ModelConfig, w: AttentionWeights, seqs: readonly Sequence[], x: Tensor, rows: number, rope: Rope, runs: number) {
   const tb = new TimingBackend(b);
   const tbb = tb.backend;
-  const cache = seq.cache.layers[0]!;
-  const rows = x.shape[0]!;
+  const cache = seqs[0]!.cache.layers[0]!;
   const aq = cfg.quant ? cfg.quant.scaleFormat : null;
   const cq = b.rmsNorm(b.linear(x, w.qA, aq), w.qANorm, cfg.rmsNormEps);
   const keys: number[] = [];
   const query: number[] = [];
   for (let i = 0; i <= runs; i++) {
-    const sc = stepContext(b, seq, 0, rows, rope, 'decode', false);
+    const batch = batchContext(b, seqs, 0, rows, rope, 'decode', false);
     tb.reset();
-    tbb.scope(() => writeIndexerKeys(tbb, cfg, w.indexer, cache, x, sc));
+    tbb.scope(() => indexerKeys(tbb, cfg, w.indexer, x, batch));
     const k = tb.totalMs();
     tb.reset();
-    const scores = tbb.scope(() => indexerScores(tbb, cfg, w.indexer, cache, x, cq, sc));
-    await b.read(scores);
+    const scores = tbb.scope(() => {
+      const { q8, weights } = indexerQueries(tbb, cfg, w.indexer, x, cq, batch);
+      return batch.segments.map((sg) => indexerScores(tbb, cache, tbb.sliceRows(q8, sg.start, rows), tbb.sliceRows(weights, sg.start, rows), sg));
+    });
+    for (const sc of scores) await b.read(sc);
     const q = tb.totalMs() - (tb.snapshot().get('indexerScores')?.ms ?? 0);
     if (i > 0) {
       keys.push(k);

@@ -218,7 +218,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
   w(`config:   ${source}`);
   for (const line of configSummary(cfg)) w(`          ${line}`);
   w(`          seeded random weights (seed ${o.seed}) built in memory; cache content random (normalized c_kv, roped k_rope, FP8 indexer keys) written directly`);
-  w(`batch:    ${o.batch} sequence${o.batch > 1 ? 's' : ''}, each with its own cache, run one after another through attention() (the model has no batched step); times are for the whole batch`);
+  w(`batch:    ${o.batch} sequence${o.batch > 1 ? 's' : ''}, each with its own cache, in one step (projections over all rows at once; indexer, top-k and attention per sequence); times are for the whole batch`);
   w(`runs:     median of up to ${o.runs} timed runs after 1 warm-up (none for steps estimated over 2 s); runs stop after 3 once ${o.budget} s are spent on a point; steps estimated over ${o.maxStep} s are skipped`);
 
   const bar = progressBar('attention', contexts.reduce((s, c) => s + 2 * c, 0), o.verbose);

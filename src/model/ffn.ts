@@ -5,7 +5,7 @@
  */
 import type { Backend, Tensor } from '../backend/backend.js';
 import type { ModelConfig } from './config.js';
-import type { StepContext } from './step.js';
+import type { BatchContext } from './step.js';
 import type { Mlp, MoeWeights } from './weights.js';
 
 export function mlp(b: Backend, cfg: ModelConfig, w: Mlp, x: Tensor): Tensor {
@@ -13,7 +13,7 @@ export function mlp(b: Backend, cfg: ModelConfig, w: Mlp, x: Tensor): Tensor {
   return b.linear(b.swiglu(b.linear(x, w.gate, aq), b.linear(x, w.up, aq)), w.down, aq);
 }
 
-export function moe(b: Backend, cfg: ModelConfig, moeIndex: number, w: MoeWeights, x: Tensor, ctx: StepContext): Tensor {
+export function moe(b: Backend, cfg: ModelConfig, moeIndex: number, w: MoeWeights, x: Tensor, ctx: BatchContext): Tensor {
   const aq = cfg.quant ? cfg.quant.scaleFormat : null;
   // The gate runs in float32 (never FP8-quantized), as the reference does.
   const logits = b.linear(x, w.gate, null);

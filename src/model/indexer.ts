@@ -8,7 +8,7 @@
 import type { Backend, Tensor } from '../backend/backend.js';
 import type { LayerCache } from './cache.js';
 import type { ModelConfig } from './config.js';
-import type { StepContext } from './step.js';
+import type { BatchContext, Segment } from './step.js';
 import type { IndexerWeights } from './weights.js';
 
 /** Activation quantization of the indexer's own projections when their weights are FP8. */
@@ -20,47 +20,45 @@ function actQuant(cfg: ModelConfig) {
  * RoPE on the first d_r numbers of each vector, the Hadamard rotation, then FP8 with one scale per
  * vector: x [T, n, d] → codes u8 [T·n, d] and scales f32 [T·n, 1].
  */
-function rotateAndQuantize(b: Backend, cfg: ModelConfig, x: Tensor, ctx: StepContext): { q: Tensor; s: Tensor } {
+function rotateAndQuantize(b: Backend, cfg: ModelConfig, x: Tensor, batch: BatchContext): { q: Tensor; s: Tensor } {
   const [t, n, d] = x.shape as [number, number, number];
-  const rotated = b.hadamard(b.rope(x, ctx.posT, ctx.cos, ctx.sin, 0, cfg.indexerRopeInterleave));
+  const rotated = b.hadamard(b.rope(x, batch.posT, batch.cos, batch.sin, 0, cfg.indexerRopeInterleave));
   return b.quantFp8(b.reshape(rotated, [t * n, d]), d, cfg.indexerScaleFormat);
 }
 
-/** Computes this step's indexer keys and writes them (codes and scales) into the layer's cache. */
-export function writeIndexerKeys(
-  b: Backend,
-  cfg: ModelConfig,
-  w: IndexerWeights,
-  cache: LayerCache,
-  x: Tensor,
-  ctx: StepContext,
-): void {
-  const t = ctx.positions.length;
+/** The indexer keys of all rows of the step: FP8 codes [T, d_I] and scales [T, 1]. */
+export function indexerKeys(b: Backend, cfg: ModelConfig, w: IndexerWeights, x: Tensor, batch: BatchContext): { q: Tensor; s: Tensor } {
+  const t = batch.positions.length;
   const d = cfg.indexHeadDim;
   const k = b.layerNorm(b.linear(x, w.wk, actQuant(cfg)), w.kNormWeight, w.kNormBias, 1e-6);
-  const { q, s } = rotateAndQuantize(b, cfg, b.reshape(k, [t, 1, d]), ctx);
-  b.writeRows(cache.indexKeys, ctx.pages, ctx.posT, q, 0);
-  b.writeRows(cache.indexScales, ctx.pages, ctx.posT, s, 0);
+  return rotateAndQuantize(b, cfg, b.reshape(k, [t, 1, d]), batch);
 }
 
-/** Index scores [T, nKeys] of this step's queries against every cached key (−∞ for future keys). */
-export function indexerScores(
+/** The indexer queries of all rows: FP8 codes [T, H_I, d_I] and the per-head weights [T, H_I]. */
+export function indexerQueries(
   b: Backend,
   cfg: ModelConfig,
   w: IndexerWeights,
-  cache: LayerCache,
   x: Tensor,
   cq: Tensor,
-  ctx: StepContext,
-): Tensor {
-  const t = ctx.positions.length;
+  batch: BatchContext,
+): { q8: Tensor; weights: Tensor } {
+  const t = batch.positions.length;
   const h = cfg.indexNHeads;
   const d = cfg.indexHeadDim;
   const q = b.reshape(b.linear(cq, w.wqB, actQuant(cfg)), [t, h, d]);
-  const { q: q8, s: qScale } = rotateAndQuantize(b, cfg, q, ctx);
+  const { q: q8, s: qScale } = rotateAndQuantize(b, cfg, q, batch);
   // Head weights, multiplied in the reference's order: ((proj · H^-0.5) · q_scale) · d^-0.5, float32.
   const proj = b.scale(b.linear(x, w.weightsProj, null), Math.fround(Math.pow(h, -0.5)));
   const weights = b.scale(b.mul(proj, b.reshape(qScale, [t, h])), Math.fround(Math.pow(d, -0.5)));
+  return { q8: b.reshape(q8, [t, h, d]), weights };
+}
+
+/**
+ * Index scores [T_seg, nKeys] of one sequence's queries (q8 [T_seg, H_I, d_I], weights [T_seg, H_I])
+ * against every key in its cache (−∞ for future keys).
+ */
+export function indexerScores(b: Backend, cache: LayerCache, q8: Tensor, weights: Tensor, seg: Segment): Tensor {
   const kScales = b.reshape(cache.indexScales, [cache.indexScales.shape[0]!]);
-  return b.indexerScores(b.reshape(q8, [t, h, d]), weights, cache.indexKeys, kScales, ctx.pages, ctx.nKeys, ctx.posT);
+  return b.indexerScores(q8, weights, cache.indexKeys, kScales, seg.pages, seg.nKeys, seg.posT);
 }

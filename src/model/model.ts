@@ -10,10 +10,16 @@ import { loadConfig, type ModelConfig } from './config.js';
 import { mlp, moe } from './ffn.js';
 import { attention } from './mla.js';
 import { ropeTables, softmaxScale } from './rope.js';
-import type { StepContext, StepOptions } from './step.js';
+import type { BatchContext, Segment, StepOptions } from './step.js';
 import { loadWeights, type LoadProgress, type ModelWeights } from './weights.js';
 
 export type LogitRows = 'all' | 'last' | 'none';
+
+/** One sequence's tokens in a multi-sequence step. */
+export interface BatchInput {
+  seq: Sequence;
+  tokens: Int32Array;
+}
 
 export interface PrefillOptions extends Omit<StepOptions, 'mode'> {
   /** Query rows per chunk (default 256): memory per layer is O(chunk × context). */
@@ -81,36 +87,69 @@ export class Model {
    * returns the logits of all rows, the last row, or nothing.
    */
   step(seq: Sequence, tokens: Int32Array, opts: StepOptions, logits: LogitRows): Tensor | null {
+    return this.stepBatch([{ seq, tokens }], opts, logits);
+  }
+
+  /**
+   * One forward step over several sequences at once (continuous batching): each sequence's tokens
+   * at its next positions. Projections and experts run once over all rows; cache writes, indexer,
+   * top-k and attention per sequence. Returns the logits of all rows (sequence after sequence),
+   * the last row of each sequence, or nothing.
+   */
+  stepBatch(inputs: readonly BatchInput[], opts: StepOptions, logits: LogitRows): Tensor | null {
     const b = this.backend;
     const cfg = this.config;
-    const t = tokens.length;
-    if (t === 0) throw new RangeError('step: no tokens');
-    const start = seq.length;
-    const end = start + t;
-    if (end > cfg.maxPositionEmbeddings) {
-      throw new RangeError(`position ${end - 1} exceeds the model's max_position_embeddings (${cfg.maxPositionEmbeddings})`);
+    if (inputs.length === 0) throw new RangeError('step: no sequences');
+    if (new Set(inputs.map((i) => i.seq)).size !== inputs.length) throw new RangeError('step: a sequence appears twice in one step');
+    let maxEnd = 0;
+    let t = 0;
+    for (const { seq, tokens } of inputs) {
+      if (tokens.length === 0) throw new RangeError('step: a sequence with no tokens');
+      if (seq.cache !== inputs[0]!.seq.cache) throw new RangeError('step: sequences of one step must share one cache');
+      const end = seq.length + tokens.length;
+      if (end > cfg.maxPositionEmbeddings) {
+        throw new RangeError(`position ${end - 1} exceeds the model's max_position_embeddings (${cfg.maxPositionEmbeddings})`);
+      }
+      maxEnd = Math.max(maxEnd, end);
+      t += tokens.length;
     }
-    seq.reserve(end);
+    const { cos, sin } = this.ropeFor(maxEnd);
     const positions = new Int32Array(t);
-    for (let i = 0; i < t; i++) positions[i] = start + i;
-    const { cos, sin } = this.ropeFor(end);
-    const ctx: StepContext = { positions, posT: b.upload(positions, [t]), pages: seq.pages(), nKeys: end, cos, sin, opts };
+    const ids = new Int32Array(t);
+    const segments: Segment[] = [];
+    let row = 0;
+    for (const { seq, tokens } of inputs) {
+      const start = seq.length;
+      seq.reserve(start + tokens.length);
+      const own = new Int32Array(tokens.length);
+      for (let i = 0; i < tokens.length; i++) own[i] = start + i;
+      positions.set(own, row);
+      ids.set(tokens, row);
+      const posT = b.upload(own, [own.length]);
+      segments.push({ start: row, positions: own, posT, pages: seq.pages(), nKeys: start + tokens.length, cos, sin, opts });
+      row += tokens.length;
+    }
+    const batch: BatchContext = { positions, posT: inputs.length === 1 ? segments[0]!.posT : b.upload(positions, [t]), cos, sin, opts, segments };
+    const cache = inputs[0]!.seq.cache;
 
-    let h = b.embedding(this.weights.embed, b.upload(tokens, [t]));
+    let h = b.embedding(this.weights.embed, b.upload(ids, [t]));
     let moeIndex = 0;
     this.weights.layers.forEach((w, layer) => {
-      const cache = seq.cache.layers[layer]!;
       const m = w.moe ? moeIndex++ : -1;
       h = b.scope(() => {
-        const x = b.add(h, attention(b, cfg, layer, w.attn, cache, b.rmsNorm(h, w.inputNorm, cfg.rmsNormEps), ctx, this.scale));
+        const x = b.add(h, attention(b, cfg, layer, w.attn, cache.layers[layer]!, b.rmsNorm(h, w.inputNorm, cfg.rmsNormEps), batch, this.scale));
         const f = b.rmsNorm(x, w.postAttnNorm, cfg.rmsNormEps);
-        return b.add(x, w.moe ? moe(b, cfg, m, w.moe, f, ctx) : mlp(b, cfg, w.mlp!, f));
+        return b.add(x, w.moe ? moe(b, cfg, m, w.moe, f, batch) : mlp(b, cfg, w.mlp!, f));
       });
       opts.observe?.hidden?.(layer, positions, h);
     });
-    seq.length = end;
+    for (const { seq, tokens } of inputs) seq.length += tokens.length;
     if (logits === 'none') return null;
-    const rows = logits === 'last' && t > 1 ? b.gatherRows(h, b.upload(Int32Array.of(t - 1), [1])) : h;
+    let rows = h;
+    if (logits === 'last' && t > inputs.length) {
+      const last = Int32Array.from(segments, (s) => s.start + s.positions.length - 1);
+      rows = b.gatherRows(h, b.upload(last, [last.length]));
+    }
     return b.linear(b.rmsNorm(rows, this.weights.norm, cfg.rmsNormEps), this.weights.lmHead, null);
   }
 

@@ -9,20 +9,20 @@ import type { StepContext } from './step.js';
 import type { AttentionWeights } from './weights.js';
 
 /**
- * qNope [T, H, d_n], qPe [T, H, d_r] (roped) → per-head outputs [T, H, d_v].
- * `latent` is the cache tensor to attend ([slots, r + d_r]); `indices` the selection or null.
+ * One sequence's rows: qLat [T, H, r] (queries absorbed with W_UK), qPe [T, H, d_r] (roped) →
+ * [T, H, r] attended over `latent` ([slots, r + d_r] in the cache's format) at `indices` (the
+ * selection, −1 padded), or over every earlier position when indices is null.
  */
-export function sparseMla(
-  b: Backend,
-  w: AttentionWeights,
-  qNope: Tensor,
-  qPe: Tensor,
-  latent: Tensor,
-  indices: Tensor | null,
-  ctx: StepContext,
-  scale: number,
-): Tensor {
-  const qLat = b.headMatmul(qNope, w.wUK, false);
-  const o = b.mlaAttention(qLat, qPe, latent, ctx.pages, ctx.posT, indices, scale);
+export function sparseMla(b: Backend, qLat: Tensor, qPe: Tensor, latent: Tensor, indices: Tensor | null, seg: StepContext, scale: number): Tensor {
+  return b.mlaAttention(qLat, qPe, latent, seg.pages, seg.posT, indices, scale);
+}
+
+/** Absorbs queries into the latent space: q̃_h = W_UK_hᵀ q_nope_h, [T, H, d_n] → [T, H, r]. */
+export function absorbQueries(b: Backend, w: AttentionWeights, qNope: Tensor): Tensor {
+  return b.headMatmul(qNope, w.wUK, false);
+}
+
+/** Lifts attention outputs back from the latent space: W_UV_h o_h, [T, H, r] → [T, H, d_v]. */
+export function liftOutputs(b: Backend, w: AttentionWeights, o: Tensor): Tensor {
   return b.headMatmul(o, w.wUV, true);
 }

@@ -37,6 +37,28 @@ export interface StepOptions {
   observe?: Observer;
 }
 
+/**
+ * One forward step over several sequences at once (continuous batching): their token rows are
+ * stacked, every projection runs once over all of them, and the per-sequence parts (cache writes,
+ * indexer scores, top-k, attention) run per segment.
+ */
+export interface BatchContext {
+  /** Positions of all T rows, sequence after sequence (host copy and device tensor). */
+  positions: Int32Array;
+  posT: Tensor;
+  cos: Tensor;
+  sin: Tensor;
+  opts: StepOptions;
+  /** Each sequence's rows: [start, start + positions.length) of the step. */
+  segments: Segment[];
+}
+
+export interface Segment extends StepContext {
+  /** First row of this sequence in the step. */
+  start: number;
+}
+
+/** What one sequence's rows of a step know (used per segment of a BatchContext). */
 export interface StepContext {
   /** Absolute positions of this step's T tokens (host copy and device tensor). */
   positions: Int32Array;

@@ -548,6 +548,31 @@ const errorCases: ErrorCase[] = [];
     },
     tol: TOL.exact,
   });
+  cases.push({
+    name: 'sliceRows and concatRows: a [6, 5] split into rows 1..2 and 4..5, then stacked',
+    async run(b) {
+      const x = b.upload(a.subarray(0, 30), [6, 5]);
+      const t = b.concatRows([b.sliceRows(x, 1, 2), b.sliceRows(x, 4, 2)]);
+      const [rt] = await readAll(b, t);
+      return [rt!, t.shape];
+    },
+    reference() {
+      const out: number[] = [];
+      for (const row of [1, 2, 4, 5]) for (let j = 0; j < 5; j++) out.push(a[row * 5 + j]!);
+      return [out, [4, 5]];
+    },
+    tol: TOL.exact,
+  });
+  errorCases.push({
+    name: 'sliceRows beyond the first dimension throws',
+    run: async (b) => b.read(b.sliceRows(b.upload(a.subarray(0, 30), [6, 5]), 5, 2)),
+    error: /sliceRows/,
+  });
+  errorCases.push({
+    name: 'concatRows of tensors with different trailing dims throws',
+    run: async (b) => b.read(b.concatRows([b.upload(a.subarray(0, 10), [2, 5]), b.upload(a.subarray(0, 8), [2, 4])])),
+    error: /concatRows/,
+  });
   for (const bad of [6, -1]) {
     errorCases.push({
       name: `gatherRows: row index ${bad} outside 0..5 throws`,
