@@ -13,6 +13,7 @@ import { writeRandomModel } from '../model/random-model.js';
 import { benchTopkCommand } from '../bench/topk.js';
 import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShapes, type OurFormat } from '../bench/matmul.js';
 import { addBenchAttention } from './bench.js';
+import { addCost } from './cost.js';
 
 function intArg(name: string, min: number) {
   return (value: string): number => {
@@ -229,6 +230,8 @@ export function buildProgram(): Command {
         });
       },
     );
+
+  addCost(program);
 
   return program;
 }
