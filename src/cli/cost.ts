@@ -98,7 +98,7 @@ export function addCost(program: Command): void {
     .option('--bench <file>', 'a `dsa bench attention --json` output for --hardware measured (give twice for a decode and a prefill file)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--price <usd>', 'price per GPU-hour in USD', positiveNumber('--price'), DEFAULT_PRICE)
     .option('--batch <n>', 'sequences per GPU per decode step (default: 128 on GPUs; for measured, the bench\'s batch)', intArg('--batch', 1))
-    .option('--prefill-dense-below <n>', 'DSA prefill runs the masked dense mode below this position (default: index_topk)', intArg('--prefill-dense-below', 0))
+    .option('--prefill-dense-below <n>', 'DSA prefill runs the masked dense mode below this position (default: wherever it is cheaper)', intArg('--prefill-dense-below', 0))
     .option('--json <file>', '$ per million tokens every 1K positions from 0 to 131072, per phase and model')
     .option('--plot <file>', 'the two-panel cost figure (.svg, or .png)')
     .action(async (o: CostOptions) => {

@@ -52,7 +52,10 @@ export interface Deployment {
   mtpTokens: number;
   /** Probability that an MTP draft token is accepted. */
   mtpAcceptance: number;
-  /** DSA prefill at positions below this runs the masked dense (MHA) mode; null = the model's index_topk. */
+  /**
+   * DSA prefill at positions below this runs the masked dense (MHA) mode; null = whichever of the
+   * two modes is cheaper at each position (what an engine that picks its kernel by cost does).
+   */
   prefillDenseBelow: number | null;
 }
 
@@ -197,7 +200,7 @@ export function tokenOps(m: CostModelSpec, phase: Phase, t: number, d: Deploymen
   const share = phase === 'decode' ? d.mtpTokens : 1;
   const selects = m.dsa && N > k;
   const denseBelow = d.prefillDenseBelow ?? k;
-  if (!m.dsa || (phase === 'prefill' && t < denseBelow)) {
+  if (!m.dsa || (phase === 'prefill' && (t < denseBelow || N <= k))) {
     ops.push(
       phase === 'prefill'
         ? { name: 'dense attention', kernel: 'dense-attention', work: work({ bf16: mhaFlops(N) }) }
@@ -228,7 +231,13 @@ export function secondsPerToken(m: CostModelSpec, time: TimeModel, d: Deployment
 /** The ops of a token with their seconds (per generated token in decode). */
 export function breakdown(m: CostModelSpec, time: TimeModel, d: Deployment, phase: Phase, t: number): { op: Op; seconds: number }[] {
   const perGenerated = phase === 'decode' ? d.mtpTokens / acceptedPerStep(d) : 1;
-  return tokenOps(m, phase, t, d).map((op) => ({ op, seconds: time.opSeconds(op, phase, t) * perGenerated }));
+  const priced = (dd: Deployment) => tokenOps(m, phase, t, dd).map((op) => ({ op, seconds: time.opSeconds(op, phase, t) * perGenerated }));
+  if (phase !== 'prefill' || !m.dsa || d.prefillDenseBelow !== null) return priced(d);
+  // The cheaper of the masked dense mode and the sparse mode at this position.
+  const dense = priced({ ...d, prefillDenseBelow: Infinity });
+  const sparse = priced({ ...d, prefillDenseBelow: 0 });
+  const total = (ops: { seconds: number }[]) => ops.reduce((a, x) => a + x.seconds, 0);
+  return total(dense) <= total(sparse) ? dense : sparse;
 }
 
 /** $ per million tokens = seconds per token · 10⁶ · price per GPU-hour / 3600. */

@@ -75,10 +75,15 @@ function deploymentLine(s: CostSetup): string {
   const d = s.profile.deployment;
   const topk = s.models.find((m) => m.dsa)?.cfg.indexTopk;
   const mtp = d.mtpTokens > 1 ? `MTP ${d.mtpTokens} query tokens per step (${d.mtpAcceptance} accepted: ${acceptedPerStep(d)} tokens per step)` : 'no MTP';
-  const below = d.prefillDenseBelow ?? topk;
+  const mode =
+    topk === undefined
+      ? ''
+      : d.prefillDenseBelow === null
+        ? '; DSA prefill runs the masked dense mode wherever it is cheaper than the sparse one'
+        : `; DSA prefill runs the masked dense mode below position ${d.prefillDenseBelow}`;
   return (
     `${d.batch} sequence${d.batch === 1 ? '' : 's'} per GPU per decode step, ${mtp}, routed experts over ${d.expertParallel} GPU${d.expertParallel === 1 ? '' : 's'}, ` +
-    `${d.prefillTokens} prompt tokens per GPU per prefill step${below !== undefined ? `; DSA prefill runs the masked dense mode below position ${below}` : ''}`
+    `${d.prefillTokens} prompt tokens per GPU per prefill step${mode}`
   );
 }
 
