@@ -77,7 +77,8 @@ export class CpuBackend implements Backend {
     this.kernels = opts.kernels ?? envKernels();
     this.rt = this.kernels === 'wasm' ? new WasmRuntime(opts.threads ?? envThreads(), opts.maxHeapBytes, opts.minParallelWork) : null;
     const rt = this.rt;
-    this.linearFast = (x, rows, w, aq) => (rt && w.heap ? rt.linear(x, rows, { ...w.heap, host: w.host }, aq) : linearTs(x, rows, w, aq));
+    // The WASM kernel when the weight is in the heap and the op finds room there, else TypeScript.
+    this.linearFast = (x, rows, w, aq) => (rt && w.heap ? rt.linear(x, rows, { ...w.heap, host: w.host }, aq) : null) ?? linearTs(x, rows, w, aq);
   }
 
   /** Stops the worker threads (the backend stays usable; they restart on demand). */
@@ -274,7 +275,8 @@ export class CpuBackend implements Backend {
     if (this.rt && cwt.ptr !== undefined) {
       // The WASM kernel multiplies by w[h]ᵀ: transpose [H, n, m] weights once.
       const wt = transposeW ? cwt : this.transposedOf(cwt);
-      if (wt.ptr !== undefined) return this.t([rows, heads, m], this.rt.headMatmul(f32(x, 'headMatmul'), rows, heads, n, wt.ptr, m));
+      const out = wt.ptr !== undefined ? this.rt.headMatmul(f32(x, 'headMatmul'), rows, heads, n, wt.ptr, m) : null;
+      if (out) return this.t([rows, heads, m], out);
     }
     return this.t([rows, heads, m], headMatmul(f32(x, 'headMatmul'), rows, heads, n, cwt.data as Float32Array, m, transposeW));
   }
@@ -357,7 +359,7 @@ export class CpuBackend implements Backend {
       const slots = new Int32Array(nKeys);
       for (let s = 0; s < nKeys; s++) slots[s] = slotOf(map, s);
       const out = this.rt.indexerScores(u8(q8, 'indexerScores'), rows, heads, dim, f32(w, 'indexerScores'), kc.ptr, ks.ptr, slots, i32(positions, 'indexerScores'));
-      return this.t([rows, nKeys], out);
+      if (out) return this.t([rows, nKeys], out);
     }
     const out = indexerScores(
       u8(q8, 'indexerScores'), rows, heads, dim, f32(w, 'indexerScores'),
@@ -401,7 +403,7 @@ export class CpuBackend implements Backend {
     const lat = cpu(latent, 'mlaAttention');
     if (this.rt && lat.ptr !== undefined && r % 4 === 0 && dr % 4 === 0) {
       const out = this.mlaWasm(f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), { ptr: lat.ptr, format }, i32(positions, 'mlaAttention'), idx, width, rows, heads, r, dr, scale, pages);
-      return this.t([rows, heads, r], out);
+      if (out) return this.t([rows, heads, r], out);
     }
     const out = mlaAttention(
       f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), data, latentWidth, this.pageMap(pages),
@@ -427,7 +429,7 @@ export class CpuBackend implements Backend {
     dr: number,
     scale: number,
     pages: SeqPages,
-  ): Float32Array {
+  ): Float32Array | null {
     const map = this.pageMap(pages);
     const out = new Float32Array(rows * heads * r);
     let maxPos = 0;
@@ -462,6 +464,7 @@ export class CpuBackend implements Backend {
         dr,
         scale,
       );
+      if (!part) return null;
       out.set(part, t0 * heads * r);
     }
     return out;

@@ -38,3 +38,23 @@ test('memory grows on demand and refuses beyond its maximum', () => {
   assert.equal(view[3], 7);
   assert.throws(() => heap.release(p + 64), /unknown block/);
 });
+
+test('a full heap falls back to JavaScript memory and the TypeScript kernels, with the same results', async () => {
+  const { CpuBackend } = await import('../../src/backend/cpu.js');
+  const small = new CpuBackend({ kernels: 'wasm', threads: 1, maxHeapBytes: 1 << 20 });
+  const js = new CpuBackend({ kernels: 'js' });
+  const k = 256;
+  const n = 512; // a 512 KiB f32 weight fits the 1 MiB heap; 600 rows of activations (600 KiB) do not
+  const w = Float32Array.from({ length: n * k }, (_, i) => Math.sin(i) * 0.05);
+  const x = Float32Array.from({ length: 600 * k }, (_, i) => Math.cos(i));
+  const run = (b: InstanceType<typeof CpuBackend>) =>
+    b.readSync(b.linear(b.upload(x, [600, k]), b.uploadWeight({ format: 'f32', outDim: n, inDim: k, data: w }), null)) as Float32Array;
+  const got = run(small);
+  const want = run(js);
+  let max = 0;
+  for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i]! - want[i]!));
+  assert.ok(max <= 1e-5, `max abs diff ${max}`);
+  // Beyond the heap, tensors live in JavaScript memory.
+  const big = small.zeros([1 << 20], 'f32');
+  assert.equal(big.size, 1 << 20);
+});

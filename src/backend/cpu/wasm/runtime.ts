@@ -137,10 +137,17 @@ export class WasmRuntime {
     return { host, ptr: data.ptr, scalePtr: scales.ptr, owner };
   }
 
-  private op<R>(fn: (a: OpArena) => R): R {
+  /**
+   * Runs an op with its staging blocks; null when the heap has no room for them (the backend then
+   * runs the TypeScript kernel instead).
+   */
+  private op<R>(fn: (a: OpArena) => R): R | null {
     const a = new OpArena(this);
     try {
       return fn(a);
+    } catch (e) {
+      if (e instanceof HeapFullError) return null;
+      throw e;
     } finally {
       a.done();
     }
@@ -160,7 +167,7 @@ export class WasmRuntime {
   }
 
   /** out [rows, N] = x [rows, K] · Wᵀ with W in the heap (FP8 with activation quantization when aq is set). */
-  linear(x: Float32Array, rows: number, w: HeapWeight, aq: ScaleFormat | null): Float32Array {
+  linear(x: Float32Array, rows: number, w: HeapWeight, aq: ScaleFormat | null): Float32Array | null {
     const { outDim: n, inDim: k } = w.host;
     return this.op((a) => {
       const out = a.alloc(rows * n * 4);
@@ -193,7 +200,7 @@ export class WasmRuntime {
   }
 
   /** Per head: x [T, H, n] · w[h] (w [H, n, m]) or · w[h]ᵀ (w [H, m, n]); w f32 in the heap, transposed once when needed. */
-  headMatmul(x: Float32Array, rows: number, heads: number, n: number, wPtr: number, m: number): Float32Array {
+  headMatmul(x: Float32Array, rows: number, heads: number, n: number, wPtr: number, m: number): Float32Array | null {
     // w is [H, m, n] here (callers pass W_UK transposed): out[t, h] = x[t, h] · w[h]ᵀ.
     return this.op((a) => {
       // Regroup x as [H, T, n] so each head's rows are contiguous.
@@ -223,7 +230,7 @@ export class WasmRuntime {
     kScalePtr: number,
     slots: Int32Array,
     positions: Int32Array,
-  ): Float32Array {
+  ): Float32Array | null {
     const nKeys = slots.length;
     return this.op((a) => {
       const q = new Float32Array(q8.length);
@@ -256,7 +263,7 @@ export class WasmRuntime {
     r: number,
     dr: number,
     scale: number,
-  ): Float32Array {
+  ): Float32Array | null {
     const fmt = latentFlag(latent.format);
     return this.op((a) => {
       const qLatPtr = a.copy(qLat);
