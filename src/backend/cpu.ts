@@ -402,7 +402,10 @@ export class CpuBackend implements Backend {
     const width = indices ? indices.shape[1]! : 0;
     const lat = cpu(latent, 'mlaAttention');
     if (this.rt && lat.ptr !== undefined && r % 4 === 0 && dr % 4 === 0) {
-      const out = this.mlaWasm(f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), { ptr: lat.ptr, format }, i32(positions, 'mlaAttention'), idx, width, rows, heads, r, dr, scale, pages);
+      const out = this.rt.mlaAttentionPaged(
+        f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), { ptr: lat.ptr, format }, i32(positions, 'mlaAttention'), idx, width,
+        { rows, heads, r, dr }, scale, this.pageMap(pages),
+      );
       if (out) return this.t([rows, heads, r], out);
     }
     const out = mlaAttention(
@@ -410,64 +413,6 @@ export class CpuBackend implements Backend {
       i32(positions, 'mlaAttention'), idx, width, { rows, heads, r, dr }, scale,
     );
     return this.t([rows, heads, r], out);
-  }
-
-  /**
-   * The WASM attention over lists of cache slots per query row: the row's selection, or every
-   * position up to its own (dense). Rows are processed in groups so the lists stay ≤ 16 MiB.
-   */
-  private mlaWasm(
-    qLat: Float32Array,
-    qPe: Float32Array,
-    latent: { ptr: number; format: LatentFormat },
-    positions: Int32Array,
-    idx: Int32Array | null,
-    width: number,
-    rows: number,
-    heads: number,
-    r: number,
-    dr: number,
-    scale: number,
-    pages: SeqPages,
-  ): Float32Array | null {
-    const map = this.pageMap(pages);
-    const out = new Float32Array(rows * heads * r);
-    let maxPos = 0;
-    for (const p of positions) maxPos = Math.max(maxPos, p);
-    const n = idx ? width : maxPos + 1;
-    const group = Math.max(1, Math.floor((1 << 22) / Math.max(n, 1)));
-    for (let t0 = 0; t0 < rows; t0 += group) {
-      const t1 = Math.min(rows, t0 + group);
-      const lists = new Int32Array((t1 - t0) * n).fill(-1);
-      for (let t = t0; t < t1; t++) {
-        const base = (t - t0) * n;
-        if (idx) {
-          for (let j = 0; j < width; j++) {
-            const p = idx[t * width + j]!;
-            if (p < 0) continue;
-            if (p > positions[t]!) throw new ShapeError('mlaAttention', `query at position ${positions[t]} selects future position ${p}`);
-            lists[base + j] = slotOf(map, p);
-          }
-        } else {
-          for (let p = 0; p <= positions[t]!; p++) lists[base + p] = slotOf(map, p);
-        }
-      }
-      const part = this.rt!.mlaAttention(
-        qLat.subarray(t0 * heads * r, t1 * heads * r),
-        qPe.subarray(t0 * heads * dr, t1 * heads * dr),
-        latent,
-        lists,
-        n,
-        t1 - t0,
-        heads,
-        r,
-        dr,
-        scale,
-      );
-      if (!part) return null;
-      out.set(part, t0 * heads * r);
-    }
-    return out;
   }
 
   // ---- mixture of experts ----

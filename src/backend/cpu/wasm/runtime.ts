@@ -5,7 +5,8 @@
  * result out. Every kernel here has its plain TypeScript twin in ../kernels/, which tests compare
  * against; ops without a twin here run the TypeScript kernels.
  */
-import type { HostArray, HostWeight, ScaleFormat } from '../../backend.js';
+import { ShapeError, type HostArray, type HostWeight, type ScaleFormat } from '../../backend.js';
+import { slotOf, type PageMap } from '../kernels/indexer.js';
 import { actQuantRow } from '../../../numerics/block-quant.js';
 import { E4M3_TABLE } from '../../../numerics/e4m3.js';
 import { Heap, HeapFullError } from '../heap.js';
@@ -292,6 +293,62 @@ export class WasmRuntime {
       }
       return this.view(Float32Array, out, rows * heads * r).slice();
     });
+  }
+
+  /**
+   * Attention of query rows over a paged cache: each row's selection (idx [rows, width], −1 padded)
+   * or, without idx, every position up to its own (dense). Rows are resolved to lists of cache slots
+   * and processed in groups so the lists stay ≤ 16 MiB. Null when the heap has no room.
+   */
+  mlaAttentionPaged(
+    qLat: Float32Array,
+    qPe: Float32Array,
+    latent: LatentArg,
+    positions: Int32Array,
+    idx: Int32Array | null,
+    width: number,
+    shape: { rows: number; heads: number; r: number; dr: number },
+    scale: number,
+    pages: PageMap,
+  ): Float32Array | null {
+    const { rows, heads, r, dr } = shape;
+    const out = new Float32Array(rows * heads * r);
+    let maxPos = 0;
+    for (const p of positions) maxPos = Math.max(maxPos, p);
+    const n = idx ? width : maxPos + 1;
+    const group = Math.max(1, Math.floor((1 << 22) / Math.max(n, 1)));
+    for (let t0 = 0; t0 < rows; t0 += group) {
+      const t1 = Math.min(rows, t0 + group);
+      const lists = new Int32Array((t1 - t0) * n).fill(-1);
+      for (let t = t0; t < t1; t++) {
+        const base = (t - t0) * n;
+        if (idx) {
+          for (let j = 0; j < width; j++) {
+            const p = idx[t * width + j]!;
+            if (p < 0) continue;
+            if (p > positions[t]!) throw new ShapeError('mlaAttention', `query at position ${positions[t]} selects future position ${p}`);
+            lists[base + j] = slotOf(pages, p);
+          }
+        } else {
+          for (let p = 0; p <= positions[t]!; p++) lists[base + p] = slotOf(pages, p);
+        }
+      }
+      const part = this.mlaAttention(
+        qLat.subarray(t0 * heads * r, t1 * heads * r),
+        qPe.subarray(t0 * heads * dr, t1 * heads * dr),
+        latent,
+        lists,
+        n,
+        t1 - t0,
+        heads,
+        r,
+        dr,
+        scale,
+      );
+      if (!part) return null;
+      out.set(part, t0 * heads * r);
+    }
+    return out;
   }
 
   close(): void {
