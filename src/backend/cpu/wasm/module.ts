@@ -1,5 +1,5 @@
 /**
- * The WebAssembly SIMD kernels of the CPU backend (source asm/kernels.ts, built by
+ * The WebAssembly SIMD kernels of the CPU backend (source asm/*.ts, entry asm/kernels.ts, built by
  * `npm run build:wasm` into kernels-wasm.ts): compiled once, instantiated on a shared memory by the
  * main thread and by each worker.
  *
