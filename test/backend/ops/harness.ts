@@ -1,0 +1,462 @@
+/**
+ * Every op of the Backend interface against an independent, deliberately naive reference.
+ *
+ * Each reference below is written from the contracts in src/backend/backend.ts and the semantics
+ * in shared/spec/DSA.md: float64, straightforward loops, no code shared with the kernels (the
+ * e4m3 and bf16 decoders, the activation quantizer and the Sylvester matrix are re-derived here).
+ * Inputs are small and random, from a seeded generator, so every run sees the same numbers.
+ *
+ * Each test file in test/backend/ops/ (one per op group: memory-elementwise, layers, quant-cache,
+ * dsa, moe) is a list of cases, each { name, run(backend) → output arrays, reference() → expected
+ * arrays, tol }, plus error cases { name, run(backend), error }. This harness holds the shared
+ * machinery (case types, tolerances, comparison, the seeded generator, the naive reference
+ * numerics; the latent-row codecs are in ./latent-ref.ts) and runCases, which runs a file's cases
+ * for every entry of `backends`: today the CPU backend; a GPU backend is checked against the same
+ * references by adding an entry. `run` reads its outputs back (a GPU may only raise an error when
+ * it is read).
+ *
+ * Tolerances are per op (see TOL): |got − want| ≤ abs + rel·|want| element-wise, with ±∞ matched
+ * exactly. Set OPS_TEST_VERBOSE=1 to print, per case, the worst error as a fraction of its allowance.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Backend, HostArray, HostWeight, ScaleFormat, SeqPages, Tensor } from '../../../src/backend/backend.js';
+import { CpuBackend } from '../../../src/backend/cpu.js';
+import { quantizeBlockWeight } from '../../../src/numerics/block-quant.js';
+
+// ================================================================================================
+// Backends under test
+// ================================================================================================
+
+export interface BackendUnderTest {
+  name: string;
+  make(): Backend | Promise<Backend>;
+}
+
+export const backends: BackendUnderTest[] = [
+  { name: 'cpu-js', make: () => new CpuBackend({ kernels: 'js' }) },
+  // The WASM kernels, single-threaded and split over two threads (the pool's partial ranges).
+  { name: 'cpu-wasm', make: () => new CpuBackend({ kernels: 'wasm', threads: 1 }) },
+  { name: 'cpu-wasm-2threads', make: () => new CpuBackend({ kernels: 'wasm', threads: 2, minParallelWork: 0 }) },
+];
+
+// ================================================================================================
+// Case structure and comparison
+// ================================================================================================
+
+export type Arr = ArrayLike<number>;
+
+/** Element-wise allowance: |got − want| ≤ abs + rel·|want|. */
+export interface Tol {
+  abs: number;
+  rel: number;
+}
+
+export interface OpCase {
+  name: string;
+  /** Runs the op(s) on a backend and reads the outputs back. */
+  run(b: Backend): Promise<Arr[]>;
+  /** The expected outputs, from the naive float64 reference. */
+  reference(): Arr[];
+  /** One tolerance for all outputs, or one per output. */
+  tol: Tol | readonly Tol[];
+  /** Replaces the element-wise comparison where the contract allows several answers (ties, order). */
+  check?(got: Arr[], want: Arr[], tol: readonly Tol[]): void;
+}
+
+export interface ErrorCase {
+  name: string;
+  run(b: Backend): Promise<unknown>;
+  /** The error message must match (every backend's errors name the op). */
+  error: RegExp;
+}
+
+/**
+ * Per-op tolerances. The CPU kernels accumulate in float64 (or in float32 where the reference
+ * kernel does) and store float32, so they sit at ~1e-7 relative; the allowances leave room for a GPU
+ * kernel's float32 accumulation and fast transcendentals while still catching any real mistake
+ * (a wrong index, scale or block moves results by ≥1e-3 here).
+ */
+export const TOL = {
+  exact: { abs: 0, rel: 0 },
+  /** add, mul, scale: one float32 rounding (≤ 6e-8 relative). */
+  elementwise: { abs: 0, rel: 1e-6 },
+  /** swiglu: float32 exp. */
+  swiglu: { abs: 1e-7, rel: 2e-6 },
+  /** rmsNorm / layerNorm over ≤ 48 values of magnitude ~1–3. */
+  norm: { abs: 1e-6, rel: 2e-6 },
+  /** float32 dot products of ≤ 40 terms, outputs ~1–10 (linear f32/bf16, headMatmul, embedding). */
+  matmul: { abs: 2e-6, rel: 2e-6 },
+  /**
+   * fp8 weights over 320 inputs (real-valued or the block-scaled FP8 GEMM): outputs ~1, up to ~150
+   * in the row with a ×100 block, whose terms (~5 each) set the float32 rounding scale.
+   */
+  fp8Gemm: { abs: 5e-5, rel: 1e-5 },
+  /** rope: two products and a sum per output, float32 tables. */
+  rope: { abs: 1e-6, rel: 1e-6 },
+  /** hadamard: sums of 128 ± terms, scaled by n^-0.5. */
+  hadamard: { abs: 1e-6, rel: 2e-6 },
+  /** indexer scores: exact e4m3 dot products, float32 sums over heads; scores up to ~4, terms ~10. */
+  indexer: { abs: 1e-5, rel: 2e-6 },
+  /** MLA: float32 scores, softmax, convex combination of latent rows ~1. */
+  attention: { abs: 2e-6, rel: 1e-5 },
+  /** moeRoute weights: float32 sigmoid/softmax and normalization. */
+  route: { abs: 1e-7, rel: 2e-6 },
+  /** moeExperts with bf16 weights: three chained float32 linears. */
+  expertsBf16: { abs: 2e-6, rel: 1e-5 },
+  /**
+   * moeExperts with FP8 weights and act-quant, outputs ~1. The intermediate activation is
+   * re-quantized to e4m3, so where it lies within rounding distance of an e4m3 rounding boundary,
+   * two correct implementations may pick neighbouring codes: the reference finds those elements and
+   * adds the effect of that one-step flip to the allowance of the outputs they feed (see
+   * flipAllowance); everywhere else this tight bound applies.
+   */
+  expertsFp8: { abs: 1e-5, rel: 1e-5 },
+} as const satisfies Record<string, Tol>;
+
+export const verbose = process.env.OPS_TEST_VERBOSE === '1';
+
+/** Compares element-wise; returns the worst error as a fraction of its allowance. */
+export function assertClose(got: Arr, want: Arr, tol: Tol, what: string): number {
+  assert.equal(got.length, want.length, `${what}: got ${got.length} values, want ${want.length}`);
+  let worst = -1;
+  let worstRatio = 0;
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i];
+    const w = want[i];
+    if (!Number.isFinite(w) || !Number.isFinite(g)) {
+      if (g !== w) assert.fail(`${what}[${i}]: got ${g}, want ${w}`);
+      continue;
+    }
+    const err = Math.abs(g - w);
+    const lim = tol.abs + tol.rel * Math.abs(w);
+    const ratio = lim === 0 ? (err === 0 ? 0 : Infinity) : err / lim;
+    if (ratio > worstRatio) {
+      worstRatio = ratio;
+      worst = i;
+    }
+  }
+  if (worstRatio > 1) {
+    const g = got[worst];
+    const w = want[worst];
+    assert.fail(`${what}[${worst}]: got ${g}, want ${w} (|err| ${Math.abs(g - w)}, allowed ${tol.abs + tol.rel * Math.abs(w)})`);
+  }
+  return worstRatio;
+}
+
+export function tolsOf(c: OpCase, n: number): Tol[] {
+  if (Array.isArray(c.tol)) {
+    assert.equal(c.tol.length, n, `${c.name}: ${c.tol.length} tolerances for ${n} outputs`);
+    return [...(c.tol as readonly Tol[])];
+  }
+  return Array.from({ length: n }, () => c.tol as Tol);
+}
+
+export function compareAll(name: string, got: Arr[], want: Arr[], tols: readonly Tol[]): number {
+  assert.equal(got.length, want.length, `${name}: ${got.length} outputs, want ${want.length}`);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, assertClose(got[i], want[i], tols[i], `${name} output ${i}`));
+  return worst;
+}
+
+// ================================================================================================
+// Seeded random numbers
+// ================================================================================================
+
+/** mulberry32: a tiny deterministic PRNG. */
+export class Rng {
+  private a: number;
+  constructor(seed: number) {
+    this.a = seed >>> 0;
+  }
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.a = (this.a + 0x6d2b79f5) >>> 0;
+    let t = this.a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  uniform(lo: number, hi: number): number {
+    return lo + (hi - lo) * this.next();
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  normal(): number {
+    return Math.sqrt(-2 * Math.log(1 - this.next())) * Math.cos(2 * Math.PI * this.next());
+  }
+  normals(n: number, std = 1, mean = 0): Float32Array {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = mean + std * this.normal();
+    return out;
+  }
+  uniforms(n: number, lo: number, hi: number): Float32Array {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.uniform(lo, hi);
+    return out;
+  }
+  shuffle<T>(a: T[]): T[] {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [a[i], a[j]] = [a[j]!, a[i]!];
+    }
+    return a;
+  }
+}
+
+// ================================================================================================
+// Naive reference numerics (independent of src/numerics and the kernels)
+// ================================================================================================
+
+export const fr = Math.fround;
+
+/** e4m3fn code → value, from the format's definition (1 sign, 4 exponent bits bias 7, 3 mantissa bits). */
+export function refE4m3(code: number): number {
+  const sign = code & 0x80 ? -1 : 1;
+  const e = (code >> 3) & 15;
+  const m = code & 7;
+  if (e === 15 && m === 7) return NaN;
+  return e === 0 ? sign * (m / 8) * 2 ** -6 : sign * (1 + m / 8) * 2 ** (e - 7);
+}
+
+export const E4M3_POSITIVE = Array.from({ length: 0x7f }, (_, c) => refE4m3(c)); // codes 0..126 (0x7f is NaN)
+
+/** Value (|y| ≤ 448) → nearest e4m3fn code, ties to the even code, by scanning every code. */
+export function refE4m3Encode(y: number): number {
+  const sign = y < 0 ? 0x80 : 0;
+  const a = Math.abs(y);
+  let best = 0;
+  let bestErr = Infinity;
+  for (let c = 0; c < E4M3_POSITIVE.length; c++) {
+    const err = Math.abs(E4M3_POSITIVE[c]! - a);
+    if (err < bestErr || (err === bestErr && (c & 1) === 0)) {
+      best = c;
+      bestErr = err;
+    }
+  }
+  return sign | best;
+}
+
+/** bf16 bits → value: the top half of a float32. */
+export function refBf16(bits: number): number {
+  const dv = new DataView(new ArrayBuffer(4));
+  dv.setUint32(0, (bits & 0xffff) << 16);
+  return dv.getFloat32(0);
+}
+
+/** DSA.md step 3: amax = max(max|x|, 1e-4); s = amax · float32(1/448); ue8m0: s = 2^ceil(log2 s). */
+export function refBlockScale(amax: number, fmt: ScaleFormat): number {
+  const a = Math.max(amax, fr(1e-4));
+  let s = fr(a * fr(1 / 448));
+  if (fmt === 'ue8m0') {
+    let k = Math.ceil(Math.log2(s));
+    while (2 ** (k - 1) >= s) k--;
+    while (2 ** k < s) k++;
+    s = 2 ** k;
+  }
+  return s;
+}
+
+/** Per-row block quantization: codes [rows, n] and scales [rows, ceil(n / block)]. */
+export function refActQuant(x: Arr, rows: number, n: number, block: number, fmt: ScaleFormat): { q: Uint8Array; s: Float64Array } {
+  const nb = Math.ceil(n / block);
+  const q = new Uint8Array(rows * n);
+  const s = new Float64Array(rows * nb);
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < nb; b++) {
+      const lo = b * block;
+      const hi = Math.min(n, lo + block);
+      let amax = 0;
+      for (let j = lo; j < hi; j++) amax = Math.max(amax, Math.abs(x[r * n + j]!));
+      const sc = refBlockScale(amax, fmt);
+      s[r * nb + b] = sc;
+      for (let j = lo; j < hi; j++) {
+        const y = Math.min(448, Math.max(-448, fr(x[r * n + j]! / sc)));
+        q[r * n + j] = refE4m3Encode(y);
+      }
+    }
+  }
+  return { q, s };
+}
+
+/** A weight's real values [out, in] in float64 (fp8: e4m3(code) · scaleInv of its block). */
+export function refDequant(w: HostWeight): Float64Array {
+  const out = new Float64Array(w.outDim * w.inDim);
+  for (let o = 0; o < w.outDim; o++) {
+    for (let i = 0; i < w.inDim; i++) {
+      const k = o * w.inDim + i;
+      if (w.format === 'f32') out[k] = w.data[k]!;
+      else if (w.format === 'bf16') out[k] = refBf16(w.data[k]!);
+      else {
+        const [bo, bi] = w.block;
+        const sc = w.scaleInv[Math.floor(o / bo) * Math.ceil(w.inDim / bi) + Math.floor(i / bi)]!;
+        out[k] = refE4m3(w.data[k]!) * sc;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * x [rows, in] · wᵀ. FP8 weight with actQuant: the reference FP8 GEMM, activations quantized per
+ * 128-block, out = Σ_blocks (x8 · w8) · (sx · sw). Otherwise the real-valued product.
+ */
+export function refLinear(x: Arr, rows: number, w: HostWeight, aq: ScaleFormat | null): Float64Array {
+  const K = w.inDim;
+  const N = w.outDim;
+  const out = new Float64Array(rows * N);
+  if (w.format === 'fp8' && aq !== null) {
+    assert.deepEqual(w.block, [128, 128], 'reference FP8 GEMM: 128×128 weight blocks');
+    const nb = Math.ceil(K / 128);
+    const { q, s } = refActQuant(x, rows, K, 128, aq);
+    for (let t = 0; t < rows; t++) {
+      for (let o = 0; o < N; o++) {
+        let acc = 0;
+        for (let b = 0; b < nb; b++) {
+          let blockDot = 0;
+          for (let j = b * 128; j < Math.min(K, b * 128 + 128); j++) blockDot += refE4m3(q[t * K + j]!) * refE4m3(w.data[o * K + j]!);
+          acc += blockDot * s[t * nb + b]! * w.scaleInv[Math.floor(o / 128) * nb + b]!;
+        }
+        out[t * N + o] = acc;
+      }
+    }
+    return out;
+  }
+  const wr = refDequant(w);
+  for (let t = 0; t < rows; t++) {
+    for (let o = 0; o < N; o++) {
+      let acc = 0;
+      for (let j = 0; j < K; j++) acc += x[t * K + j]! * wr[o * K + j]!;
+      out[t * N + o] = acc;
+    }
+  }
+  return out;
+}
+
+/**
+ * Where an activation row h [n] is act-quantized before an FP8 linear w [out, n]: for each element
+ * whose scaled value h/s lies within a float32 rounding margin of an e4m3 rounding boundary (the
+ * midpoint of two neighbouring codes), another correct implementation may round it to the other
+ * code. Returns, per output, the largest effect of all such one-step flips: Σ step·s·|w[o, i]|.
+ * Also asserts that no block's scale itself is that close to a ue8m0 power-of-two boundary.
+ */
+export function flipAllowance(h: Float32Array, fmt: ScaleFormat, w: HostWeight): Float64Array {
+  const n = h.length;
+  const real = refDequant(w);
+  const out = new Float64Array(w.outDim);
+  for (let lo = 0; lo < n; lo += 128) {
+    const hi = Math.min(n, lo + 128);
+    let amax = 0;
+    for (let i = lo; i < hi; i++) amax = Math.max(amax, Math.abs(h[i]!));
+    const raw = fr(Math.max(amax, fr(1e-4)) * fr(1 / 448));
+    if (fmt === 'ue8m0') {
+      const frac = Math.log2(raw) - Math.round(Math.log2(raw));
+      assert.ok(Math.abs(frac) > 1e-5, 'reference data: a block scale sits on a ue8m0 boundary; change the seed');
+    }
+    const s = refBlockScale(amax, fmt);
+    for (let i = lo; i < hi; i++) {
+      const v = Math.min(448, Math.abs(h[i]! / s));
+      // Neighbouring e4m3 values around v and the rounding boundary between them.
+      let c = 0;
+      while (c + 1 < E4M3_POSITIVE.length && E4M3_POSITIVE[c + 1]! <= v) c++;
+      if (c + 1 >= E4M3_POSITIVE.length) continue;
+      const a = E4M3_POSITIVE[c]!;
+      const b = E4M3_POSITIVE[c + 1]!;
+      const mid = (a + b) / 2;
+      // h carries float32 rounding from the chained linears (~1e-7 of its terms, ~1e-6 absolute);
+      // in code units that is 1e-6 / s, plus a relative 1e-5 for the scale and the division.
+      const margin = 1e-6 / s + 1e-5 * v;
+      if (Math.abs(v - mid) > margin) continue;
+      for (let o = 0; o < w.outDim; o++) out[o]! += (b - a) * s * Math.abs(real[o * n + i]!);
+    }
+  }
+  return out;
+}
+
+/** slot(p) = blockTable[p / pageSize] · pageSize + p % pageSize. */
+export function refSlot(table: readonly number[], pageSize: number, p: number): number {
+  return table[Math.floor(p / pageSize)]! * pageSize + (p % pageSize);
+}
+
+export const silu = (g: number): number => g / (1 + Math.exp(-g));
+
+// ---- test-data helpers ----
+
+/** Random non-NaN e4m3 codes of values ~N(0, std²) (saturated at ±448). */
+export function randomCodes(r: Rng, n: number, std: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = refE4m3Encode(Math.max(-448, Math.min(448, fr(std * r.normal()))));
+  return out;
+}
+
+/** Random bf16 bit patterns, both signs, magnitudes in [2^lo, 2^hi). */
+export function randomBf16(r: Rng, n: number, lo = -7, hi = 3): Uint16Array {
+  const out = new Uint16Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r.int(2) << 15) | ((127 + lo + r.int(hi - lo)) << 7) | r.int(128);
+  return out;
+}
+
+export function fp8Weight(r: Rng, outDim: number, inDim: number, std: number, fmt: ScaleFormat): HostWeight {
+  const { w8, scaleInv } = quantizeBlockWeight(r.normals(outDim * inDim, std), outDim, inDim, fmt, 128);
+  return { format: 'fp8', outDim, inDim, data: w8, scaleInv, block: [128, 128] };
+}
+
+export function pagesOf(b: Backend, table: readonly number[], pageSize: number): SeqPages {
+  return { blockTable: b.upload(Int32Array.from(table), [table.length]), pageSize };
+}
+
+export async function readAll(b: Backend, ...ts: Tensor[]): Promise<HostArray[]> {
+  const out: HostArray[] = [];
+  for (const t of ts) out.push(await b.read(t));
+  return out;
+}
+
+export const DTYPE_CODE = { f32: 0, i32: 1, u8: 2, bf16: 3 } as const;
+export function arrayKind(a: HostArray): number {
+  return a instanceof Float32Array ? 0 : a instanceof Int32Array ? 1 : a instanceof Uint8Array ? 2 : a instanceof Uint16Array ? 3 : -1;
+}
+/** A tensor's metadata as numbers: [dtype code, size, ...shape]. */
+export function meta(t: Tensor): number[] {
+  return [DTYPE_CODE[t.dtype], t.size, ...t.shape];
+}
+
+// ================================================================================================
+// Run every case on every backend
+// ================================================================================================
+
+/** Registers one describe per backend in `backends`, with a test per case and per error case. */
+export function runCases(group: string, cases: readonly OpCase[], errorCases: readonly ErrorCase[]): void {
+  for (const be of backends) {
+    describe(`${be.name} backend ops vs naive references: ${group}`, () => {
+      let backend: Backend | undefined;
+      const get = async (): Promise<Backend> => (backend ??= await be.make());
+      for (const c of cases) {
+        test(c.name, async () => {
+          const b = await get();
+          const got = await c.run(b);
+          const want = c.reference();
+          const tols = tolsOf(c, want.length);
+          if (c.check) c.check(got, want, tols);
+          else {
+            const worst = compareAll(c.name, got, want, tols);
+            if (verbose) console.log(`[${be.name}] ${c.name}: worst error ${(worst * 100).toFixed(3)}% of the allowance`);
+          }
+        });
+      }
+      for (const e of errorCases) {
+        test(e.name, async () => {
+          const b = await get();
+          await assert.rejects(
+            async () => e.run(b),
+            (err: unknown) => {
+              assert.ok(err instanceof Error, `threw a non-Error: ${String(err)}`);
+              assert.match(err.message, e.error);
+              return true;
+            },
+          );
+        });
+      }
+    });
+  }
+}
