@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { topkRows } from '../backend/cpu/kernels/topk.js';
 import { topkRowsRadix } from '../backend/cpu/kernels/topk-radix.js';
 import { machineInfo, timeIt, type Timing } from './harness.js';
+import { seededUniform } from '../generate/sampler.js';
 
 export interface TopkBenchOptions {
   /** Keys per row (S). */
@@ -28,17 +29,7 @@ export interface TopkBenchCase {
   identical: boolean;
 }
 
-/** Seeded mulberry32. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededUniform;
 
 const DISTRIBUTIONS: Record<string, (r: () => number) => number> = {
   /** Sums of ReLU'd products look roughly like a shifted normal: Irwin–Hall approximation. */

@@ -35,6 +35,12 @@ export class Rng {
   }
 }
 
+/** A seeded generator of uniform numbers in [0, 1) (tests and benchmarks draw their data from it). */
+export function seededUniform(seed: number): () => number {
+  const r = new Rng(seed);
+  return () => r.next();
+}
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }

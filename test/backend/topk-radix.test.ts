@@ -6,18 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { topkRows } from '../../src/backend/cpu/kernels/topk.js';
 import { orderKey, topkRowsRadix } from '../../src/backend/cpu/kernels/topk-radix.js';
+import { seededUniform } from '../../src/generate/sampler.js';
 
-/** Seeded mulberry32. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededUniform;
 
 type Kind = 'normal' | 'ties' | 'masked' | 'signed-zero' | 'infinities' | 'constant' | 'wide-range';
 

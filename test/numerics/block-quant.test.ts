@@ -13,6 +13,7 @@ import {
   f32ToE4m3,
   type ScaleFormat,
 } from '../../src/numerics/index.js';
+import { seededUniform } from '../../src/generate/sampler.js';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -27,17 +28,7 @@ function f32Bits(x: number): number {
   return u32[0];
 }
 
-/** Deterministic PRNG in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededUniform;
 
 /** Spacing of the e4m3 grid at magnitude y (|y| <= 448). */
 function e4m3Step(y: number): number {

@@ -23,6 +23,7 @@ import {
   decodeE4m3,
   encodeE4m3,
 } from '../../src/numerics/index.js';
+import { Rng } from '../../src/generate/sampler.js';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -47,16 +48,10 @@ function nextDown(x: number): number {
   return bitsToF32(f32Bits(x) - 1);
 }
 
-/** Deterministic PRNG (mulberry32). */
+/** Seeded uniform 32-bit integers. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const r = new Rng(seed);
+  return () => r.nextU32();
 }
 
 /** Description of a format for the reference rounding. */

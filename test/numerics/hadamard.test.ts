@@ -2,18 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fwht, hadamardRows } from '../../src/numerics/index.js';
+import { seededUniform } from '../../src/generate/sampler.js';
 
-/** Deterministic PRNG in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededUniform;
 
 /** Explicit Sylvester matrix built by the recursion H_2n = [[H, H], [H, -H]]. */
 function sylvester(n: number): Int8Array[] {
