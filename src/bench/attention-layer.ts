@@ -9,7 +9,7 @@ import { encodeBf16 } from '../numerics/bf16.js';
 import { quantizeBlockWeight } from '../numerics/block-quant.js';
 import type { KVCache, LayerCache } from '../model/cache.js';
 import type { ModelConfig } from '../model/config.js';
-import { hostToF32, type AttentionWeights } from '../model/weights.js';
+import { hostToF32, splitKvB, type AttentionWeights } from '../model/weights.js';
 
 /** The attention-relevant config.json of DeepSeek-V3.2 (the real checkpoint's values). */
 export const DEEPSEEK_V32_CONFIG: Readonly<Record<string, unknown>> = {
@@ -115,14 +115,7 @@ export function randomAttentionWeights(b: Backend, cfg: ModelConfig, seed: numbe
   const { hiddenSize: d, numHeads: h, qkNopeHeadDim: dn, qkRopeHeadDim: dr, vHeadDim: dv, kvLoraRank: r, qLoraRank: rq } = cfg;
   const lin = (outDim: number, inDim: number, std: number, quantized = true) => b.uploadWeight(randomLinear(g, cfg, outDim, inDim, std, quantized && fp8));
   const vec = (n: number, std: number, mean: number) => b.upload(g.fill(n, std, mean), [n]);
-  const kvB = hostToF32(randomLinear(g, cfg, h * (dn + dv), r, 0.02, fp8));
-  const uk = new Float32Array(h * dn * r);
-  const uv = new Float32Array(h * dv * r);
-  for (let head = 0; head < h; head++) {
-    const base = head * (dn + dv) * r;
-    uk.set(kvB.subarray(base, base + dn * r), head * dn * r);
-    uv.set(kvB.subarray(base + dn * r, base + (dn + dv) * r), head * dv * r);
-  }
+  const { uk, uv } = splitKvB(hostToF32(randomLinear(g, cfg, h * (dn + dv), r, 0.02, fp8)), cfg);
   return {
     qA: lin(rq, d, 0.02),
     qANorm: vec(rq, 0.05, 1),

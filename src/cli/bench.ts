@@ -1,5 +1,6 @@
 /** `dsa bench attention`: options, the printed report, --json rows and the --plot figure. */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { readTextFile } from '../io/text-file.js';
 import { loadavg } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { LATENT_FORMATS, type LatentFormat } from '../backend/backend.js';
@@ -53,14 +54,7 @@ export function parseContexts(value: string): number[] {
 }
 
 function readJsonObject(file: string, what: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${file}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${(e as Error).message})`}`);
-  }
-  return parseJsonObject(text, file, what);
+  return parseJsonObject(readTextFile(file), file, what);
 }
 
 function parseJsonObject(text: string, where: string, what: string): Record<string, unknown> {

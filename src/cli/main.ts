@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `dsa` command line: logits, generate, inspect, compare, random-model. */
-import { readFileSync } from 'node:fs';
+import { readJsonFile } from '../io/text-file.js';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { createBackend, BACKENDS, type BackendName } from '../backend/registry.js';
 import { LATENT_FORMATS, type LatentFormat } from '../backend/backend.js';
@@ -33,19 +33,7 @@ function numArg(name: string, min: number) {
 
 /** Reads a JSON array of token ids. */
 export function readPromptIds(file: string): Int32Array {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${file}: ${code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a directory, not a file' : `cannot read (${(e as Error).message})`}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const raw = readJsonFile(file);
   if (!Array.isArray(raw) || raw.length === 0) throw new Error(`${file}: expected a non-empty JSON array of token ids`);
   const bad = raw.findIndex((v) => !Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1);
   if (bad >= 0) throw new Error(`${file}: element ${bad} (${JSON.stringify(raw[bad])}) is not a token id`);

@@ -3,7 +3,7 @@
  * achievable fractions, and `measured`, which prices each kernel class at the rates our own
  * `dsa bench attention --json` measured.
  */
-import { readFileSync } from 'node:fs';
+import { readTextFile } from '../io/text-file.js';
 import { z } from 'zod';
 import { DEEPSEEK_V32_CONFIG } from '../bench/attention-layer.js';
 import { parseConfig } from '../model/config.js';
@@ -143,13 +143,7 @@ export function parseBenchRows(raw: unknown, file: string): BenchRow[] {
 
 /** Reads and parses a bench JSON file. */
 export function readBenchFile(file: string): BenchRow[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${file}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${(e as Error).message})`}`);
-  }
+  const text = readTextFile(file);
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -119,7 +119,7 @@ export function hostToF32(w: HostWeight): Float32Array {
 }
 
 /** Splits kv_b_proj [H·(d_n + d_v), r] into W_UK [H, d_n, r] and W_UV [H, d_v, r]. */
-function splitKvB(kvB: Float32Array, cfg: ModelConfig): { uk: Float32Array; uv: Float32Array } {
+export function splitKvB(kvB: Float32Array, cfg: ModelConfig): { uk: Float32Array; uv: Float32Array } {
   const { numHeads: h, qkNopeHeadDim: dn, vHeadDim: dv, kvLoraRank: r } = cfg;
   const uk = new Float32Array(h * dn * r);
   const uv = new Float32Array(h * dv * r);
