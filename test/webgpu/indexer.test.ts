@@ -1,0 +1,146 @@
+/**
+ * The WebGPU lightning-indexer score kernel against its CPU twin (indexerScores): random e4m3 codes
+ * including subnormal and negative ones, a non-contiguous block table with pageSize 4, causality.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { indexerScoresGpu } from '../../src/backend/webgpu/kernels/indexer.js';
+import { indexerScores } from '../../src/backend/cpu/kernels/indexer.js';
+
+let gpu: GpuDevice;
+before(async () => {
+  gpu = await GpuDevice.create();
+});
+after(() => gpu?.destroy());
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s >>> 8) / 2 ** 24;
+  };
+}
+
+/** Random e4m3 codes, never NaN (0x7f, 0xff); about a quarter subnormal or zero, half negative. */
+function codes(n: number, r: () => number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const sign = r() < 0.5 ? 0x80 : 0;
+    const exp = r() < 0.25 ? 0 : 1 + Math.floor(r() * 14); // 1..14 keeps clear of NaN
+    out[i] = sign | (exp << 3) | Math.floor(r() * 8);
+  }
+  return out;
+}
+
+const cases = [
+  { rows: 3, heads: 4, dim: 16, nKeys: 14, positions: [5, 9, 13], table: [5, 2, 7, 0], seed: 1 },
+  // dim not a multiple of 4 (codes straddle words), a row past nKeys, a row with no keys.
+  { rows: 4, heads: 3, dim: 10, nKeys: 11, positions: [0, 20, -1, 7], table: [3, 1, 4], seed: 2 },
+  // More keys than one workgroup tile.
+  { rows: 2, heads: 2, dim: 8, nKeys: 70, positions: [69, 40], table: Array.from({ length: 18 }, (_, i) => (i * 7) % 18), seed: 3 },
+];
+
+for (const c of cases) {
+  test(`indexer scores: T ${c.rows}, H ${c.heads}, D ${c.dim}, S ${c.nKeys}, paged (pageSize 4) equal the CPU twin`, async () => {
+    const r = rng(c.seed);
+    const pageSize = 4;
+    const table = Int32Array.from(c.table);
+    const slots = (Math.max(...c.table) + 1) * pageSize;
+    const q8 = codes(c.rows * c.heads * c.dim, r);
+    const kCache = codes(slots * c.dim, r);
+    const w = Float32Array.from({ length: c.rows * c.heads }, () => r() - 0.3);
+    const kScale = Float32Array.from({ length: slots }, () => 0.01 + r());
+    const positions = Int32Array.from(c.positions);
+    const want = indexerScores(q8, c.rows, c.heads, c.dim, w, kCache, kScale, { table, pageSize }, c.nKeys, positions);
+    const out = indexerScoresGpu(gpu, {
+      q8: gpu.buffer(q8.byteLength, q8),
+      w: gpu.buffer(w.byteLength, w),
+      kCache: gpu.buffer(kCache.byteLength, kCache),
+      kScale: gpu.buffer(kScale.byteLength, kScale),
+      table: gpu.buffer(table.byteLength, table),
+      tableLength: table.length,
+      pageSize,
+      positions: gpu.buffer(positions.byteLength, positions),
+      rows: c.rows,
+      heads: c.heads,
+      dim: c.dim,
+      nKeys: c.nKeys,
+    });
+    const got = new Float32Array(await gpu.read(out, c.rows * c.nKeys * 4));
+    let positive = 0;
+    for (let t = 0; t < c.rows; t++) {
+      let scale = 0;
+      for (let s = 0; s < c.nKeys; s++) if (Number.isFinite(want[t * c.nKeys + s]!)) scale = Math.max(scale, Math.abs(want[t * c.nKeys + s]!));
+      for (let s = 0; s < c.nKeys; s++) {
+        const i = t * c.nKeys + s;
+        if (s > c.positions[t]!) {
+          assert.equal(got[i], -Infinity, `row ${t} key ${s} must be masked`);
+          assert.equal(want[i], -Infinity);
+        } else {
+          assert.ok(Number.isFinite(got[i]!), `row ${t} key ${s}: ${got[i]}`);
+          assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * Math.max(scale, 1e-6), `row ${t} key ${s}: ${got[i]} vs ${want[i]} (scale ${scale})`);
+          if (want[i]! !== 0) positive++;
+        }
+      }
+    }
+    assert.ok(positive > 0, 'some scores are non-zero');
+  });
+}
+
+test('indexer scores: all-zero queries give exact zeros before the mask', async () => {
+  const rows = 1;
+  const heads = 2;
+  const dim = 4;
+  const nKeys = 6;
+  const q8 = new Uint8Array(rows * heads * dim).fill(0x80); // -0
+  const kCache = codes(8 * dim, rng(9));
+  const w = Float32Array.of(1, 2);
+  const kScale = new Float32Array(8).fill(1);
+  const table = Int32Array.of(1, 0);
+  const positions = Int32Array.of(3);
+  const out = indexerScoresGpu(gpu, {
+    q8: gpu.buffer(q8.byteLength, q8),
+    w: gpu.buffer(w.byteLength, w),
+    kCache: gpu.buffer(kCache.byteLength, kCache),
+    kScale: gpu.buffer(kScale.byteLength, kScale),
+    table: gpu.buffer(table.byteLength, table),
+    tableLength: 2,
+    pageSize: 4,
+    positions: gpu.buffer(positions.byteLength, positions),
+    rows,
+    heads,
+    dim,
+    nKeys,
+  });
+  const got = Array.from(new Float32Array(await gpu.read(out, nKeys * 4)));
+  assert.deepEqual(got.map((v) => (v === 0 ? 0 : v)), [0, 0, 0, 0, -Infinity, -Infinity]);
+});
+
+test('indexer scores: every non-NaN e4m3 code decodes exactly (±1 queries, one head, dim 1)', async () => {
+  const keyCodes = Uint8Array.from({ length: 256 }, (_, i) => i).filter((c) => (c & 0x7f) !== 0x7f);
+  const nKeys = keyCodes.length; // 254
+  const pageSize = 4;
+  const table = Int32Array.from({ length: Math.ceil(nKeys / pageSize) }, (_, i) => i);
+  const q8 = Uint8Array.of(0x38, 0xb8); // +1, −1
+  const w = Float32Array.of(1, 1);
+  const kScale = new Float32Array(table.length * pageSize).fill(1);
+  const positions = Int32Array.of(nKeys, nKeys);
+  const want = indexerScores(q8, 2, 1, 1, w, keyCodes, kScale, { table, pageSize }, nKeys, positions);
+  const out = indexerScoresGpu(gpu, {
+    q8: gpu.buffer(q8.byteLength, q8),
+    w: gpu.buffer(w.byteLength, w),
+    kCache: gpu.buffer(keyCodes.byteLength, keyCodes),
+    kScale: gpu.buffer(kScale.byteLength, kScale),
+    table: gpu.buffer(table.byteLength, table),
+    tableLength: table.length,
+    pageSize,
+    positions: gpu.buffer(positions.byteLength, positions),
+    rows: 2,
+    heads: 1,
+    dim: 1,
+    nKeys,
+  });
+  const got = new Float32Array(await gpu.read(out, 2 * nKeys * 4));
+  assert.deepEqual(Array.from(got), Array.from(want));
+});
