@@ -82,6 +82,9 @@ for (const format of ['f32', 'bf16', 'fp8'] as const) {
   });
 }
 
+// bf16 rows of odd width (r + dr = 93) straddle u32 words.
+cases.push({ name: 'bf16 dense, odd row width', format: 'bf16', heads: 2, r: 80, dr: 13, pageSize: 4, table: [3, 1, 2, 0], positions: [4, 15], indices: null });
+
 for (const c of cases) {
   test(`mlaAttention ${c.name}: H ${c.heads}, r ${c.r}, dr ${c.dr} equals the CPU twin`, async () => {
     const { format, heads, r, dr, pageSize } = c;
