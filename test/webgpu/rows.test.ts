@@ -155,7 +155,7 @@ test('embedding f32, bf16 and fp8 tables: equal to the CPU', async () => {
         outDim: V,
         inDim: d,
         data: up(w.data),
-        ...(w.format === 'fp8' ? { scaleInv: up(w.scaleInv), block: w.block } : {}),
+        ...(w.format === 'fp8' ? { scales: up(w.scaleInv), block: w.block } : {}),
       },
       up(ids),
       ids.length,
@@ -181,13 +181,13 @@ for (const [dtype, width, n, colOffset] of [
     const d = cpu.upload(dst.slice(), [slots, width]);
     cpu.writeRows(d, { blockTable: cpu.upload(table, [3]), pageSize }, cpu.upload(positions, [T]), cpu.upload(src, [T, n]), colOffset);
     const db = up(dst);
-    writeRowsGpu(gpu, { dst: db, dtype, slots, width, table: up(table), pages: 3, pageSize, positions: up(positions), src: up(src), rows: T, n, colOffset });
+    writeRowsGpu(gpu, { dst: db, dtype, slots, width, table: up(table), nPages: 3, pageSize, positions: up(positions), src: up(src), rows: T, n, colOffset });
     assert.deepEqual(await down(db, dtype, slots * width), await host(d));
   });
 }
 
 test('writeRows: bf16 and u8 rows that are not word-aligned are refused, naming the op', () => {
-  const base = { dst: gpu.buffer(64), slots: 4, table: gpu.buffer(4), pages: 1, pageSize: 4, positions: gpu.buffer(4), src: gpu.buffer(16), rows: 1 };
+  const base = { dst: gpu.buffer(64), slots: 4, table: gpu.buffer(4), nPages: 1, pageSize: 4, positions: gpu.buffer(4), src: gpu.buffer(16), rows: 1 };
   assert.throws(() => writeRowsGpu(gpu, { ...base, dtype: 'bf16', width: 8, n: 3, colOffset: 0 }), /writeRows/);
   assert.throws(() => writeRowsGpu(gpu, { ...base, dtype: 'bf16', width: 8, n: 2, colOffset: 1 }), /writeRows/);
   assert.throws(() => writeRowsGpu(gpu, { ...base, dtype: 'u8', width: 6, n: 4, colOffset: 0 }), /writeRows/);

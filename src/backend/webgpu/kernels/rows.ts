@@ -227,7 +227,7 @@ export interface EmbeddingTableGpu {
   /** Values [outDim, inDim] in the storage convention of the format (fp8: e4m3 codes, 4 per word). */
   data: GPUBuffer;
   /** fp8 only: f32 block scales [ceil(outDim / bo), ceil(inDim / bi)]. */
-  scaleInv?: GPUBuffer;
+  scales?: GPUBuffer | null;
   /** fp8 only: [bo, bi]. */
   block?: [number, number];
 }
@@ -243,10 +243,10 @@ export function embeddingGpu(gpu: GpuDevice, table: EmbeddingTableGpu, ids: GPUB
   let scales = table.data;
   if (table.format === 'bf16') format = 1;
   else if (table.format === 'fp8') {
-    if (!table.scaleInv || !table.block) throw new GpuError('embedding: an fp8 table needs scaleInv and block');
+    if (!table.scales || !table.block) throw new GpuError('embedding: an fp8 table needs block scales and a block shape');
     format = 2;
     [bo, bi] = table.block;
-    scales = table.scaleInv;
+    scales = table.scales;
   }
   const g = grid(gpu, count);
   const params = gpu.uniforms(Uint32Array.of(table.outDim, d, count, format, bo, bi, Math.ceil(d / bi), g[0]));
@@ -287,7 +287,7 @@ export interface WriteRowsGpuArgs {
   width: number;
   /** i32 [pages]: the block table; slot(p) = table[p / pageSize] · pageSize + p % pageSize. */
   table: GPUBuffer;
-  pages: number;
+  nPages: number;
   pageSize: number;
   /** i32 [rows]. */
   positions: GPUBuffer;
@@ -316,6 +316,6 @@ export function writeRowsGpu(gpu: GpuDevice, a: WriteRowsGpuArgs): void {
   const count = a.rows * nW;
   if (count === 0) return;
   const g = grid(gpu, count);
-  const params = gpu.uniforms(Uint32Array.of(a.slots, (a.width * eb) / 4, a.rows, nW, (a.colOffset * eb) / 4, a.pageSize, a.pages, count, g[0]));
+  const params = gpu.uniforms(Uint32Array.of(a.slots, (a.width * eb) / 4, a.rows, nW, (a.colOffset * eb) / 4, a.pageSize, a.nPages, count, g[0]));
   gpu.dispatch(WRITE_ROWS_WGSL, [a.dst, a.table, a.positions, a.src, params], g);
 }
