@@ -12,6 +12,7 @@ import { encodeBf16 } from '../numerics/bf16.js';
 import { measureBandwidth, type BandwidthResult } from './bandwidth.js';
 import { machineInfo, timeIt } from './harness.js';
 import { loadOrt, OrtMatmul } from './onnx-matmul.js';
+import { io } from '../cli/io.js';
 
 export interface MatmulShape {
   name: string;
@@ -310,7 +311,7 @@ export function bandwidthLines(report: MatmulReport): string[] {
 }
 
 export async function benchMatmulCommand(o: MatmulOptions & { json?: string }): Promise<MatmulReport> {
-  const w = (line: string) => process.stdout.write(`${line}\n`);
+  const w = (line: string) => io().out(`${line}\n`);
   const report = await runMatmulBench({
     ...o,
     onSetup: (r) => {

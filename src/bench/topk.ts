@@ -7,6 +7,7 @@ import { topkRows } from '../backend/cpu/kernels/topk.js';
 import { topkRowsRadix } from '../backend/cpu/kernels/topk-radix.js';
 import { machineInfo, timeIt, type Timing } from './harness.js';
 import { seededUniform } from '../generate/sampler.js';
+import { io } from '../cli/io.js';
 
 export interface TopkBenchOptions {
   /** Keys per row (S). */
@@ -68,7 +69,7 @@ export async function runTopkBench(o: TopkBenchOptions): Promise<TopkBenchCase[]
 /** Runs the benchmark and prints its setup and a table; writes JSON when asked. */
 export async function benchTopkCommand(o: TopkBenchOptions & { json?: string }): Promise<void> {
   const machine = await machineInfo();
-  const w = (s: string) => process.stdout.write(`${s}\n`);
+  const w = (s: string) => io().out(`${s}\n`);
   w(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, ${machine.platform}`);
   w(`top-k: S ${o.nKeys}, k ${o.k}, ${o.rows} rows per call, median of ${o.runs} runs, single thread, plain TypeScript`);
   const cases = await runTopkBench(o);

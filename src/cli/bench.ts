@@ -17,6 +17,7 @@ import { DEEPSEEK_V32_CONFIG } from '../bench/attention-layer.js';
 import { machineInfo } from '../bench/harness.js';
 import { linePlot, writePlot } from '../bench/plot.js';
 import { progressBar } from './progress.js';
+import { io } from './io.js';
 
 const DECODE_CONTEXTS = [1, 2, 4, 8, 16, 32, 64, 128].map((k) => k * 1024);
 const PREFILL_CONTEXTS = [1, 2, 4, 8, 16].map((k) => k * 1024);
@@ -202,7 +203,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
   // The CPU backend may say which kernel set it runs (e.g. 'wasm' or 'js'); other backends need not.
   const kernels = (backend as { kernels?: unknown }).kernels;
   const backendName = typeof kernels === 'string' ? `${backend.name} (${kernels} kernels)` : backend.name;
-  const w = (s = '') => process.stdout.write(`${s}\n`);
+  const w = (s = '') => io().out(`${s}\n`);
 
   w(`dsa bench attention: one DeepSeek-V3.2 attention layer, ${o.prefill ? `prefill chunks of ${rows} rows` : 'decode (1 token per sequence per step)'}, dense MLA vs DSA`);
   w(`machine:  ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, ${machine.platform}`);
@@ -232,9 +233,9 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
       latentFormat: o.cache,
       onProgress: (done) => bar.update(done),
       onEstimate: (ms) => {
-        if (ms > 60_000) process.stderr.write(`\nestimated time for the remaining points: ~${Math.ceil(ms / 60_000)} min (from the first point's breakdown)\n`);
+        if (ms > 60_000) io().err(`\nestimated time for the remaining points: ~${Math.ceil(ms / 60_000)} min (from the first point's breakdown)\n`);
       },
-      log: o.verbose ? (line) => process.stderr.write(`${line}\n`) : undefined,
+      log: o.verbose ? (line) => io().err(`${line}\n`) : undefined,
     });
   } finally {
     bar.stop();

@@ -5,6 +5,7 @@ import { writePlot } from '../bench/plot.js';
 import { specFromConfig, v31Spec, v32Spec, type CostModelSpec } from '../cost/model.js';
 import { DEFAULT_PRICE, GPUS, gpuProfile, HARDWARE, measuredProfile, readBenchFile, type GpuName, type Profile } from '../cost/profiles.js';
 import { costJson, costPlot, costTable, type CostSetup } from '../cost/report.js';
+import { io } from './io.js';
 
 export interface CostOptions {
   model?: string;
@@ -102,6 +103,6 @@ export function addCost(program: Command): void {
     .option('--json <file>', '$ per million tokens every 1K positions from 0 to 131072, per phase and model')
     .option('--plot <file>', 'the two-panel cost figure (.svg, or .png)')
     .action(async (o: CostOptions) => {
-      process.stdout.write(await runCost(o));
+      io().out(await runCost(o));
     });
 }

@@ -3,6 +3,7 @@ import type { LatentFormat } from '../backend/backend.js';
 import { Sampler } from '../generate/sampler.js';
 import { DEFAULT_CHUNK, type Model } from '../model/model.js';
 import { densePathNote, progressBar } from './progress.js';
+import { io } from './io.js';
 
 export interface GenerateOptions {
   model: Model;
@@ -28,7 +29,7 @@ export async function runGenerate(o: GenerateOptions): Promise<number[]> {
   const sampler = new Sampler(o.temperature, o.seed);
   const seq = model.createCache(total, { latentFormat: o.cache ?? 'bf16' }).newSequence();
   let logits: Float32Array | null = null;
-  if (o.verbose) process.stderr.write(`${densePathNote(cfg.indexTopk, total)}\n`);
+  if (o.verbose) io().err(`${densePathNote(cfg.indexTopk, total)}\n`);
   const bar = progressBar('prefill', prompt.length, o.verbose);
   await model.prefill(seq, prompt, {
     chunk: o.chunk ?? DEFAULT_CHUNK,

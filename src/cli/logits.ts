@@ -10,6 +10,7 @@ import { ChoiceRecorder } from '../model/record.js';
 import { Replay } from '../model/replay.js';
 import { densePathNote, progressBar } from './progress.js';
 import { argmax } from '../generate/sampler.js';
+import { io } from './io.js';
 
 export interface LogitsOptions {
   model: Model;
@@ -58,7 +59,7 @@ export async function runLogits(o: LogitsOptions): Promise<void> {
     out.writeTensor('prompt_ids', prompt);
     const seq = model.createCache(p + steps, { latentFormat: o.cache ?? 'f32' }).newSequence();
     let last: Float32Array = new Float32Array(v);
-    if (o.verbose) process.stderr.write(`${densePathNote(cfg.indexTopk, p + steps, o.dense)}\n`);
+    if (o.verbose) io().err(`${densePathNote(cfg.indexTopk, p + steps, o.dense)}\n`);
     const bar = progressBar('prefill', p, o.verbose);
     await model.prefill(seq, prompt, {
       chunk: o.chunk ?? DEFAULT_CHUNK,

@@ -14,6 +14,7 @@ import { benchTopkCommand } from '../bench/topk.js';
 import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShapes, type OurFormat } from '../bench/matmul.js';
 import { addBenchAttention } from './bench.js';
 import { addCost } from './cost.js';
+import { io, withIo, type CliIo } from './io.js';
 
 function intArg(name: string, min: number) {
   return (value: string): number => {
@@ -48,7 +49,7 @@ function checkVocab(ids: Int32Array, vocab: number, file: string): void {
 function loadModel(dir: string, backend: BackendName, verbose: boolean): Model {
   const started = Date.now();
   const model = Model.load(dir, createBackend(backend));
-  if (verbose) process.stderr.write(`loaded ${dir} on ${backend} in ${((Date.now() - started) / 1000).toFixed(2)} s\n`);
+  if (verbose) io().err(`loaded ${dir} on ${backend} in ${((Date.now() - started) / 1000).toFixed(2)} s\n`);
   return model;
 }
 
@@ -67,7 +68,7 @@ export function buildProgram(): Command {
   const program = new Command('dsa')
     .description('DeepSeek Sparse Attention (DeepSeek-V3.2) in TypeScript')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeOut: (s) => io().out(s), writeErr: (s) => io().err(s) });
 
   backendOption(
     program
@@ -86,7 +87,7 @@ export function buildProgram(): Command {
     const prompt = readPromptIds(o.promptIds);
     checkVocab(prompt, model.config.vocabSize, o.promptIds);
     await runLogits({ model, prompt, decode: o.decode, out: o.out, force: o.force, dense: o.dense, chunk: o.chunk, cache: o.cache, verbose: o.verbose });
-    if (o.verbose) process.stderr.write(`wrote ${o.out}\n`);
+    if (o.verbose) io().err(`wrote ${o.out}\n`);
   });
 
   backendOption(
@@ -116,7 +117,7 @@ export function buildProgram(): Command {
       cache: o.cache,
       verbose: o.verbose,
     });
-    process.stdout.write(`${ids.join(' ')}\n`);
+    io().out(`${ids.join(' ')}\n`);
   });
 
   program
@@ -125,7 +126,7 @@ export function buildProgram(): Command {
     .argument('<dir>', 'model directory')
     .option('--json', 'print JSON instead of text', false)
     .action((dir: string, o: { json: boolean }) => {
-      process.stdout.write(runInspect(dir, o.json));
+      io().out(runInspect(dir, o.json));
     });
 
   program
@@ -135,7 +136,7 @@ export function buildProgram(): Command {
     .argument('<ref>', 'reference safetensors in the same layout')
     .option('--json', 'print JSON instead of text', false)
     .action((run: string, ref: string, o: { json: boolean }) => {
-      process.stdout.write(runCompare(run, ref, o.json));
+      io().out(runCompare(run, ref, o.json));
     });
 
   program
@@ -156,7 +157,7 @@ export function buildProgram(): Command {
         if (typeof overrides !== 'object' || overrides === null || Array.isArray(overrides)) throw new Error('--config: expected a JSON object');
       }
       writeRandomModel(o.out, { seed: o.seed, fp8: o.fp8, config: overrides });
-      process.stdout.write(`${o.out}\n`);
+      io().out(`${o.out}\n`);
     });
 
   const bench = program.command('bench').description('benchmarks: print their setup and numbers');
@@ -224,8 +225,15 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI; returns the exit code. Errors are printed as one clear line, never a stack trace. */
-export async function main(argv: string[]): Promise<number> {
+/**
+ * Runs the CLI; returns the exit code. Errors are printed as one clear line, never a stack trace.
+ * `sink` receives the output instead of stdout/stderr (tests).
+ */
+export async function main(argv: string[], sink?: CliIo): Promise<number> {
+  return sink ? withIo(sink, () => run(argv)) : run(argv);
+}
+
+async function run(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -233,8 +241,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
     const err = e as Error;
-    process.stderr.write(`dsa: ${err.message}\n`);
-    if (process.env.DSA_DEBUG) process.stderr.write(`${err.stack}\n`);
+    io().err(`dsa: ${err.message}\n`);
+    if (process.env.DSA_DEBUG) io().err(`${err.stack}\n`);
     return 1;
   }
 }

@@ -1,5 +1,6 @@
 /** Progress bars on stderr (stdout stays clean for results); silent when stderr is not a terminal unless verbose. */
 import cliProgress from 'cli-progress';
+import { io } from './io.js';
 
 export interface Progress {
   update(done: number): void;
@@ -12,10 +13,10 @@ export function progressBar(label: string, total: number, verbose = false): Prog
   if (!tty) {
     // Plain lines for logs: start and end only.
     const started = Date.now();
-    process.stderr.write(`${label}: ${total} tokens\n`);
+    io().err(`${label}: ${total} tokens\n`);
     return {
       update: () => {},
-      stop: () => process.stderr.write(`${label}: done in ${((Date.now() - started) / 1000).toFixed(2)} s\n`),
+      stop: () => io().err(`${label}: done in ${((Date.now() - started) / 1000).toFixed(2)} s\n`),
     };
   }
   const bar = new cliProgress.SingleBar(

@@ -1,4 +1,7 @@
-/** Runs the CLI in-process with stdout and stderr captured. */
+/**
+ * Runs the CLI in-process with its output captured through the CLI's own output sink (never by
+ * replacing process.stdout.write, which the test runner itself reports through).
+ */
 import { main } from '../../src/cli/main.js';
 
 export interface CliResult {
@@ -10,23 +13,6 @@ export interface CliResult {
 export async function cli(argv: string[]): Promise<CliResult> {
   const out: string[] = [];
   const err: string[] = [];
-  const capture = (sink: string[]) =>
-    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      sink.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-      const cb = rest.find((x) => typeof x === 'function') as (() => void) | undefined;
-      cb?.();
-      return true;
-    }) as typeof process.stdout.write;
-  const ow = process.stdout.write;
-  const ew = process.stderr.write;
-  process.stdout.write = capture(out);
-  process.stderr.write = capture(err);
-  let code: number;
-  try {
-    code = await main(argv);
-  } finally {
-    process.stdout.write = ow;
-    process.stderr.write = ew;
-  }
+  const code = await main(argv, { out: (s) => out.push(s), err: (s) => err.push(s) });
   return { code, stdout: out.join(''), stderr: err.join('') };
 }
