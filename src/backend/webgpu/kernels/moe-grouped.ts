@@ -1,0 +1,343 @@
+/**
+ * The expert FFNs of a mixture of experts on WebGPU without a host read-back: moeExpertsGroupedGpu
+ * is synchronous (every dispatch is issued from the host, no route is read back), where
+ * moeExpertsGpu (moe.ts) reads the routes back to group the rows. CPU twin: moeExperts in
+ * cpu/kernels/moe.ts.
+ *
+ * 1. Grouping: one invocation per expert e scans the T·k routes in (row, slot) order and writes
+ *    count[e] and its member list of (row t, slot t·k + j) pairs, in row order then slot order (the
+ *    order the CPU visits them; deterministic). Experts outside 0..E-1 match no list, so such
+ *    routes are dropped (the CPU throws): callers validate forced experts first.
+ * 2. For every expert e in index order (a host loop over all E experts, known statically): a
+ *    gather copies the member rows of x into a scratch [cap, dim] (cap = T·k, the most members an
+ *    expert can have when forced routes name it in several slots of a token); the gate and up
+ *    linears, swiglu and the down linear run over cap rows, the linears skipping rows ≥ count[e]
+ *    (whole workgroups return, the count read from a storage buffer); then a scatter adds
+ *    weights[slot] · y[i] into out[row] for the members i < count[e]. A token's repeated members
+ *    are contiguous in the list: the invocation of the first one adds them all, in slot order, so
+ *    no two invocations add to one value and the sums are in the CPU's order.
+ *
+ * An unused expert still costs its dispatches, each returning at once (count 0).
+ */
+import type { ScaleFormat } from '../../backend.js';
+import { GpuError, type GpuDevice } from '../device.js';
+import { swigluGpu } from './elementwise.js';
+import type { GpuExpertWeight } from './moe.js';
+import { quantFp8Gpu } from './quant.js';
+
+const WG = 64;
+
+export const MOE_GROUP_WGSL = /* wgsl */ `
+struct Params { rows: u32, k: u32, e: u32, cap: u32 }
+@group(0) @binding(0) var<storage, read> experts: array<i32>;
+@group(0) @binding(1) var<storage, read_write> members: array<u32>;
+@group(0) @binding(2) var<storage, read_write> count: array<u32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let e = gid.x;
+  if (e >= p.e) { return; }
+  let base = e * p.cap;
+  var c = 0u;
+  for (var t = 0u; t < p.rows; t++) {
+    for (var j = 0u; j < p.k; j++) {
+      let slot = t * p.k + j;
+      if (experts[slot] == i32(e)) {
+        members[2u * (base + c)] = t;
+        members[2u * (base + c) + 1u] = slot;
+        c++;
+      }
+    }
+  }
+  count[e] = c;
+}
+`;
+
+export const MOE_GROUPED_GATHER_WGSL = /* wgsl */ `
+struct Params { cap: u32, dim: u32, groupsX: u32, e: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> members: array<u32>;
+@group(0) @binding(2) var<storage, read> count: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
+  let m = i / p.dim;
+  if (m >= count[p.e]) { return; }
+  let row = members[2u * (p.e * p.cap + m)];
+  out[i] = x[row * p.dim + i % p.dim];
+}
+`;
+
+export const MOE_GROUPED_SCATTER_WGSL = /* wgsl */ `
+struct Params { cap: u32, dim: u32, groupsX: u32, e: u32 }
+@group(0) @binding(0) var<storage, read> y: array<f32>;
+@group(0) @binding(1) var<storage, read> members: array<u32>;
+@group(0) @binding(2) var<storage, read> count: array<u32>;
+@group(0) @binding(3) var<storage, read> weights: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
+  let m = i / p.dim;
+  let n = count[p.e];
+  if (m >= n) { return; }
+  let base = p.e * p.cap;
+  let row = members[2u * (base + m)];
+  // A repeat of the previous member's row is added by the invocation of the row's first member.
+  if (m > 0u && members[2u * (base + m - 1u)] == row) { return; }
+  let c = i % p.dim;
+  let dst = row * p.dim + c;
+  var acc = out[dst];
+  for (var mm = m; mm < n; mm++) {
+    if (members[2u * (base + mm)] != row) { break; }
+    let prod = y[mm * p.dim + c] * weights[members[2u * (base + mm) + 1u]];
+    acc = acc + prod;
+  }
+  out[dst] = acc;
+}
+`;
+
+/** linearGpu's kernel (linear.ts) with rows ≥ count[p.e] skipped. */
+export const LINEAR_COUNTED_WGSL = /* wgsl */ `
+struct Params { rows: u32, k: u32, n: u32, bf16: u32, groupsX: u32, e: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> count: array<u32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+var<workgroup> partial: array<f32, ${WG}>;
+
+fn weight(i: u32) -> f32 {
+  if (p.bf16 == 1u) {
+    let word = w[i >> 1u];
+    let half = select(word & 0xffffu, word >> 16u, (i & 1u) == 1u);
+    return bitcast<f32>(half << 16u);
+  }
+  return bitcast<f32>(w[i]);
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = wg.y;
+  if (t >= count[p.e]) { return; }
+  let o = wg.x + wg.z * p.groupsX;
+  var acc = 0.0;
+  if (o < p.n) {
+    for (var j = lid.x; j < p.k; j += ${WG}u) {
+      acc += x[t * p.k + j] * weight(o * p.k + j);
+    }
+  }
+  partial[lid.x] = acc;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { partial[lid.x] += partial[lid.x + s]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && o < p.n) { out[t * p.n + o] = partial[0]; }
+}
+`;
+
+const FP8_COMMON = /* wgsl */ `
+struct Params { rows: u32, k: u32, n: u32, bo: u32, bi: u32, kb: u32, groupsX: u32, e: u32 }
+
+fn e4m3(code: u32) -> f32 {
+  let exp = (code >> 3u) & 0xfu;
+  let mant = code & 7u;
+  let neg = (code & 0x80u) != 0u;
+  if (exp == 15u && mant == 7u) { return bitcast<f32>(select(0x7fc00000u, 0xffc00000u, neg)); }
+  if (exp == 0u) {
+    let v = f32(mant) * (1.0 / 512.0);
+    return select(v, -v, neg);
+  }
+  return bitcast<f32>(((code & 0x80u) << 24u) | ((exp + 120u) << 23u) | (mant << 20u));
+}
+
+fn code(buf_word: u32, i: u32) -> u32 { return (buf_word >> (8u * (i & 3u))) & 0xffu; }
+`;
+
+/** LINEAR_FP8_PLAIN_WGSL (linear-fp8.ts) with rows ≥ count[p.e] skipped. */
+export const LINEAR_FP8_PLAIN_COUNTED_WGSL = /* wgsl */ `${FP8_COMMON}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read> sw: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> count: array<u32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+var<workgroup> partial: array<f32, ${WG}>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = wg.y;
+  if (t >= count[p.e]) { return; }
+  let o = wg.x + wg.z * p.groupsX;
+  var acc = 0.0;
+  if (o < p.n) {
+    let srow = (o / p.bo) * p.kb;
+    for (var j = lid.x; j < p.k; j += ${WG}u) {
+      let i = o * p.k + j;
+      acc += x[t * p.k + j] * (e4m3(code(w[i >> 2u], i)) * sw[srow + j / p.bi]);
+    }
+  }
+  partial[lid.x] = acc;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { partial[lid.x] += partial[lid.x + s]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && o < p.n) { out[t * p.n + o] = partial[0]; }
+}
+`;
+
+/** LINEAR_FP8_GEMM_WGSL (linear-fp8.ts) with rows ≥ count[p.e] skipped. */
+export const LINEAR_FP8_GEMM_COUNTED_WGSL = /* wgsl */ `${FP8_COMMON}
+@group(0) @binding(0) var<storage, read> xq: array<u32>;
+@group(0) @binding(1) var<storage, read> sx: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> sw: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> count: array<u32>;
+@group(0) @binding(6) var<uniform> p: Params;
+
+var<workgroup> terms: array<f32, ${WG}>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = wg.y;
+  if (t >= count[p.e]) { return; }
+  let o = wg.x + wg.z * p.groupsX;
+  let valid = o < p.n;
+  let srow = (o / p.bo) * p.kb;
+  var acc = 0.0;
+  for (var c = 0u; c < p.kb; c += ${WG}u) {
+    let b = c + lid.x;
+    var term = 0.0;
+    if (valid && b < p.kb) {
+      let start = b * p.bi;
+      let end = min(start + p.bi, p.k);
+      var s = 0.0;
+      for (var j = start; j < end; j++) {
+        let ix = t * p.k + j;
+        let iw = o * p.k + j;
+        s = s + e4m3(code(xq[ix >> 2u], ix)) * e4m3(code(w[iw >> 2u], iw));
+      }
+      term = s * (sx[t * p.kb + b] * sw[srow + b]);
+    }
+    terms[lid.x] = term;
+    workgroupBarrier();
+    if (lid.x == 0u) {
+      let m = min(${WG}u, p.kb - c);
+      for (var i = 0u; i < m; i++) { acc = acc + terms[i]; }
+    }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && valid) { out[t * p.n + o] = acc; }
+}
+`;
+
+/**
+ * out [rows, n] = x [rows, k] · Wᵀ for an expert weight, rows ≥ count[e] skipped (left as they were
+ * in out). fp8 weights with actQuant quantize all rows of x first (per row, so the rows used are
+ * quantized as linearFp8Gpu does).
+ */
+function countedLinearGpu(
+  gpu: GpuDevice,
+  x: GPUBuffer,
+  out: GPUBuffer,
+  count: GPUBuffer,
+  e: number,
+  rows: number,
+  w: GpuExpertWeight,
+  actQuant: ScaleFormat | null,
+): void {
+  const k = w.inDim;
+  const n = w.outDim;
+  if (rows === 0 || n === 0) return;
+  const groupsX = Math.min(n, gpu.limits.maxComputeWorkgroupsPerDimension);
+  const groupsZ = Math.ceil(n / groupsX);
+  const wgs: [number, number, number] = [groupsX, rows, groupsZ];
+  if (w.format !== 'fp8') {
+    const params = gpu.uniforms(Uint32Array.of(rows, k, n, w.format === 'bf16' ? 1 : 0, groupsX, e));
+    gpu.dispatch(LINEAR_COUNTED_WGSL, [x, w.data, out, count, params], wgs);
+    return;
+  }
+  const [bo, bi] = w.block;
+  const kb = Math.ceil(k / bi);
+  const params = gpu.uniforms(Uint32Array.of(rows, k, n, bo, bi, kb, groupsX, e));
+  if (actQuant === null) {
+    gpu.dispatch(LINEAR_FP8_PLAIN_COUNTED_WGSL, [x, w.codes, w.scaleInv, out, count, params], wgs);
+  } else {
+    const { q, s } = quantFp8Gpu(gpu, x, rows, k, bi, actQuant);
+    gpu.dispatch(LINEAR_FP8_GEMM_COUNTED_WGSL, [q, s, w.codes, w.scaleInv, out, count, params], wgs);
+  }
+}
+
+function grid(gpu: GpuDevice, count: number): [number, number] {
+  const groups = Math.max(1, Math.ceil(count / WG));
+  const groupsX = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
+  return [groupsX, Math.ceil(groups / groupsX)];
+}
+
+/**
+ * Σ_j weights[t, j] · expert_{experts[t, j]}(x[t]) for x f32 [rows, dim], experts i32 [rows, k],
+ * weights f32 [rows, k]; expert(x) = down(silu(gate x) · up x). As moeExpertsGpu, but grouped on
+ * the device with no read-back (see the file comment). Returns out f32 [rows, dim].
+ */
+export function moeExpertsGroupedGpu(
+  gpu: GpuDevice,
+  x: GPUBuffer,
+  rows: number,
+  dim: number,
+  experts: GPUBuffer,
+  weights: GPUBuffer,
+  k: number,
+  gate: readonly GpuExpertWeight[],
+  up: readonly GpuExpertWeight[],
+  down: readonly GpuExpertWeight[],
+  actQuant: ScaleFormat | null,
+): GPUBuffer {
+  const out = gpu.buffer(rows * dim * 4);
+  const nExperts = gate.length;
+  if (rows === 0 || k === 0 || dim === 0 || nExperts === 0) return out;
+  if (up.length !== nExperts || down.length !== nExperts) throw new GpuError(`moeExpertsGroupedGpu: ${nExperts} gate, ${up.length} up and ${down.length} down weights`);
+  let inter = 0;
+  for (let e = 0; e < nExperts; e++) {
+    const g = gate[e]!;
+    const u = up[e]!;
+    const d = down[e]!;
+    if (g.inDim !== dim || u.inDim !== dim || d.outDim !== dim || g.outDim !== u.outDim || d.inDim !== g.outDim) {
+      throw new GpuError(`moeExpertsGroupedGpu: expert ${e} weights do not fit dim ${dim}`);
+    }
+    inter = Math.max(inter, g.outDim);
+  }
+  const cap = rows * k;
+  if (cap > gpu.limits.maxComputeWorkgroupsPerDimension) throw new GpuError(`moeExpertsGroupedGpu: ${rows} rows × top ${k} are too many for one dispatch`);
+
+  const members = gpu.buffer(nExperts * cap * 2 * 4);
+  const count = gpu.buffer(nExperts * 4);
+  gpu.dispatch(MOE_GROUP_WGSL, [experts, members, count, gpu.uniforms(Uint32Array.of(rows, k, nExperts, cap))], [Math.ceil(nExperts / WG)]);
+
+  // Scratch reused by every expert (dispatches run in submission order).
+  const xs = gpu.buffer(cap * dim * 4);
+  const g1 = gpu.buffer(cap * inter * 4);
+  const u1 = gpu.buffer(cap * inter * 4);
+  const y = gpu.buffer(cap * dim * 4);
+  const gg = grid(gpu, cap * dim);
+  for (let e = 0; e < nExperts; e++) {
+    const params = gpu.uniforms(Uint32Array.of(cap, dim, gg[0], e));
+    gpu.dispatch(MOE_GROUPED_GATHER_WGSL, [x, members, count, xs, params], gg);
+    countedLinearGpu(gpu, xs, g1, count, e, cap, gate[e]!, actQuant);
+    countedLinearGpu(gpu, xs, u1, count, e, cap, up[e]!, actQuant);
+    const h = swigluGpu(gpu, g1, u1, cap * gate[e]!.outDim);
+    countedLinearGpu(gpu, h, y, count, e, cap, down[e]!, actQuant);
+    gpu.dispatch(MOE_GROUPED_SCATTER_WGSL, [y, members, count, weights, out, params], gg);
+  }
+  return out;
+}
