@@ -199,7 +199,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
   const perUnit = 1 / rows;
   const unit = o.prefill ? `ms per token (prefill chunks of ${rows} rows, chunk time / ${rows})` : 'ms per decode step';
   const machine = await machineInfo();
-  const backend = createBackend(o.backend);
+  const backend = await createBackend(o.backend);
   // The CPU backend may say which kernel set it runs (e.g. 'wasm' or 'js'); other backends need not.
   const kernels = (backend as { kernels?: unknown }).kernels;
   const backendName = typeof kernels === 'string' ? `${backend.name} (${kernels} kernels)` : backend.name;

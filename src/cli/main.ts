@@ -2,7 +2,7 @@
 /** The `dsa` command line: logits, generate, inspect, compare, random-model. */
 import { readJsonFile } from '../io/text-file.js';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { createBackend, BACKENDS, type BackendName } from '../backend/registry.js';
+import { closeBackends, createBackend, BACKENDS, type BackendName } from '../backend/registry.js';
 import { LATENT_FORMATS, type LatentFormat } from '../backend/backend.js';
 import { Model } from '../model/model.js';
 import { runLogits } from './logits.js';
@@ -46,9 +46,9 @@ function checkVocab(ids: Int32Array, vocab: number, file: string): void {
   if (bad >= 0) throw new Error(`${file}: token id ${ids[bad]} at index ${bad} is outside the vocabulary (0..${vocab - 1})`);
 }
 
-function loadModel(dir: string, backend: BackendName, verbose: boolean): Model {
+async function loadModel(dir: string, backend: BackendName, verbose: boolean): Promise<Model> {
   const started = Date.now();
-  const model = Model.load(dir, createBackend(backend));
+  const model = Model.load(dir, await createBackend(backend));
   if (verbose) io().err(`loaded ${dir} on ${backend} in ${((Date.now() - started) / 1000).toFixed(2)} s\n`);
   return model;
 }
@@ -83,7 +83,7 @@ export function buildProgram(): Command {
       .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1))
       .option('--cache <format>', CACHE_HELP, cacheArg, 'f32'),
   ).action(async (o) => {
-    const model = loadModel(o.model, o.backend, o.verbose);
+    const model = await loadModel(o.model, o.backend, o.verbose);
     const prompt = readPromptIds(o.promptIds);
     checkVocab(prompt, model.config.vocabSize, o.promptIds);
     await runLogits({ model, prompt, decode: o.decode, out: o.out, force: o.force, dense: o.dense, chunk: o.chunk, cache: o.cache, verbose: o.verbose });
@@ -103,7 +103,7 @@ export function buildProgram(): Command {
       .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1))
       .option('--cache <format>', CACHE_HELP, cacheArg, 'bf16'),
   ).action(async (o) => {
-    const model = loadModel(o.model, o.backend, o.verbose);
+    const model = await loadModel(o.model, o.backend, o.verbose);
     const prompt = readPromptIds(o.promptIds);
     checkVocab(prompt, model.config.vocabSize, o.promptIds);
     const ids = await runGenerate({
@@ -244,6 +244,9 @@ async function run(argv: string[]): Promise<number> {
     io().err(`dsa: ${err.message}\n`);
     if (process.env.DSA_DEBUG) io().err(`${err.stack}\n`);
     return 1;
+  } finally {
+    // Release GPU devices: Dawn would otherwise keep the process alive.
+    closeBackends();
   }
 }
 

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Comparison } from '../../src/model/compare.js';
 
 export function fixturesRoot(): string {
   const root = process.env.DSA_FIXTURES ?? fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
@@ -33,4 +34,11 @@ export function fixtureMeta(name: string): FixtureMeta {
 
 export function fixturePrompt(name: string): Int32Array {
   return Int32Array.from(JSON.parse(readFileSync(join(fixture(name), 'prompt_ids.json'), 'utf8')) as number[]);
+}
+
+/** Share of (layer, row) selections identical as sets, over prefill and decode rows together. */
+export function selectionAgreement(c: Comparison): number {
+  const rows = (c.prefillTopk?.rows ?? 0) + (c.decodeTopk?.rows ?? 0);
+  const same = (c.prefillTopk?.same ?? 0) + (c.decodeTopk?.same ?? 0);
+  return same / rows;
 }

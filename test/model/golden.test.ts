@@ -17,17 +17,10 @@ import { compareFiles, diffLogits } from '../../src/model/compare.js';
 import { Model } from '../../src/model/model.js';
 import { ropeTables } from '../../src/model/rope.js';
 import type { Tensor } from '../../src/backend/backend.js';
-import { fixture, fixtureMeta, fixturePrompt } from '../helpers/fixtures.js';
+import { fixture, fixtureMeta, fixturePrompt, selectionAgreement } from '../helpers/fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'dsa-golden-'));
 after(() => rmSync(work, { recursive: true, force: true }));
-
-/** Selection agreement over prefill and decode rows together. */
-function selectionAgreement(c: ReturnType<typeof compareFiles>): number {
-  const rows = (c.prefillTopk?.rows ?? 0) + (c.decodeTopk?.rows ?? 0);
-  const same = (c.prefillTopk?.same ?? 0) + (c.decodeTopk?.same ?? 0);
-  return same / rows;
-}
 
 for (const name of ['tiny-bf16', 'tiny-fp8']) {
   describe(`golden ${name}`, () => {
