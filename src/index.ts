@@ -2,6 +2,7 @@
 export type { Backend, Tensor, Weight, HostWeight, DType, SeqPages, RouteOptions, LatentFormat } from './backend/backend.js';
 export { LATENT_FORMATS, latentRowWidth, latentRowBytes } from './backend/backend.js';
 export { CpuBackend } from './backend/cpu.js';
+export { WebGpuBackend } from './backend/webgpu.js';
 export { createBackend, BACKENDS } from './backend/registry.js';
 export { Model, DEFAULT_CHUNK, type PrefillOptions, type LogitRows } from './model/model.js';
 export { KVCache, Sequence, PAGE_SIZE, CacheFullError } from './model/cache.js';
