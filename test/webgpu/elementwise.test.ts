@@ -1,40 +1,19 @@
 /** WebGPU element-wise and normalization kernels against their CPU twins. */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { test } from 'node:test';
 import { addGpu, layerNormGpu, mulGpu, rmsNormGpu, scaleGpu, swigluGpu } from '../../src/backend/webgpu/kernels/elementwise.js';
 import { layerNorm, rmsNorm, swiglu } from '../../src/backend/cpu/kernels/elementwise.js';
+import { maxDiff, random, readF32, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
+const gpu = useGpu();
 
-function random(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = ((s >>> 8) / 2 ** 24 - 0.5) * 2 * scale;
-  }
-  return out;
-}
-
-const up = (a: Float32Array): GPUBuffer => gpu.buffer(a.byteLength, a);
-async function down(b: GPUBuffer, n: number): Promise<Float32Array> {
-  return new Float32Array(await gpu.read(b, n * 4));
-}
+const up = (a: Float32Array): GPUBuffer => upload(gpu(), a);
+const down = (b: GPUBuffer, n: number): Promise<Float32Array> => readF32(gpu(), b, n);
 /** Max |got − want| relative to max(1, max |want|). */
 function maxRel(got: Float32Array, want: Float32Array): number {
   assert.equal(got.length, want.length);
-  let max = 0;
-  let scale = 1;
-  for (let i = 0; i < want.length; i++) {
-    max = Math.max(max, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  return max / scale;
+  const { max, scale } = maxDiff(got, want);
+  return max / Math.max(1, scale);
 }
 
 for (const n of [1, 255, 1000]) {
@@ -45,15 +24,15 @@ for (const n of [1, 255, 1000]) {
     const add = Float32Array.from(a, (v, i) => v + b[i]!);
     const mul = Float32Array.from(a, (v, i) => v * b[i]!);
     const sc = Float32Array.from(a, (v) => v * c);
-    assert.deepEqual(await down(addGpu(gpu, up(a), up(b), n), n), add);
-    assert.deepEqual(await down(mulGpu(gpu, up(a), up(b), n), n), mul);
-    assert.deepEqual(await down(scaleGpu(gpu, up(a), c, n), n), sc);
+    assert.deepEqual(await down(addGpu(gpu(), up(a), up(b), n), n), add);
+    assert.deepEqual(await down(mulGpu(gpu(), up(a), up(b), n), n), mul);
+    assert.deepEqual(await down(scaleGpu(gpu(), up(a), c, n), n), sc);
   });
 
   test(`swiglu: n ${n} within 1e-6 (relative) of the CPU`, async () => {
     const g = random(n, 11 + n, 8);
     const u = random(n, 13 + n, 2);
-    const err = maxRel(await down(swigluGpu(gpu, up(g), up(u), n), n), swiglu(g, u));
+    const err = maxRel(await down(swigluGpu(gpu(), up(g), up(u), n), n), swiglu(g, u));
     console.log(`swiglu n ${n}: ${err.toExponential(2)}`);
     assert.ok(err <= 1e-6, `max error ${err}`);
   });
@@ -68,8 +47,8 @@ for (const [rows, n] of [
     const x = random(rows * n, 17 + n, 4);
     const w = random(n, 19 + n, 1.5);
     const b = random(n, 23 + n, 0.5);
-    const e1 = maxRel(await down(rmsNormGpu(gpu, up(x), up(w), rows, n, 1e-6), rows * n), rmsNorm(x, rows, n, w, 1e-6));
-    const e2 = maxRel(await down(layerNormGpu(gpu, up(x), up(w), up(b), rows, n, 1e-5), rows * n), layerNorm(x, rows, n, w, b, 1e-5));
+    const e1 = maxRel(await down(rmsNormGpu(gpu(), up(x), up(w), rows, n, 1e-6), rows * n), rmsNorm(x, rows, n, w, 1e-6));
+    const e2 = maxRel(await down(layerNormGpu(gpu(), up(x), up(w), up(b), rows, n, 1e-5), rows * n), layerNorm(x, rows, n, w, b, 1e-5));
     console.log(`rmsNorm ${rows}x${n}: ${e1.toExponential(2)}, layerNorm: ${e2.toExponential(2)}`);
     assert.ok(e1 <= 1e-5, `rmsNorm max error ${e1}`);
     assert.ok(e2 <= 1e-5, `layerNorm max error ${e2}`);

@@ -1,25 +1,11 @@
 /** WebGPU Walsh–Hadamard transform against its CPU twin (f64 butterflies, rounded once). */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { test } from 'node:test';
 import { hadamardGpu } from '../../src/backend/webgpu/kernels/hadamard.js';
 import { hadamard } from '../../src/backend/cpu/kernels/elementwise.js';
+import { random, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
-
-function random(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = ((s >>> 8) / 2 ** 24 - 0.5) * 2 * scale;
-  }
-  return out;
-}
+const gpu = useGpu();
 
 for (const [rows, n] of [
   [3, 1],
@@ -31,7 +17,7 @@ for (const [rows, n] of [
   test(`hadamard: ${rows} × ${n} within 1e-6 (relative to the row's max) of the CPU`, async () => {
     const x = random(rows * n, 7 + n, 3);
     const want = hadamard(x, rows, n);
-    const got = new Float32Array(await gpu.read(hadamardGpu(gpu, gpu.buffer(x.byteLength, x), rows, n), x.byteLength));
+    const got = new Float32Array(await gpu().read(hadamardGpu(gpu(), upload(gpu(), x), rows, n), x.byteLength));
     let err = 0;
     for (let r = 0; r < rows; r++) {
       let scale = 0;
@@ -50,12 +36,12 @@ for (const [rows, n] of [
 test('hadamard: the transform is its own inverse up to f32 rounding', async () => {
   const n = 256;
   const x = random(2 * n, 99, 1);
-  const once = hadamardGpu(gpu, gpu.buffer(x.byteLength, x), 2, n);
-  const twice = new Float32Array(await gpu.read(hadamardGpu(gpu, once, 2, n), x.byteLength));
+  const once = hadamardGpu(gpu(), upload(gpu(), x), 2, n);
+  const twice = new Float32Array(await gpu().read(hadamardGpu(gpu(), once, 2, n), x.byteLength));
   for (let i = 0; i < x.length; i++) assert.ok(Math.abs(twice[i]! - x[i]!) <= 1e-5, `value ${i}`);
 });
 
 test('hadamard: rejects n that is not a power of two or above 1024', () => {
-  assert.throws(() => hadamardGpu(gpu, gpu.buffer(4 * 12), 1, 12), RangeError);
-  assert.throws(() => hadamardGpu(gpu, gpu.buffer(4 * 2048), 1, 2048), RangeError);
+  assert.throws(() => hadamardGpu(gpu(), gpu().buffer(4 * 12), 1, 12), RangeError);
+  assert.throws(() => hadamardGpu(gpu(), gpu().buffer(4 * 2048), 1, 2048), RangeError);
 });

@@ -3,24 +3,12 @@
  * including subnormal and negative ones, a non-contiguous block table with pageSize 4, causality.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { test } from 'node:test';
 import { indexerScoresGpu } from '../../src/backend/webgpu/kernels/indexer.js';
 import { indexerScores } from '../../src/backend/cpu/kernels/indexer.js';
+import { rng, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s >>> 8) / 2 ** 24;
-  };
-}
+const gpu = useGpu();
 
 /** Random e4m3 codes, never NaN (0x7f, 0xff); about a quarter subnormal or zero, half negative. */
 function codes(n: number, r: () => number): Uint8Array {
@@ -53,21 +41,21 @@ for (const c of cases) {
     const kScale = Float32Array.from({ length: slots }, () => 0.01 + r());
     const positions = Int32Array.from(c.positions);
     const want = indexerScores(q8, c.rows, c.heads, c.dim, w, kCache, kScale, { table, pageSize }, c.nKeys, positions);
-    const out = indexerScoresGpu(gpu, {
-      q8: gpu.buffer(q8.byteLength, q8),
-      w: gpu.buffer(w.byteLength, w),
-      kCache: gpu.buffer(kCache.byteLength, kCache),
-      kScale: gpu.buffer(kScale.byteLength, kScale),
-      table: gpu.buffer(table.byteLength, table),
+    const out = indexerScoresGpu(gpu(), {
+      q8: upload(gpu(), q8),
+      w: upload(gpu(), w),
+      kCache: upload(gpu(), kCache),
+      kScale: upload(gpu(), kScale),
+      table: upload(gpu(), table),
       tableLength: table.length,
       pageSize,
-      positions: gpu.buffer(positions.byteLength, positions),
+      positions: upload(gpu(), positions),
       rows: c.rows,
       heads: c.heads,
       dim: c.dim,
       nKeys: c.nKeys,
     });
-    const got = new Float32Array(await gpu.read(out, c.rows * c.nKeys * 4));
+    const got = new Float32Array(await gpu().read(out, c.rows * c.nKeys * 4));
     let positive = 0;
     for (let t = 0; t < c.rows; t++) {
       let scale = 0;
@@ -99,21 +87,21 @@ test('indexer scores: all-zero queries give exact zeros before the mask', async 
   const kScale = new Float32Array(8).fill(1);
   const table = Int32Array.of(1, 0);
   const positions = Int32Array.of(3);
-  const out = indexerScoresGpu(gpu, {
-    q8: gpu.buffer(q8.byteLength, q8),
-    w: gpu.buffer(w.byteLength, w),
-    kCache: gpu.buffer(kCache.byteLength, kCache),
-    kScale: gpu.buffer(kScale.byteLength, kScale),
-    table: gpu.buffer(table.byteLength, table),
+  const out = indexerScoresGpu(gpu(), {
+    q8: upload(gpu(), q8),
+    w: upload(gpu(), w),
+    kCache: upload(gpu(), kCache),
+    kScale: upload(gpu(), kScale),
+    table: upload(gpu(), table),
     tableLength: 2,
     pageSize: 4,
-    positions: gpu.buffer(positions.byteLength, positions),
+    positions: upload(gpu(), positions),
     rows,
     heads,
     dim,
     nKeys,
   });
-  const got = Array.from(new Float32Array(await gpu.read(out, nKeys * 4)));
+  const got = Array.from(new Float32Array(await gpu().read(out, nKeys * 4)));
   assert.deepEqual(got.map((v) => (v === 0 ? 0 : v)), [0, 0, 0, 0, -Infinity, -Infinity]);
 });
 
@@ -127,20 +115,20 @@ test('indexer scores: every non-NaN e4m3 code decodes exactly (±1 queries, one 
   const kScale = new Float32Array(table.length * pageSize).fill(1);
   const positions = Int32Array.of(nKeys, nKeys);
   const want = indexerScores(q8, 2, 1, 1, w, keyCodes, kScale, { table, pageSize }, nKeys, positions);
-  const out = indexerScoresGpu(gpu, {
-    q8: gpu.buffer(q8.byteLength, q8),
-    w: gpu.buffer(w.byteLength, w),
-    kCache: gpu.buffer(keyCodes.byteLength, keyCodes),
-    kScale: gpu.buffer(kScale.byteLength, kScale),
-    table: gpu.buffer(table.byteLength, table),
+  const out = indexerScoresGpu(gpu(), {
+    q8: upload(gpu(), q8),
+    w: upload(gpu(), w),
+    kCache: upload(gpu(), keyCodes),
+    kScale: upload(gpu(), kScale),
+    table: upload(gpu(), table),
     tableLength: table.length,
     pageSize,
-    positions: gpu.buffer(positions.byteLength, positions),
+    positions: upload(gpu(), positions),
     rows: 2,
     heads: 1,
     dim: 1,
     nKeys,
   });
-  const got = new Float32Array(await gpu.read(out, 2 * nKeys * 4));
+  const got = new Float32Array(await gpu().read(out, 2 * nKeys * 4));
   assert.deepEqual(Array.from(got), Array.from(want));
 });

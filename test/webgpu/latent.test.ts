@@ -1,24 +1,12 @@
 /** WebGPU packLatent against the CPU twin (cpu/kernels/latent.ts): bit-exact in every format. */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { latentRowWidth, type LatentFormat } from '../../src/backend/backend.js';
 import { packLatent } from '../../src/backend/cpu/kernels/latent.js';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
 import { packLatentGpu } from '../../src/backend/webgpu/kernels/latent.js';
+import { rng, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s >>> 8) / 2 ** 24;
-  };
-}
+const gpu = useGpu();
 
 /** Rows of varied magnitude (10^-40 .. 10^38), a zero row, exact ties of bf16 and e4m3 rounding, tiny values. */
 function inputs(rows: number, n: number, seed: number): Float32Array {
@@ -57,13 +45,13 @@ for (const [rows, r, dr] of [
       const want = packLatent(ckv, kPe, rows, r, dr, format).data;
       const width = latentRowWidth(format, r, dr);
       const n = rows * width * bytes(format);
-      const buf = packLatentGpu(gpu, gpu.buffer(ckv.byteLength, ckv), gpu.buffer(kPe.byteLength, kPe), rows, r, dr, format);
-      const got = new Uint8Array(await gpu.read(buf, n));
+      const buf = packLatentGpu(gpu(), upload(gpu(), ckv), upload(gpu(), kPe), rows, r, dr, format);
+      const got = new Uint8Array(await gpu().read(buf, n));
       assert.deepEqual(got, new Uint8Array(want.buffer, want.byteOffset, want.byteLength));
     });
   }
 }
 
 test('packLatent fp8: r not a multiple of 128 is refused', () => {
-  assert.throws(() => packLatentGpu(gpu, gpu.buffer(4), gpu.buffer(4), 1, 100, 4, 'fp8'), /packLatent.*128/);
+  assert.throws(() => packLatentGpu(gpu(), gpu().buffer(4), gpu().buffer(4), 1, 100, 4, 'fp8'), /packLatent.*128/);
 });

@@ -1,32 +1,13 @@
 /** WebGPU FP8-weight linear against its CPU twins linearPlain (actQuant null) and linearFp8. */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { test } from 'node:test';
 import { linearFp8Gpu } from '../../src/backend/webgpu/kernels/linear-fp8.js';
 import { linearFp8, linearPlain } from '../../src/backend/cpu/kernels/linear.js';
 import { CpuWeight } from '../../src/backend/cpu/weight.js';
 import type { ScaleFormat } from '../../src/numerics/block-quant.js';
+import { maxDiff, random, readF32, rng, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s >>> 8) / 2 ** 24;
-  };
-}
-
-function random(n: number, seed: number, scale = 1): Float32Array {
-  const r = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (r() - 0.5) * 2 * scale;
-  return out;
-}
+const gpu = useGpu();
 
 /** Random e4m3 codes (no NaN codes 0x7f / 0xff; subnormals included) and block scales. */
 function fp8Weight(n: number, k: number, bo: number, bi: number, seed: number): CpuWeight {
@@ -40,16 +21,6 @@ function fp8Weight(n: number, k: number, bo: number, bi: number, seed: number): 
   const scaleInv = new Float32Array(Math.ceil(n / bo) * Math.ceil(k / bi));
   for (let i = 0; i < scaleInv.length; i++) scaleInv[i] = (0.5 + r()) * 1e-3;
   return new CpuWeight({ format: 'fp8', outDim: n, inDim: k, data, scaleInv, block: [bo, bi] });
-}
-
-function compare(got: Float32Array, want: Float32Array): { max: number; scale: number } {
-  let max = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    max = Math.max(max, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  return { max, scale };
 }
 
 const shapes: [number, number, number, number, number][] = [
@@ -66,10 +37,10 @@ for (const actQuant of [null, 'none', 'ue8m0'] as (ScaleFormat | null)[]) {
       if (w.host.format !== 'fp8') throw new Error('unreachable');
       const want = actQuant === null ? linearPlain(x, rows, w) : linearFp8(x, rows, w, actQuant);
       const out = linearFp8Gpu(
-        gpu,
-        gpu.buffer(x.byteLength, x),
-        gpu.buffer(w.host.data.byteLength, w.host.data),
-        gpu.buffer(w.host.scaleInv.byteLength, w.host.scaleInv),
+        gpu(),
+        upload(gpu(), x),
+        upload(gpu(), w.host.data),
+        upload(gpu(), w.host.scaleInv),
         bo,
         bi,
         rows,
@@ -77,8 +48,8 @@ for (const actQuant of [null, 'none', 'ue8m0'] as (ScaleFormat | null)[]) {
         n,
         actQuant,
       );
-      const got = new Float32Array(await gpu.read(out, rows * n * 4));
-      const { max, scale } = compare(got, want);
+      const got = await readF32(gpu(), out, rows * n);
+      const { max, scale } = maxDiff(got, want);
       assert.ok(scale > 0);
       assert.ok(max <= 1e-5 * Math.max(scale, 1e-30), `max abs diff ${max} (scale ${scale})`);
     });

@@ -3,28 +3,14 @@
  * Mesa ≥ 25's lavapipe (`.ci/run` installs it from bookworm-backports).
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { test } from 'node:test';
 import { linearGpu } from '../../src/backend/webgpu/kernels/linear.js';
 import { linearPlain } from '../../src/backend/cpu/kernels/linear.js';
 import { CpuWeight } from '../../src/backend/cpu/weight.js';
 import { encodeBf16 } from '../../src/numerics/bf16.js';
+import { maxDiff, random, readF32, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
-
-function random(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = ((s >>> 8) / 2 ** 24 - 0.5) * 2 * scale;
-  }
-  return out;
-}
+const gpu = useGpu();
 
 for (const format of ['f32', 'bf16'] as const) {
   for (const [rows, k, n] of [
@@ -38,20 +24,15 @@ for (const format of ['f32', 'bf16'] as const) {
       const host = format === 'f32' ? { format, outDim: n, inDim: k, data: wf } : { format, outDim: n, inDim: k, data: encodeBf16(wf) };
       const want = linearPlain(x, rows, new CpuWeight(host));
       const wBytes = host.data as ArrayBufferView;
-      const out = linearGpu(gpu, gpu.buffer(x.byteLength, x), gpu.buffer(wBytes.byteLength, wBytes), format, rows, k, n);
-      const got = new Float32Array(await gpu.read(out, rows * n * 4));
-      let max = 0;
-      let scale = 0;
-      for (let i = 0; i < want.length; i++) {
-        max = Math.max(max, Math.abs(got[i]! - want[i]!));
-        scale = Math.max(scale, Math.abs(want[i]!));
-      }
+      const out = linearGpu(gpu(), upload(gpu(), x), upload(gpu(), wBytes), format, rows, k, n);
+      const got = await readF32(gpu(), out, rows * n);
+      const { max, scale } = maxDiff(got, want);
       assert.ok(max <= 1e-5 * Math.max(scale, 1), `max abs diff ${max} (scale ${scale})`);
     });
   }
 }
 
 test('the adapter and device are described', () => {
-  assert.ok(gpu.limits.maxStorageBufferBindingSize > 0);
-  assert.equal(typeof gpu.adapterInfo.vendor, 'string');
+  assert.ok(gpu().limits.maxStorageBufferBindingSize > 0);
+  assert.equal(typeof gpu().adapterInfo.vendor, 'string');
 });

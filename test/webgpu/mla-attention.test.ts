@@ -4,28 +4,14 @@
  * adapter (lavapipe on CPU-only Linux), so the shapes are small.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { latentRowWidth, type LatentFormat } from '../../src/backend/backend.js';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
 import { mlaAttentionGpu } from '../../src/backend/webgpu/kernels/mla-attention.js';
 import { mlaAttention } from '../../src/backend/cpu/kernels/mla-attention.js';
 import { packLatent } from '../../src/backend/cpu/kernels/latent.js';
+import { random, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
-
-function random(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = ((s >>> 8) / 2 ** 24 - 0.5) * 2 * scale;
-  }
-  return out;
-}
+const gpu = useGpu();
 
 interface Case {
   name: string;
@@ -103,9 +89,9 @@ for (const c of cases) {
     const scale = 1 / Math.sqrt(r + dr);
     const want = mlaAttention(qLat, qPe, latent, width, { table, pageSize }, positions, indices, k, { rows, heads, r, dr }, scale);
 
-    const buf = (a: ArrayBufferView) => gpu.buffer(a.byteLength, a);
+    const buf = (a: ArrayBufferView) => upload(gpu(), a);
     const out = mlaAttentionGpu(
-      gpu,
+      gpu(),
       buf(qLat),
       buf(qPe),
       buf(latent.data),
@@ -119,7 +105,7 @@ for (const c of cases) {
       { rows, heads, r, dr },
       scale,
     );
-    const got = new Float32Array(await gpu.read(out, want.byteLength));
+    const got = new Float32Array(await gpu().read(out, want.byteLength));
     let max = 0;
     let mag = 0;
     for (let i = 0; i < want.length; i++) {
@@ -135,9 +121,9 @@ for (const c of cases) {
 test('mlaAttention: a sparse row of only −1 gives zeros', async () => {
   const [heads, r, dr, pageSize] = [2, 16, 4, 4];
   const latent = packLatent(random(8 * r, 1), random(8 * dr, 2), 8, r, dr, 'f32');
-  const buf = (a: ArrayBufferView) => gpu.buffer(a.byteLength, a);
+  const buf = (a: ArrayBufferView) => upload(gpu(), a);
   const out = mlaAttentionGpu(
-    gpu,
+    gpu(),
     buf(random(heads * r, 3)),
     buf(random(heads * dr, 4)),
     buf(latent.data),
@@ -151,6 +137,6 @@ test('mlaAttention: a sparse row of only −1 gives zeros', async () => {
     { rows: 1, heads, r, dr },
     0.5,
   );
-  const got = new Float32Array(await gpu.read(out, heads * r * 4));
+  const got = new Float32Array(await gpu().read(out, heads * r * 4));
   assert.deepEqual([...got], new Array(heads * r).fill(0));
 });

@@ -1,24 +1,12 @@
 /** WebGPU block FP8 quantization against actQuantRow: codes and scales bit-exact. */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { test } from 'node:test';
 import { dequantFp8Gpu, quantFp8Gpu } from '../../src/backend/webgpu/kernels/quant.js';
 import { dequantFp8, quantFp8 } from '../../src/backend/cpu/kernels/elementwise.js';
 import { blockScale } from '../../src/numerics/block-quant.js';
+import { rng, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s >>> 8) / 2 ** 24;
-  };
-}
+const gpu = useGpu();
 
 /** Rows of varied magnitude: random at 10^e for e in [-40, 38], zero rows, ties, subnormals. */
 function inputs(rows: number, n: number, seed: number): Float32Array {
@@ -71,16 +59,16 @@ for (const fmt of ['none', 'ue8m0'] as const) {
       x.set(ties(n, block, fmt), rows * n);
       const R = rows + 1;
       const want = quantFp8(x, R, n, block, fmt);
-      const { q, s, blocks } = quantFp8Gpu(gpu, gpu.buffer(x.byteLength, x), R, n, block, fmt);
+      const { q, s, blocks } = quantFp8Gpu(gpu(), upload(gpu(), x), R, n, block, fmt);
       assert.equal(blocks, want.blocks);
-      const gotS = new Uint32Array(await gpu.read(s, R * blocks * 4));
-      const gotQ = new Uint8Array(await gpu.read(q, R * n));
+      const gotS = new Uint32Array(await gpu().read(s, R * blocks * 4));
+      const gotQ = new Uint8Array(await gpu().read(q, R * n));
       assert.deepEqual(gotS, new Uint32Array(want.s.buffer), 'scales');
       let diff = 0;
       for (let i = 0; i < gotQ.length; i++) if (gotQ[i] !== want.q[i]) diff++;
       assert.equal(diff, 0, `${diff} codes differ`);
       assert.deepEqual(gotQ, want.q);
-      const deq = new Float32Array(await gpu.read(dequantFp8Gpu(gpu, q, s, R, n, block), R * n * 4));
+      const deq = new Float32Array(await gpu().read(dequantFp8Gpu(gpu(), q, s, R, n, block), R * n * 4));
       assert.deepEqual(new Uint32Array(deq.buffer), new Uint32Array(dequantFp8(want.q, want.s, R, n, block).buffer));
     });
   }
@@ -89,7 +77,7 @@ for (const fmt of ['none', 'ue8m0'] as const) {
 test('quantFp8: every e4m3 code decodes bit-exact (all 256 codes, NaN included)', async () => {
   const q = Uint8Array.from({ length: 256 }, (_, i) => i);
   const s = Float32Array.of(1, 1, Math.fround(0.37), Math.fround(0.37));
-  const got = new Float32Array(await gpu.read(dequantFp8Gpu(gpu, gpu.buffer(256, q), gpu.buffer(16, s), 2, 128, 64), 256 * 4));
+  const got = new Float32Array(await gpu().read(dequantFp8Gpu(gpu(), gpu().buffer(256, q), gpu().buffer(16, s), 2, 128, 64), 256 * 4));
   const want = dequantFp8(q, s, 2, 128, 64);
   for (let i = 0; i < 256; i++) {
     if (Number.isNaN(want[i])) assert.ok(Number.isNaN(got[i]), `code ${i}`);

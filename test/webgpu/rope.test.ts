@@ -1,25 +1,11 @@
 /** WebGPU rope against its CPU twin (cpu/kernels/elementwise.ts rope). */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { test } from 'node:test';
 import { ropeGpu } from '../../src/backend/webgpu/kernels/rope.js';
 import { rope } from '../../src/backend/cpu/kernels/elementwise.js';
+import { random, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
-
-function random(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = ((s >>> 8) / 2 ** 24 - 0.5) * 2 * scale;
-  }
-  return out;
-}
+const gpu = useGpu();
 
 for (const interleaved of [true, false]) {
   for (const [T, heads, dim, half, offset] of [
@@ -41,9 +27,9 @@ for (const interleaved of [true, false]) {
       }
       const positions = Int32Array.from({ length: T }, (_, t) => (t * 13 + 7) % maxPos);
       const want = rope(x, T, heads, dim, positions, cos, sin, maxPos, half, offset, interleaved);
-      const b = (a: ArrayBufferView): GPUBuffer => gpu.buffer(a.byteLength, a);
-      const out = ropeGpu(gpu, b(x), b(positions), b(cos), b(sin), T, heads, dim, maxPos, half, offset, interleaved);
-      const got = new Float32Array(await gpu.read(out, x.byteLength));
+      const b = (a: ArrayBufferView): GPUBuffer => upload(gpu(), a);
+      const out = ropeGpu(gpu(), b(x), b(positions), b(cos), b(sin), T, heads, dim, maxPos, half, offset, interleaved);
+      const got = new Float32Array(await gpu().read(out, x.byteLength));
       let max = 0;
       let diff = 0;
       for (let i = 0; i < want.length; i++) {

@@ -1,9 +1,8 @@
 /** WebGPU row and shape kernels against the CPU backend: exact equality (they move or decode values). */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import type { DType, HostArray, HostWeight, Tensor } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu.js';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
 import {
   argmaxGpu,
   concatRowsGpu,
@@ -14,21 +13,11 @@ import {
   writeRowsGpu,
 } from '../../src/backend/webgpu/kernels/rows.js';
 import { f32ToBf16 } from '../../src/numerics/bf16.js';
+import { rng, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
+const gpu = useGpu();
 const cpu = new CpuBackend({ kernels: 'js' });
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s >>> 8) / 2 ** 24;
-  };
-}
 function randomF32(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);
   return Float32Array.from({ length: n }, () => (r() - 0.5) * 2 * scale);
@@ -44,9 +33,9 @@ function randomOf(dtype: DType, n: number, seed: number): HostArray {
 const ctor = { f32: Float32Array, i32: Int32Array, bf16: Uint16Array, u8: Uint8Array } as const;
 const bytesOf = { f32: 4, i32: 4, bf16: 2, u8: 1 } as const;
 
-const up = (a: HostArray): GPUBuffer => gpu.buffer(a.byteLength, a);
+const up = (a: HostArray): GPUBuffer => upload(gpu(), a);
 async function down(b: GPUBuffer, dtype: DType, n: number): Promise<HostArray> {
-  return new ctor[dtype](await gpu.read(b, n * bytesOf[dtype]));
+  return new ctor[dtype](await gpu().read(b, n * bytesOf[dtype]));
 }
 const host = async (t: Tensor): Promise<HostArray> => cpu.read(t);
 
@@ -61,14 +50,14 @@ for (const dtype of ['f32', 'i32'] as const) {
       [20, 0],
     ] as const) {
       const want = await host(cpu.sliceLast(cpu.upload(x, [rows, n]), start, len));
-      assert.deepEqual(await down(sliceLastGpu(gpu, up(x), dtype, rows, n, start, len), dtype, rows * len), want);
+      assert.deepEqual(await down(sliceLastGpu(gpu(), up(x), dtype, rows, n, start, len), dtype, rows * len), want);
     }
   });
 }
 
 test('sliceLast: bf16 and out-of-range columns are refused', () => {
-  assert.throws(() => sliceLastGpu(gpu, gpu.buffer(16), 'bf16', 2, 4, 0, 2), /sliceLast/);
-  assert.throws(() => sliceLastGpu(gpu, gpu.buffer(16), 'f32', 2, 2, 1, 2), /sliceLast/);
+  assert.throws(() => sliceLastGpu(gpu(), gpu().buffer(16), 'bf16', 2, 4, 0, 2), /sliceLast/);
+  assert.throws(() => sliceLastGpu(gpu(), gpu().buffer(16), 'f32', 2, 2, 1, 2), /sliceLast/);
 });
 
 for (const [dtype, rowElems] of [
@@ -88,20 +77,20 @@ for (const [dtype, rowElems] of [
       [4, 0],
     ] as const) {
       const want = await host(cpu.sliceRows(cpu.upload(x, [rows, rowElems]), start, len));
-      assert.deepEqual(await down(sliceRowsGpu(gpu, xb, dtype, rows, rowElems, start, len), dtype, len * rowElems), want);
+      assert.deepEqual(await down(sliceRowsGpu(gpu(), xb, dtype, rows, rowElems, start, len), dtype, len * rowElems), want);
     }
     const partRows = [2, 0, 4, 1];
     const parts = partRows.map((r, i) => randomOf(dtype, r * rowElems, 10 + i));
     const want = await host(cpu.concatRows(parts.map((p, i) => cpu.upload(p, [partRows[i]!, rowElems]))));
-    const got = concatRowsGpu(gpu, parts.map((p, i) => ({ buffer: up(p), rows: partRows[i]! })), dtype, rowElems);
+    const got = concatRowsGpu(gpu(), parts.map((p, i) => ({ buffer: up(p), rows: partRows[i]! })), dtype, rowElems);
     assert.deepEqual(await down(got, dtype, 7 * rowElems), want);
   });
 }
 
 test('sliceRows and concatRows: rows that are not whole words are refused', () => {
-  assert.throws(() => sliceRowsGpu(gpu, gpu.buffer(12), 'bf16', 2, 3, 0, 1), /sliceRows.*4-byte words/);
-  assert.throws(() => concatRowsGpu(gpu, [{ buffer: gpu.buffer(12), rows: 2 }], 'u8', 6), /concatRows.*4-byte words/);
-  assert.throws(() => sliceRowsGpu(gpu, gpu.buffer(16), 'f32', 2, 2, 1, 2), /sliceRows/);
+  assert.throws(() => sliceRowsGpu(gpu(), gpu().buffer(12), 'bf16', 2, 3, 0, 1), /sliceRows.*4-byte words/);
+  assert.throws(() => concatRowsGpu(gpu(), [{ buffer: gpu().buffer(12), rows: 2 }], 'u8', 6), /concatRows.*4-byte words/);
+  assert.throws(() => sliceRowsGpu(gpu(), gpu().buffer(16), 'f32', 2, 2, 1, 2), /sliceRows/);
 });
 
 for (const dtype of ['f32', 'i32'] as const) {
@@ -110,7 +99,7 @@ for (const dtype of ['f32', 'i32'] as const) {
     const x = randomOf(dtype, rows * n, 3);
     const idx = Int32Array.of(8, 0, 3, 3, 7, 1);
     const want = await host(cpu.gatherRows(cpu.upload(x, [rows, n]), cpu.upload(idx, [idx.length])));
-    assert.deepEqual(await down(gatherRowsGpu(gpu, up(x), dtype, rows, n, up(idx), idx.length), dtype, idx.length * n), want);
+    assert.deepEqual(await down(gatherRowsGpu(gpu(), up(x), dtype, rows, n, up(idx), idx.length), dtype, idx.length * n), want);
   });
 }
 
@@ -125,7 +114,7 @@ test('argmax: first maximum wins, -inf and NaN as on the CPU', async () => {
     x[3 * n + n - 1] = 50;
     for (let j = 0; j < n; j++) x[4 * n + j] = 0.25;
     const want = await host(cpu.argmax(cpu.upload(x, [rows, n])));
-    assert.deepEqual(await down(argmaxGpu(gpu, up(x), rows, n), 'i32', rows), want);
+    assert.deepEqual(await down(argmaxGpu(gpu(), up(x), rows, n), 'i32', rows), want);
   }
 });
 
@@ -149,7 +138,7 @@ test('embedding f32, bf16 and fp8 tables: equal to the CPU', async () => {
   for (const w of weights) {
     const want = await host(cpu.embedding(cpu.uploadWeight(w), cpu.upload(ids, [ids.length])));
     const got = embeddingGpu(
-      gpu,
+      gpu(),
       {
         format: w.format,
         outDim: V,
@@ -181,15 +170,15 @@ for (const [dtype, width, n, colOffset] of [
     const d = cpu.upload(dst.slice(), [slots, width]);
     cpu.writeRows(d, { blockTable: cpu.upload(table, [3]), pageSize }, cpu.upload(positions, [T]), cpu.upload(src, [T, n]), colOffset);
     const db = up(dst);
-    writeRowsGpu(gpu, { dst: db, dtype, slots, width, table: up(table), nPages: 3, pageSize, positions: up(positions), src: up(src), rows: T, n, colOffset });
+    writeRowsGpu(gpu(), { dst: db, dtype, slots, width, table: up(table), nPages: 3, pageSize, positions: up(positions), src: up(src), rows: T, n, colOffset });
     assert.deepEqual(await down(db, dtype, slots * width), await host(d));
   });
 }
 
 test('writeRows: bf16 and u8 rows that are not word-aligned are refused, naming the op', () => {
-  const base = { dst: gpu.buffer(64), slots: 4, table: gpu.buffer(4), nPages: 1, pageSize: 4, positions: gpu.buffer(4), src: gpu.buffer(16), rows: 1 };
-  assert.throws(() => writeRowsGpu(gpu, { ...base, dtype: 'bf16', width: 8, n: 3, colOffset: 0 }), /writeRows/);
-  assert.throws(() => writeRowsGpu(gpu, { ...base, dtype: 'bf16', width: 8, n: 2, colOffset: 1 }), /writeRows/);
-  assert.throws(() => writeRowsGpu(gpu, { ...base, dtype: 'u8', width: 6, n: 4, colOffset: 0 }), /writeRows/);
-  assert.throws(() => writeRowsGpu(gpu, { ...base, dtype: 'f32', width: 4, n: 3, colOffset: 2 }), /writeRows/);
+  const base = { dst: gpu().buffer(64), slots: 4, table: gpu().buffer(4), nPages: 1, pageSize: 4, positions: gpu().buffer(4), src: gpu().buffer(16), rows: 1 };
+  assert.throws(() => writeRowsGpu(gpu(), { ...base, dtype: 'bf16', width: 8, n: 3, colOffset: 0 }), /writeRows/);
+  assert.throws(() => writeRowsGpu(gpu(), { ...base, dtype: 'bf16', width: 8, n: 2, colOffset: 1 }), /writeRows/);
+  assert.throws(() => writeRowsGpu(gpu(), { ...base, dtype: 'u8', width: 6, n: 4, colOffset: 0 }), /writeRows/);
+  assert.throws(() => writeRowsGpu(gpu(), { ...base, dtype: 'f32', width: 4, n: 3, colOffset: 2 }), /writeRows/);
 });

@@ -4,32 +4,20 @@
  * The outputs must be identical (same sets, ties to the lowest positions, ascending, −1 padded).
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { test } from 'node:test';
 import { topkGpu } from '../../src/backend/webgpu/kernels/topk.js';
 import { topkRowsRadix } from '../../src/backend/cpu/kernels/topk-radix.js';
 import { topkRows } from '../../src/backend/cpu/kernels/topk.js';
+import { rng, upload, useGpu } from './helpers.js';
 
-let gpu: GpuDevice;
-before(async () => {
-  gpu = await GpuDevice.create();
-});
-after(() => gpu?.destroy());
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s >>> 8) / 2 ** 24;
-  };
-}
+const gpu = useGpu();
 
 async function check(scores: Float32Array, rows: number, nKeys: number, k: number, positions: Int32Array): Promise<void> {
   const want = topkRowsRadix(scores, rows, nKeys, k, positions);
   assert.deepEqual(want, topkRows(scores, rows, nKeys, k, positions), 'the CPU twins agree');
   const width = Math.min(k, nKeys);
-  const out = topkGpu(gpu, gpu.buffer(scores.byteLength, scores), gpu.buffer(positions.byteLength, positions), rows, nKeys, k);
-  const got = new Int32Array(await gpu.read(out, rows * width * 4));
+  const out = topkGpu(gpu(), upload(gpu(), scores), upload(gpu(), positions), rows, nKeys, k);
+  const got = new Int32Array(await gpu().read(out, rows * width * 4));
   for (let t = 0; t < rows; t++) {
     assert.deepEqual(Array.from(got.subarray(t * width, (t + 1) * width)), Array.from(want.subarray(t * width, (t + 1) * width)), `row ${t}`);
   }
