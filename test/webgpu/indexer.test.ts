@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { indexerScoresGpu } from '../../src/backend/webgpu/kernels/indexer.js';
 import { indexerScores } from '../../src/backend/cpu/kernels/indexer.js';
-import { rng, upload, useGpu } from './helpers.js';
+import { readF32, rng, upload, useGpu } from './helpers.js';
 
 const gpu = useGpu();
 
@@ -19,6 +19,36 @@ function codes(n: number, r: () => number): Uint8Array {
     out[i] = sign | (exp << 3) | Math.floor(r() * 8);
   }
   return out;
+}
+
+/** indexerScoresGpu on host arrays (uploaded here), its rows × nKeys scores read back. */
+async function scoresGpu(
+  q8: Uint8Array,
+  w: Float32Array,
+  kCache: Uint8Array,
+  kScale: Float32Array,
+  table: Int32Array,
+  pageSize: number,
+  positions: Int32Array,
+  shape: { rows: number; heads: number; dim: number; nKeys: number },
+): Promise<Float32Array> {
+  const { rows, heads, dim, nKeys } = shape;
+  const g = gpu();
+  const out = indexerScoresGpu(g, {
+    q8: upload(g, q8),
+    w: upload(g, w),
+    kCache: upload(g, kCache),
+    kScale: upload(g, kScale),
+    table: upload(g, table),
+    tableLength: table.length,
+    pageSize,
+    positions: upload(g, positions),
+    rows,
+    heads,
+    dim,
+    nKeys,
+  });
+  return readF32(g, out, rows * nKeys);
 }
 
 const cases = [
@@ -41,21 +71,7 @@ for (const c of cases) {
     const kScale = Float32Array.from({ length: slots }, () => 0.01 + r());
     const positions = Int32Array.from(c.positions);
     const want = indexerScores(q8, c.rows, c.heads, c.dim, w, kCache, kScale, { table, pageSize }, c.nKeys, positions);
-    const out = indexerScoresGpu(gpu(), {
-      q8: upload(gpu(), q8),
-      w: upload(gpu(), w),
-      kCache: upload(gpu(), kCache),
-      kScale: upload(gpu(), kScale),
-      table: upload(gpu(), table),
-      tableLength: table.length,
-      pageSize,
-      positions: upload(gpu(), positions),
-      rows: c.rows,
-      heads: c.heads,
-      dim: c.dim,
-      nKeys: c.nKeys,
-    });
-    const got = new Float32Array(await gpu().read(out, c.rows * c.nKeys * 4));
+    const got = await scoresGpu(q8, w, kCache, kScale, table, pageSize, positions, c);
     let positive = 0;
     for (let t = 0; t < c.rows; t++) {
       let scale = 0;
@@ -87,21 +103,7 @@ test('indexer scores: all-zero queries give exact zeros before the mask', async 
   const kScale = new Float32Array(8).fill(1);
   const table = Int32Array.of(1, 0);
   const positions = Int32Array.of(3);
-  const out = indexerScoresGpu(gpu(), {
-    q8: upload(gpu(), q8),
-    w: upload(gpu(), w),
-    kCache: upload(gpu(), kCache),
-    kScale: upload(gpu(), kScale),
-    table: upload(gpu(), table),
-    tableLength: 2,
-    pageSize: 4,
-    positions: upload(gpu(), positions),
-    rows,
-    heads,
-    dim,
-    nKeys,
-  });
-  const got = Array.from(new Float32Array(await gpu().read(out, nKeys * 4)));
+  const got = Array.from(await scoresGpu(q8, w, kCache, kScale, table, 4, positions, { rows, heads, dim, nKeys }));
   assert.deepEqual(got.map((v) => (v === 0 ? 0 : v)), [0, 0, 0, 0, -Infinity, -Infinity]);
 });
 
@@ -115,20 +117,6 @@ test('indexer scores: every non-NaN e4m3 code decodes exactly (±1 queries, one 
   const kScale = new Float32Array(table.length * pageSize).fill(1);
   const positions = Int32Array.of(nKeys, nKeys);
   const want = indexerScores(q8, 2, 1, 1, w, keyCodes, kScale, { table, pageSize }, nKeys, positions);
-  const out = indexerScoresGpu(gpu(), {
-    q8: upload(gpu(), q8),
-    w: upload(gpu(), w),
-    kCache: upload(gpu(), keyCodes),
-    kScale: upload(gpu(), kScale),
-    table: upload(gpu(), table),
-    tableLength: table.length,
-    pageSize,
-    positions: upload(gpu(), positions),
-    rows: 2,
-    heads: 1,
-    dim: 1,
-    nKeys,
-  });
-  const got = new Float32Array(await gpu().read(out, 2 * nKeys * 4));
+  const got = await scoresGpu(q8, w, keyCodes, kScale, table, pageSize, positions, { rows: 2, heads: 1, dim: 1, nKeys });
   assert.deepEqual(Array.from(got), Array.from(want));
 });
