@@ -14,28 +14,20 @@
  * order, as the CPU does; results match up to contraction of a multiply-add into an FMA.
  *
  * e4m3 is decoded from its bits: exponent field 0 is subnormal (m · 2^-9), 0x7f / 0xff are NaN.
+ *
+ * Rows t ≥ count[p.e] are skipped (whole workgroups return, out left as it was): linearFp8Gpu binds
+ * a one-word count holding rows; the grouped MoE (moe-grouped.ts) binds its per-expert counts.
  */
 import type { ScaleFormat } from '../../../numerics/block-quant.js';
 import type { GpuDevice } from '../device.js';
 import { quantFp8Gpu } from './quant.js';
+import { E4M3_DECODE_WGSL } from './wgsl.js';
 
 const WG = 64;
 
 const COMMON = /* wgsl */ `
-struct Params { rows: u32, k: u32, n: u32, bo: u32, bi: u32, kb: u32, groupsX: u32 }
-
-fn e4m3(code: u32) -> f32 {
-  let exp = (code >> 3u) & 0xfu;
-  let mant = code & 7u;
-  let neg = (code & 0x80u) != 0u;
-  if (exp == 15u && mant == 7u) { return bitcast<f32>(select(0x7fc00000u, 0xffc00000u, neg)); }
-  if (exp == 0u) {
-    let v = f32(mant) * (1.0 / 512.0);
-    return select(v, -v, neg);
-  }
-  return bitcast<f32>(((code & 0x80u) << 24u) | ((exp + 120u) << 23u) | (mant << 20u));
-}
-
+struct Params { rows: u32, k: u32, n: u32, bo: u32, bi: u32, kb: u32, groupsX: u32, e: u32 }
+${E4M3_DECODE_WGSL}
 fn code(buf_word: u32, i: u32) -> u32 { return (buf_word >> (8u * (i & 3u))) & 0xffu; }
 `;
 
@@ -45,14 +37,16 @@ export const LINEAR_FP8_PLAIN_WGSL = /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> sw: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> count: array<u32>;
+@group(0) @binding(5) var<uniform> p: Params;
 
 var<workgroup> partial: array<f32, ${WG}>;
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let o = wg.x + wg.z * p.groupsX;
   let t = wg.y;
+  if (t >= count[p.e]) { return; }
+  let o = wg.x + wg.z * p.groupsX;
   var acc = 0.0;
   if (o < p.n) {
     let srow = (o / p.bo) * p.kb;
@@ -78,14 +72,16 @@ export const LINEAR_FP8_GEMM_WGSL = /* wgsl */ `${COMMON}
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> sw: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> count: array<u32>;
+@group(0) @binding(6) var<uniform> p: Params;
 
 var<workgroup> terms: array<f32, ${WG}>;
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let o = wg.x + wg.z * p.groupsX;
   let t = wg.y;
+  if (t >= count[p.e]) { return; }
+  let o = wg.x + wg.z * p.groupsX;
   let valid = o < p.n;
   let srow = (o / p.bo) * p.kb;
   var acc = 0.0;
@@ -116,6 +112,39 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 `;
 
 /**
+ * As linearFp8Gpu, into out [rows, n] f32 over the first count[e] rows only (count a u32 storage
+ * buffer): rows ≥ count[e] are left as they were in out. With actQuant all rows of x are quantized
+ * (per row, so the rows used are quantized as linearFp8Gpu does).
+ */
+export function linearFp8CountedGpu(
+  gpu: GpuDevice,
+  x: GPUBuffer,
+  wCodes: GPUBuffer,
+  scaleInv: GPUBuffer,
+  bo: number,
+  bi: number,
+  rows: number,
+  k: number,
+  n: number,
+  actQuant: ScaleFormat | null,
+  out: GPUBuffer,
+  count: GPUBuffer,
+  e: number,
+): void {
+  if (rows === 0 || n === 0) return;
+  const kb = Math.ceil(k / bi);
+  const groupsX = Math.min(n, gpu.limits.maxComputeWorkgroupsPerDimension);
+  const groupsZ = Math.ceil(n / groupsX);
+  const params = gpu.uniforms(Uint32Array.of(rows, k, n, bo, bi, kb, groupsX, e));
+  if (actQuant === null) {
+    gpu.dispatch(LINEAR_FP8_PLAIN_WGSL, [x, wCodes, scaleInv, out, count, params], [groupsX, rows, groupsZ]);
+  } else {
+    const { q, s } = quantFp8Gpu(gpu, x, rows, k, bi, actQuant);
+    gpu.dispatch(LINEAR_FP8_GEMM_WGSL, [q, s, wCodes, scaleInv, out, count, params], [groupsX, rows, groupsZ]);
+  }
+}
+
+/**
  * out [rows, n] f32 = x [rows, k] · Wᵀ for an FP8 weight: wCodes (e4m3 codes [n, k], 4 per u32 word),
  * scaleInv (f32 [ceil(n / bo), ceil(k / bi)]). actQuant null: the weight at its real value (as
  * linearPlain); otherwise x is quantized to e4m3 in blocks of bi with that scale format and the
@@ -135,15 +164,6 @@ export function linearFp8Gpu(
 ): GPUBuffer {
   const out = gpu.buffer(rows * n * 4);
   if (rows === 0 || n === 0) return out;
-  const kb = Math.ceil(k / bi);
-  const groupsX = Math.min(n, gpu.limits.maxComputeWorkgroupsPerDimension);
-  const groupsZ = Math.ceil(n / groupsX);
-  const params = gpu.uniforms(Uint32Array.of(rows, k, n, bo, bi, kb, groupsX));
-  if (actQuant === null) {
-    gpu.dispatch(LINEAR_FP8_PLAIN_WGSL, [x, wCodes, scaleInv, out, params], [groupsX, rows, groupsZ]);
-  } else {
-    const { q, s } = quantFp8Gpu(gpu, x, rows, k, bi, actQuant);
-    gpu.dispatch(LINEAR_FP8_GEMM_WGSL, [q, s, wCodes, scaleInv, out, params], [groupsX, rows, groupsZ]);
-  }
+  linearFp8CountedGpu(gpu, x, wCodes, scaleInv, bo, bi, rows, k, n, actQuant, out, gpu.buffer(4, Uint32Array.of(rows)), 0);
   return out;
 }

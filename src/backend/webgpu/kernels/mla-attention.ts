@@ -16,6 +16,7 @@
  */
 import { LATENT_FP8_BLOCK, latentRowWidth, type LatentFormat } from '../../backend.js';
 import { GpuError, type GpuDevice } from '../device.js';
+import { BF16_UNPACK_WGSL } from './wgsl.js';
 
 /** Most output columns per invocation: r ≤ 64 · MLA_MAX_COLS. */
 const MLA_MAX_COLS = 16;
@@ -47,11 +48,8 @@ fn byteAt(b: u32) -> u32 {
   return (latent[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
 }
 
-fn bf16At(e: u32) -> f32 {
-  let word = latent[e >> 1u];
-  let half = select(word & 0xffffu, word >> 16u, (e & 1u) == 1u);
-  return bitcast<f32>(half << 16u);
-}
+${BF16_UNPACK_WGSL}
+fn bf16At(e: u32) -> f32 { return bf16Unpack(latent[e >> 1u], e); }
 
 fn e4m3(code: u32) -> f32 {
   let sign = select(1.0, -1.0, (code & 0x80u) != 0u);

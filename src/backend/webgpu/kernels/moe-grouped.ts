@@ -22,8 +22,9 @@
 import type { ScaleFormat } from '../../backend.js';
 import { GpuError, type GpuDevice } from '../device.js';
 import { swigluGpu } from './elementwise.js';
+import { linearCountedGpu } from './linear.js';
+import { linearFp8CountedGpu } from './linear-fp8.js';
 import type { GpuExpertWeight } from './moe.js';
-import { quantFp8Gpu } from './quant.js';
 
 const WG = 64;
 
@@ -103,145 +104,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 }
 `;
 
-/** linearGpu's kernel (linear.ts) with rows ≥ count[p.e] skipped. */
-export const LINEAR_COUNTED_WGSL = /* wgsl */ `
-struct Params { rows: u32, k: u32, n: u32, bf16: u32, groupsX: u32, e: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read> count: array<u32>;
-@group(0) @binding(4) var<uniform> p: Params;
-
-var<workgroup> partial: array<f32, ${WG}>;
-
-fn weight(i: u32) -> f32 {
-  if (p.bf16 == 1u) {
-    let word = w[i >> 1u];
-    let half = select(word & 0xffffu, word >> 16u, (i & 1u) == 1u);
-    return bitcast<f32>(half << 16u);
-  }
-  return bitcast<f32>(w[i]);
-}
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let t = wg.y;
-  if (t >= count[p.e]) { return; }
-  let o = wg.x + wg.z * p.groupsX;
-  var acc = 0.0;
-  if (o < p.n) {
-    for (var j = lid.x; j < p.k; j += ${WG}u) {
-      acc += x[t * p.k + j] * weight(o * p.k + j);
-    }
-  }
-  partial[lid.x] = acc;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid.x < s) { partial[lid.x] += partial[lid.x + s]; }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u && o < p.n) { out[t * p.n + o] = partial[0]; }
-}
-`;
-
-const FP8_COMMON = /* wgsl */ `
-struct Params { rows: u32, k: u32, n: u32, bo: u32, bi: u32, kb: u32, groupsX: u32, e: u32 }
-
-fn e4m3(code: u32) -> f32 {
-  let exp = (code >> 3u) & 0xfu;
-  let mant = code & 7u;
-  let neg = (code & 0x80u) != 0u;
-  if (exp == 15u && mant == 7u) { return bitcast<f32>(select(0x7fc00000u, 0xffc00000u, neg)); }
-  if (exp == 0u) {
-    let v = f32(mant) * (1.0 / 512.0);
-    return select(v, -v, neg);
-  }
-  return bitcast<f32>(((code & 0x80u) << 24u) | ((exp + 120u) << 23u) | (mant << 20u));
-}
-
-fn code(buf_word: u32, i: u32) -> u32 { return (buf_word >> (8u * (i & 3u))) & 0xffu; }
-`;
-
-/** LINEAR_FP8_PLAIN_WGSL (linear-fp8.ts) with rows ≥ count[p.e] skipped. */
-export const LINEAR_FP8_PLAIN_COUNTED_WGSL = /* wgsl */ `${FP8_COMMON}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read> sw: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read> count: array<u32>;
-@group(0) @binding(5) var<uniform> p: Params;
-
-var<workgroup> partial: array<f32, ${WG}>;
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let t = wg.y;
-  if (t >= count[p.e]) { return; }
-  let o = wg.x + wg.z * p.groupsX;
-  var acc = 0.0;
-  if (o < p.n) {
-    let srow = (o / p.bo) * p.kb;
-    for (var j = lid.x; j < p.k; j += ${WG}u) {
-      let i = o * p.k + j;
-      acc += x[t * p.k + j] * (e4m3(code(w[i >> 2u], i)) * sw[srow + j / p.bi]);
-    }
-  }
-  partial[lid.x] = acc;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid.x < s) { partial[lid.x] += partial[lid.x + s]; }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u && o < p.n) { out[t * p.n + o] = partial[0]; }
-}
-`;
-
-/** LINEAR_FP8_GEMM_WGSL (linear-fp8.ts) with rows ≥ count[p.e] skipped. */
-export const LINEAR_FP8_GEMM_COUNTED_WGSL = /* wgsl */ `${FP8_COMMON}
-@group(0) @binding(0) var<storage, read> xq: array<u32>;
-@group(0) @binding(1) var<storage, read> sx: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<u32>;
-@group(0) @binding(3) var<storage, read> sw: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read> count: array<u32>;
-@group(0) @binding(6) var<uniform> p: Params;
-
-var<workgroup> terms: array<f32, ${WG}>;
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let t = wg.y;
-  if (t >= count[p.e]) { return; }
-  let o = wg.x + wg.z * p.groupsX;
-  let valid = o < p.n;
-  let srow = (o / p.bo) * p.kb;
-  var acc = 0.0;
-  for (var c = 0u; c < p.kb; c += ${WG}u) {
-    let b = c + lid.x;
-    var term = 0.0;
-    if (valid && b < p.kb) {
-      let start = b * p.bi;
-      let end = min(start + p.bi, p.k);
-      var s = 0.0;
-      for (var j = start; j < end; j++) {
-        let ix = t * p.k + j;
-        let iw = o * p.k + j;
-        s = s + e4m3(code(xq[ix >> 2u], ix)) * e4m3(code(w[iw >> 2u], iw));
-      }
-      term = s * (sx[t * p.kb + b] * sw[srow + b]);
-    }
-    terms[lid.x] = term;
-    workgroupBarrier();
-    if (lid.x == 0u) {
-      let m = min(${WG}u, p.kb - c);
-      for (var i = 0u; i < m; i++) { acc = acc + terms[i]; }
-    }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u && valid) { out[t * p.n + o] = acc; }
-}
-`;
-
 /**
  * out [rows, n] = x [rows, k] · Wᵀ for an expert weight, rows ≥ count[e] skipped (left as they were
  * in out). fp8 weights with actQuant quantize all rows of x first (per row, so the rows used are
@@ -257,25 +119,10 @@ function countedLinearGpu(
   w: GpuExpertWeight,
   actQuant: ScaleFormat | null,
 ): void {
-  const k = w.inDim;
-  const n = w.outDim;
-  if (rows === 0 || n === 0) return;
-  const groupsX = Math.min(n, gpu.limits.maxComputeWorkgroupsPerDimension);
-  const groupsZ = Math.ceil(n / groupsX);
-  const wgs: [number, number, number] = [groupsX, rows, groupsZ];
   if (w.format !== 'fp8') {
-    const params = gpu.uniforms(Uint32Array.of(rows, k, n, w.format === 'bf16' ? 1 : 0, groupsX, e));
-    gpu.dispatch(LINEAR_COUNTED_WGSL, [x, w.data, out, count, params], wgs);
-    return;
-  }
-  const [bo, bi] = w.block;
-  const kb = Math.ceil(k / bi);
-  const params = gpu.uniforms(Uint32Array.of(rows, k, n, bo, bi, kb, groupsX, e));
-  if (actQuant === null) {
-    gpu.dispatch(LINEAR_FP8_PLAIN_COUNTED_WGSL, [x, w.codes, w.scaleInv, out, count, params], wgs);
+    linearCountedGpu(gpu, x, w.data, w.format, rows, w.inDim, w.outDim, out, count, e);
   } else {
-    const { q, s } = quantFp8Gpu(gpu, x, rows, k, bi, actQuant);
-    gpu.dispatch(LINEAR_FP8_GEMM_COUNTED_WGSL, [q, s, w.codes, w.scaleInv, out, count, params], wgs);
+    linearFp8CountedGpu(gpu, x, w.codes, w.scaleInv, w.block[0], w.block[1], rows, w.inDim, w.outDim, actQuant, out, count, e);
   }
 }
 

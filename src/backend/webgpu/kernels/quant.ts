@@ -15,6 +15,7 @@
  */
 import type { ScaleFormat } from '../../../numerics/block-quant.js';
 import type { GpuDevice } from '../device.js';
+import { E4M3_DECODE_WGSL } from './wgsl.js';
 
 const WG = 64;
 
@@ -131,24 +132,13 @@ export const DEQUANT_WGSL = /* wgsl */ `${QUANT_COMMON}
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-fn decode(code: u32) -> f32 {
-  let exp = (code >> 3u) & 0xfu;
-  let mant = code & 7u;
-  let neg = (code & 0x80u) != 0u;
-  if (exp == 15u && mant == 7u) { return bitcast<f32>(select(0x7fc00000u, 0xffc00000u, neg)); }
-  if (exp == 0u) {
-    let v = f32(mant) * (1.0 / 512.0);
-    return select(v, -v, neg);
-  }
-  return bitcast<f32>(((code & 0x80u) << 24u) | ((exp + 120u) << 23u) | (mant << 20u));
-}
-
+${E4M3_DECODE_WGSL}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
   if (i >= p.count) { return; }
   let code = (q[i >> 2u] >> (8u * (i & 3u))) & 0xffu;
-  out[i] = decode(code) * scales[(i / p.n) * p.blocks + (i % p.n) / p.block];
+  out[i] = e4m3(code) * scales[(i / p.n) * p.blocks + (i % p.n) / p.block];
 }
 `;
 

@@ -11,6 +11,7 @@
  */
 import type { DType } from '../../backend.js';
 import { GpuError, type GpuDevice } from '../device.js';
+import { E4M3_DECODE_WGSL, ORDER_KEY_WGSL } from './wgsl.js';
 
 const WG = 64;
 const ROW_WG = 256;
@@ -128,13 +129,7 @@ const NONE: u32 = 0xffffffffu;
 var<workgroup> bestK: array<u32, ${ROW_WG}>;
 var<workgroup> bestI: array<u32, ${ROW_WG}>;
 
-// An order-preserving u32 key of a float's bits (-0 as +0); comparisons stay in integers, so the
-// compiler's float assumptions about NaN and infinities do not matter.
-fn key(bits: u32) -> u32 {
-  let b = select(bits, 0u, bits == 0x80000000u);
-  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
-}
-
+${ORDER_KEY_WGSL}
 @compute @workgroup_size(${ROW_WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let row = wg.y * p.groupsX + wg.x;
@@ -147,7 +142,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   for (var j = t; j < p.n; j += ${ROW_WG}u) {
     let b = x[off + j];
     if ((b & 0x7fffffffu) > 0x7f800000u || b == 0xff800000u) { continue; }
-    let k = key(b);
+    let k = orderKey(b);
     if (bi == NONE || k > bk) { bk = k; bi = j; }
   }
   bestK[t] = bk;
@@ -186,18 +181,7 @@ struct Params { vocab: u32, d: u32, count: u32, format: u32, bo: u32, bi: u32, k
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-fn e4m3(code: u32) -> f32 {
-  let exp = (code >> 3u) & 0xfu;
-  let mant = code & 7u;
-  let neg = (code & 0x80u) != 0u;
-  if (exp == 15u && mant == 7u) { return bitcast<f32>(select(0x7fc00000u, 0xffc00000u, neg)); }
-  if (exp == 0u) {
-    let v = f32(mant) * (1.0 / 512.0);
-    return select(v, -v, neg);
-  }
-  return bitcast<f32>(((code & 0x80u) << 24u) | ((exp + 120u) << 23u) | (mant << 20u));
-}
-
+${E4M3_DECODE_WGSL}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;

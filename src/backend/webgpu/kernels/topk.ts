@@ -10,6 +10,7 @@
  * assumed NaN-free.
  */
 import type { GpuDevice } from '../device.js';
+import { ORDER_KEY_WGSL } from './wgsl.js';
 
 export const TOPK_WGSL = /* wgsl */ `
 struct Params { rows: u32, nKeys: u32, k: u32, width: u32, groupsX: u32 }
@@ -24,12 +25,7 @@ var<workgroup> prefix: u32;
 var<workgroup> remaining: u32;
 var<workgroup> validW: u32;
 
-/** Order-preserving key of f32 bits: larger float ⇔ larger key; −0 and +0 give the same key. */
-fn orderKey(raw: u32) -> u32 {
-  let bits = select(raw, 0u, raw == 0x80000000u);
-  return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
-}
-
+${ORDER_KEY_WGSL}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
   let lid = lid3.x;

@@ -1,0 +1,41 @@
+/**
+ * WGSL helper functions shared by several kernels, interpolated into their shader sources.
+ */
+
+/**
+ * fn e4m3(code) -> f32: the value of an e4m3fn code (low 8 bits), decoded from its bits: exponent
+ * field 0 is subnormal (m · 2^-9), 0x7f / 0xff are NaN (with the code's sign).
+ */
+export const E4M3_DECODE_WGSL = /* wgsl */ `
+fn e4m3(code: u32) -> f32 {
+  let exp = (code >> 3u) & 0xfu;
+  let mant = code & 7u;
+  let neg = (code & 0x80u) != 0u;
+  if (exp == 15u && mant == 7u) { return bitcast<f32>(select(0x7fc00000u, 0xffc00000u, neg)); }
+  if (exp == 0u) {
+    let v = f32(mant) * (1.0 / 512.0);
+    return select(v, -v, neg);
+  }
+  return bitcast<f32>(((code & 0x80u) << 24u) | ((exp + 120u) << 23u) | (mant << 20u));
+}
+`;
+
+/** fn bf16Unpack(word, i) -> f32: element i of bf16 values packed two per u32 word (even i low). */
+export const BF16_UNPACK_WGSL = /* wgsl */ `
+fn bf16Unpack(word: u32, i: u32) -> f32 {
+  let half = select(word & 0xffffu, word >> 16u, (i & 1u) == 1u);
+  return bitcast<f32>(half << 16u);
+}
+`;
+
+/**
+ * fn orderKey(bits) -> u32: an order-preserving u32 key of a float's bits (larger float ⇔ larger
+ * key; -0 and +0 give the same key). Comparisons stay in integers, so the compiler's float
+ * assumptions about NaN and infinities do not matter.
+ */
+export const ORDER_KEY_WGSL = /* wgsl */ `
+fn orderKey(raw: u32) -> u32 {
+  let bits = select(raw, 0u, raw == 0x80000000u);
+  return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
+}
+`;
