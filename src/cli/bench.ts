@@ -209,7 +209,11 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
   w(`machine:  ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, ${machine.platform}`);
   const load = loadavg()[0]!;
   if (load > 0.5) w(`load:     ${load.toFixed(2)} (1-minute load average at start: other processes share the CPU, expect noise)`);
-  w(`backend:  ${backendName}, every op timed by a wrapper (CPU ops are synchronous: exact wall time per op)`);
+  w(
+    backend.name === 'cpu'
+      ? `backend:  ${backendName}, every op timed by a wrapper (CPU ops are synchronous: exact wall time per op)`
+      : `backend:  ${backendName}; step times are exact (each step waits for its result), but a GPU runs ops after they are issued, so the per-op breakdown below measures issuing, not the GPU's work`,
+  );
   w(`config:   ${source}`);
   for (const line of configSummary(cfg)) w(`          ${line}`);
   w(`          seeded random weights (seed ${o.seed}) built in memory; cache content random (normalized c_kv, roped k_rope, FP8 indexer keys) written directly`);
