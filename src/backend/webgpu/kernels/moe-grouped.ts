@@ -1,7 +1,7 @@
 /**
  * The expert FFNs of a mixture of experts on WebGPU without a host read-back: moeExpertsGroupedGpu
  * is synchronous (every dispatch is issued from the host, no route is read back), where
- * moeExpertsGpu (moe.ts) reads the routes back to group the rows. CPU twin: moeExperts in
+ * a read-back of the routes to group the rows on the host. CPU twin: moeExperts in
  * cpu/kernels/moe.ts.
  *
  * 1. Grouping: one invocation per expert e scans the T·k routes in (row, slot) order and writes
@@ -134,7 +134,7 @@ function grid(gpu: GpuDevice, count: number): [number, number] {
 
 /**
  * Σ_j weights[t, j] · expert_{experts[t, j]}(x[t]) for x f32 [rows, dim], experts i32 [rows, k],
- * weights f32 [rows, k]; expert(x) = down(silu(gate x) · up x). As moeExpertsGpu, but grouped on
+ * weights f32 [rows, k]; expert(x) = down(silu(gate x) · up x). Grouped on
  * the device with no read-back (see the file comment). Returns out f32 [rows, dim].
  */
 export function moeExpertsGroupedGpu(

@@ -1,6 +1,6 @@
 /**
- * Mixture of experts on WebGPU: routing (moeRouteGpu) and the expert FFNs (moeExpertsGpu).
- * CPU twins: moeRoute and moeExperts in cpu/kernels/moe.ts.
+ * Mixture of experts on WebGPU: routing (moeRouteGpu) and the expert weight type the expert FFNs
+ * (moeExpertsGroupedGpu in moe-grouped.ts) take. CPU twin: moeRoute in cpu/kernels/moe.ts.
  *
  * moeRouteGpu runs one invocation per token row (E ≤ 256 experts, kept in private arrays): scores
  * (sigmoid or softmax, f32 on the device where the CPU computes them in float64 before rounding),
@@ -11,19 +11,10 @@
  * ones when given), summed in order, normalized when asked, times scale. Forced experts outside
  * 0..E-1 are not checked here (the CPU throws): they are written as given with weight 0, so callers
  * validate them first.
- *
- * moeExpertsGpu reads the routes (experts i32 [T, k]) back to the host to group token rows per
- * expert: that is one synchronizing read per call, so it is async. Per used expert, in expert
- * index order like the CPU: gather its member rows, gate and up linears, swiglu, down linear, and
- * out[t] += weight · y (f32) for each member, in member order. Weights stay on the device (members
- * name their slot t·k + j). A token routed twice to the same expert (possible with forced experts)
- * is accumulated in separate passes, so no two invocations of one pass add to the same value.
  */
-import type { RouteOptions, ScaleFormat } from '../../backend.js';
+import type { RouteOptions } from '../../backend.js';
 import { GpuError, type GpuDevice } from '../device.js';
-import { packParams, swigluGpu } from './elementwise.js';
-import { linearGpu } from './linear.js';
-import { linearFp8Gpu } from './linear-fp8.js';
+import { packParams } from './elementwise.js';
 
 const MAX_EXPERTS = 256;
 const WG = 64;
@@ -169,131 +160,7 @@ export function moeRouteGpu(
   return { experts, weights, chosen };
 }
 
-export const MOE_GATHER_WGSL = /* wgsl */ `
-struct Params { count: u32, dim: u32, groupsX: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> members: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
-  if (i >= p.count) { return; }
-  let m = i / p.dim;
-  out[i] = x[members[2u * m] * p.dim + i % p.dim];
-}
-`;
-
-export const MOE_SCATTER_WGSL = /* wgsl */ `
-struct Params { count: u32, dim: u32, groupsX: u32 }
-@group(0) @binding(0) var<storage, read> y: array<f32>;
-@group(0) @binding(1) var<storage, read> members: array<u32>;
-@group(0) @binding(2) var<storage, read> weights: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
-  if (i >= p.count) { return; }
-  let m = i / p.dim;
-  let c = i % p.dim;
-  let dst = members[2u * m] * p.dim + c;
-  let prod = y[i] * weights[members[2u * m + 1u]];
-  out[dst] = out[dst] + prod;
-}
-`;
-
 /** One expert linear's weight [outDim, inDim] on the device. */
 export type GpuExpertWeight =
   | { format: 'f32' | 'bf16'; outDim: number; inDim: number; data: GPUBuffer }
   | { format: 'fp8'; outDim: number; inDim: number; codes: GPUBuffer; scaleInv: GPUBuffer; block: [number, number] };
-
-/** The linear of the backend contract: fp8 weights through linearFp8Gpu (actQuant applies), else linearGpu. */
-export function expertLinearGpu(gpu: GpuDevice, x: GPUBuffer, rows: number, w: GpuExpertWeight, actQuant: ScaleFormat | null): GPUBuffer {
-  if (w.format === 'fp8') return linearFp8Gpu(gpu, x, w.codes, w.scaleInv, w.block[0], w.block[1], rows, w.inDim, w.outDim, actQuant);
-  return linearGpu(gpu, x, w.data, w.format, rows, w.inDim, w.outDim);
-}
-
-function grid(gpu: GpuDevice, count: number): [number, number] {
-  const groups = Math.max(1, Math.ceil(count / WG));
-  const groupsX = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
-  return [groupsX, Math.ceil(groups / groupsX)];
-}
-
-/**
- * Σ_j weights[t, j] · expert_{experts[t, j]}(x[t]) for x f32 [rows, dim], experts i32 [rows, k],
- * weights f32 [rows, k]; expert(x) = down(silu(gate x) · up x). Reads the routes back to the host
- * (see the file comment). Returns out f32 [rows, dim].
- */
-export async function moeExpertsGpu(
-  gpu: GpuDevice,
-  x: GPUBuffer,
-  rows: number,
-  dim: number,
-  experts: GPUBuffer,
-  weights: GPUBuffer,
-  k: number,
-  gate: readonly GpuExpertWeight[],
-  up: readonly GpuExpertWeight[],
-  down: readonly GpuExpertWeight[],
-  actQuant: ScaleFormat | null,
-): Promise<GPUBuffer> {
-  const out = gpu.buffer(rows * dim * 4);
-  if (rows === 0 || k === 0 || dim === 0) return out;
-  const route = new Int32Array(await gpu.read(experts, rows * k * 4));
-  // members[e]: [row, slot] pairs in token order, as the CPU visits them.
-  const members: number[][] = gate.map(() => []);
-  for (let t = 0; t < rows; t++) {
-    for (let j = 0; j < k; j++) {
-      const e = route[t * k + j]!;
-      if (!(e >= 0 && e < gate.length)) throw new RangeError(`moeExpertsGpu: expert ${e} is outside 0..${gate.length - 1}`);
-      members[e]!.push(t, t * k + j);
-    }
-  }
-  for (let e = 0; e < gate.length; e++) {
-    const list = members[e]!;
-    const m = list.length / 2;
-    if (m === 0) continue;
-    const g = gate[e]!;
-    const u = up[e]!;
-    const d = down[e]!;
-    if (g.inDim !== dim || u.inDim !== dim || d.outDim !== dim || g.outDim !== u.outDim || d.inDim !== g.outDim) {
-      throw new GpuError(`moeExpertsGpu: expert ${e} weights do not fit dim ${dim}`);
-    }
-    const pairs = Uint32Array.from(list);
-    const pairBuf = gpu.buffer(pairs.byteLength, pairs);
-    const xs = gpu.buffer(m * dim * 4);
-    const gg = grid(gpu, m * dim);
-    gpu.dispatch(MOE_GATHER_WGSL, [x, pairBuf, xs, gpu.uniforms(Uint32Array.of(m * dim, dim, gg[0]))], gg);
-    const inter = g.outDim;
-    const h = swigluGpu(gpu, expertLinearGpu(gpu, xs, m, g, actQuant), expertLinearGpu(gpu, xs, m, u, actQuant), m * inter);
-    const y = expertLinearGpu(gpu, h, m, d, actQuant);
-    // Accumulate; a row that occurs more than once goes to a later pass for each repeat.
-    const seen = new Map<number, number>();
-    const passes: number[][] = [];
-    for (let i = 0; i < m; i++) {
-      const t = list[2 * i]!;
-      const n = seen.get(t) ?? 0;
-      seen.set(t, n + 1);
-      (passes[n] ??= []).push(i);
-    }
-    if (passes.length === 1) {
-      gpu.dispatch(MOE_SCATTER_WGSL, [y, pairBuf, weights, out, gpu.uniforms(Uint32Array.of(m * dim, dim, gg[0]))], gg);
-    } else {
-      for (const pass of passes) {
-        // The pass's members and their y rows, gathered into contiguous buffers.
-        const sub = Uint32Array.from(pass.flatMap((i) => [i, 0]));
-        const subBuf = gpu.buffer(sub.byteLength, sub);
-        const gp = grid(gpu, pass.length * dim);
-        const ys = gpu.buffer(pass.length * dim * 4);
-        gpu.dispatch(MOE_GATHER_WGSL, [y, subBuf, ys, gpu.uniforms(Uint32Array.of(pass.length * dim, dim, gp[0]))], gp);
-        const subPairs = Uint32Array.from(pass.flatMap((i) => [list[2 * i]!, list[2 * i + 1]!]));
-        const subPairBuf = gpu.buffer(subPairs.byteLength, subPairs);
-        gpu.dispatch(MOE_SCATTER_WGSL, [ys, subPairBuf, weights, out, gpu.uniforms(Uint32Array.of(pass.length * dim, dim, gp[0]))], gp);
-      }
-    }
-  }
-  return out;
-}
