@@ -15,18 +15,7 @@ import {
 } from '../../src/numerics/index.js';
 import { seededUniform } from '../../src/generate/sampler.js';
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-function bitsToF32(bits: number): number {
-  u32[0] = bits;
-  return f32[0];
-}
-
-function f32Bits(x: number): number {
-  f32[0] = x;
-  return u32[0];
-}
+import { bitsToF32, f32Bits } from '../helpers/bits.js';
 
 const rng = seededUniform;
 
