@@ -143,7 +143,7 @@ export class WebGpuBackend implements Backend {
   }
   /** Frees the tensor's buffer now (shared with its reshapes). */
   dispose(t: Tensor): void {
-    gt(t, 'dispose').buffer.destroy();
+    this.gpu.release(gt(t, 'dispose').buffer);
   }
   uploadWeight(w: HostWeight): Weight {
     const n = w.outDim * w.inDim;
@@ -172,7 +172,7 @@ export class WebGpuBackend implements Backend {
     visit(result);
     for (const t of created) {
       if (keep.has(t.buffer)) this.scopes[this.scopes.length - 1]?.push(t);
-      else t.buffer.destroy();
+      else this.gpu.release(t.buffer);
     }
     return result;
   }

@@ -6,13 +6,34 @@
  */
 
 /** Features used when the adapter offers them. */
-const WANTED_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups' as GPUFeatureName, 'timestamp-query'];
+const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[];
+
+/**
+ * Dawn flags the Node package is created with unless DSA_DAWN_FLAGS says otherwise: the
+ * subgroup-matrix feature (tensor cores) is behind allow_unsafe_apis, and Dawn offers shader-f16 on
+ * NVIDIA's Vulkan driver only with vulkan_enable_f16_on_nvidia.
+ */
+export const DEFAULT_DAWN_FLAGS: readonly string[] = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'];
+
+/** Dispatches recorded before the pending commands are submitted (the GPU starts on them meanwhile). */
+const MAX_PENDING = 64;
+
+/** A subgroup-matrix shape the adapter offers (WebGPU's experimental tensor-core feature). */
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
 
 export interface GpuOptions {
   /** A GPU object (navigator.gpu in browsers); default: Dawn's, from the `webgpu` package. */
   gpu?: GPU;
-  /** Dawn flags for the Node package, e.g. 'enable-dawn-features=allow_unsafe_apis'. */
+  /** Dawn flags for the Node package (default DSA_DAWN_FLAGS split at spaces, else DEFAULT_DAWN_FLAGS). */
   dawnFlags?: string[];
+  /** Leave out these features even when offered (e.g. to test the fallback kernels). */
+  disable?: string[];
   powerPreference?: GPUPowerPreference;
 }
 
@@ -39,20 +60,97 @@ async function nodeGpu(flags: string[]): Promise<GPU> {
   return dawn;
 }
 
+/** GPU time of one dispatch, from timestamp queries. */
+export interface KernelTime {
+  label: string;
+  ms: number;
+}
+
+/**
+ * Kernel timings by timestamp queries: while a profiler is attached, every dispatch runs in its own
+ * compute pass whose beginning and end are stamped; `collect()` resolves the stamps.
+ */
+class Profiler {
+  private readonly capacity = 4096;
+  private readonly querySet: GPUQuerySet;
+  private readonly resolve: GPUBuffer;
+  private labels: string[] = [];
+  private readonly pending: Promise<KernelTime[]>[] = [];
+
+  constructor(private readonly device: GPUDevice) {
+    this.querySet = device.createQuerySet({ type: 'timestamp', count: this.capacity });
+    this.resolve = device.createBuffer({ size: this.capacity * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  }
+
+  get full(): boolean {
+    return this.labels.length * 2 >= this.capacity;
+  }
+
+  /** The timestampWrites of the next dispatch's pass. */
+  stamp(label: string): GPUComputePassTimestampWrites {
+    const i = this.labels.length;
+    this.labels.push(label);
+    return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+  }
+
+  /** Appends the resolve of this batch's stamps to `enc`; its times arrive once it has run. */
+  finish(enc: GPUCommandEncoder): void {
+    const n = this.labels.length;
+    if (n === 0) return;
+    const staging = this.device.createBuffer({ size: n * 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    enc.resolveQuerySet(this.querySet, 0, 2 * n, this.resolve, 0);
+    enc.copyBufferToBuffer(this.resolve, 0, staging, 0, n * 16);
+    const labels = this.labels;
+    this.labels = [];
+    this.pending.push(
+      (async () => {
+        await staging.mapAsync(GPUMapMode.READ);
+        const t = new BigUint64Array(staging.getMappedRange().slice(0));
+        staging.unmap();
+        staging.destroy();
+        return labels.map((label, i) => ({ label, ms: Number(t[2 * i + 1]! - t[2 * i]!) / 1e6 }));
+      })(),
+    );
+  }
+
+  async collect(): Promise<KernelTime[]> {
+    const all = await Promise.all(this.pending.splice(0));
+    return all.flat();
+  }
+
+  destroy(): void {
+    this.querySet.destroy();
+    this.resolve.destroy();
+  }
+}
+
 export class GpuDevice {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
+  /** Commands recorded but not yet submitted, and the compute pass open in them. */
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private pendingDispatches = 0;
+  /** Buffers released while commands that use them were still unsubmitted. */
+  private releaseAfterSubmit: GPUBuffer[] = [];
+  private profiler: Profiler | null = null;
+  /** The label stamped on the next dispatches while profiling (the op being run). */
+  label = 'kernel';
 
   private constructor(
     readonly device: GPUDevice,
     readonly adapterInfo: GPUAdapterInfo,
     readonly features: ReadonlySet<string>,
+    readonly subgroupMatrixConfigs: readonly SubgroupMatrixConfig[],
   ) {}
 
   static async create(opts: GpuOptions = {}): Promise<GpuDevice> {
-    const gpu = opts.gpu ?? (typeof navigator !== 'undefined' && navigator.gpu ? navigator.gpu : await nodeGpu(opts.dawnFlags ?? []));
+    const envFlags = typeof process !== 'undefined' ? process.env?.DSA_DAWN_FLAGS : undefined;
+    const flags = opts.dawnFlags ?? (envFlags !== undefined ? envFlags.split(' ').filter(Boolean) : [...DEFAULT_DAWN_FLAGS]);
+    const gpu = opts.gpu ?? (typeof navigator !== 'undefined' && navigator.gpu ? navigator.gpu : await nodeGpu(flags));
     const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
     if (!adapter) throw new GpuError('WebGPU: no adapter (no GPU, or no Vulkan/Metal/D3D12 driver; on Linux CPUs Mesa ≥ 25 lavapipe provides one)');
-    const features = WANTED_FEATURES.filter((f) => adapter.features.has(f));
+    const disabled = new Set(opts.disable ?? []);
+    const features = WANTED_FEATURES.filter((f) => adapter.features.has(f) && !disabled.has(f));
     const l = adapter.limits;
     const device = await adapter.requestDevice({
       requiredFeatures: features,
@@ -64,24 +162,38 @@ export class GpuDevice {
         maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
       },
     });
-    return new GpuDevice(device, adapter.info, new Set(features));
+    const info = adapter.info as GPUAdapterInfo & { subgroupMatrixConfigs?: SubgroupMatrixConfig[] };
+    const configs = features.includes('chromium-experimental-subgroup-matrix' as GPUFeatureName)
+      ? (info.subgroupMatrixConfigs ?? []).map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K }))
+      : [];
+    return new GpuDevice(device, adapter.info, new Set(features), configs);
   }
 
   get limits(): GPUSupportedLimits {
     return this.device.limits;
   }
 
+  /** Whether the adapter offers a subgroup-matrix shape (tensor cores) of these types. */
+  hasSubgroupMatrix(component: string, result: string, M: number, N: number, K: number): boolean {
+    return this.subgroupMatrixConfigs.some((c) => c.componentType === component && c.resultComponentType === result && c.M === M && c.N === N && c.K === K);
+  }
+
   /** A storage buffer of `bytes` (rounded up to 4), optionally filled with `data`. */
   buffer(bytes: number, data?: ArrayBufferView): GPUBuffer {
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     if (size > this.limits.maxBufferSize) throw new GpuError(`WebGPU: a buffer of ${size} bytes exceeds the device's maxBufferSize ${this.limits.maxBufferSize}`);
-    const b = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-    if (data) this.write(b, data);
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    if (!data) return this.device.createBuffer({ size, usage });
+    // Filled at creation (not through the queue), so it needs no ordering against recorded commands.
+    const b = this.device.createBuffer({ size, usage, mappedAtCreation: true });
+    new Uint8Array(b.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    b.unmap();
     return b;
   }
 
-  /** Copies data into a buffer (padded to a multiple of 4 bytes as WebGPU requires). */
+  /** Copies data into an existing buffer, after every command recorded so far. */
   write(b: GPUBuffer, data: ArrayBufferView, offset = 0): void {
+    this.flush();
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const whole = bytes.byteLength - (bytes.byteLength % 4);
     if (whole > 0) this.device.queue.writeBuffer(b, offset, bytes as Uint8Array<ArrayBuffer>, 0, whole);
@@ -95,8 +207,9 @@ export class GpuDevice {
   /** A small uniform buffer of u32/f32 parameters. */
   uniforms(values: ArrayBufferView): GPUBuffer {
     const size = Math.max(16, Math.ceil(values.byteLength / 16) * 16);
-    const b = this.device.createBuffer({ size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    this.write(b, values);
+    const b = this.device.createBuffer({ size, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
+    new Uint8Array(b.getMappedRange()).set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+    b.unmap();
     return b;
   }
 
@@ -110,7 +223,21 @@ export class GpuDevice {
     return p;
   }
 
-  /** Dispatches one kernel: bindings in binding order (group 0), workgroup counts. */
+  private commands(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  /**
+   * Records one kernel: bindings in binding order (group 0), workgroup counts. Kernels run in the
+   * order they are recorded (WebGPU orders the dispatches of a pass); the recorded commands are
+   * submitted every MAX_PENDING dispatches and before any read or write.
+   */
   dispatch(code: string, bindings: readonly GPUBuffer[], workgroups: [number, number?, number?]): void {
     const pipeline = this.pipeline(code);
     const max = this.limits.maxComputeWorkgroupsPerDimension;
@@ -119,22 +246,51 @@ export class GpuDevice {
       layout: pipeline.getBindGroupLayout(0),
       entries: bindings.map((buffer, binding) => ({ binding, resource: { buffer } })),
     });
-    const enc = this.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
-    pass.end();
-    this.device.queue.submit([enc.finish()]);
+    if (this.profiler) {
+      if (this.profiler.full) this.flush();
+      this.endPass();
+      this.pass = this.commands().beginComputePass({ timestampWrites: this.profiler.stamp(this.label) });
+    } else {
+      this.pass ??= this.commands().beginComputePass();
+    }
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, bindGroup);
+    this.pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
+    if (this.profiler) this.endPass();
+    if (++this.pendingDispatches >= MAX_PENDING) this.flush();
   }
 
-  /** Reads `bytes` of a buffer back to the host. */
+  /** Records a buffer-to-buffer copy (in order with the dispatches). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    if (bytes === 0) return;
+    this.endPass();
+    this.commands().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** Submits the recorded commands; then frees the buffers released meanwhile. */
+  flush(): void {
+    if (this.encoder) {
+      this.endPass();
+      this.profiler?.finish(this.encoder);
+      this.device.queue.submit([this.encoder.finish()]);
+      this.encoder = null;
+      this.pendingDispatches = 0;
+    }
+    for (const b of this.releaseAfterSubmit.splice(0)) b.destroy();
+  }
+
+  /** Frees a buffer: now, or once the commands recorded so far (which may use it) are submitted. */
+  release(b: GPUBuffer): void {
+    if (this.encoder) this.releaseAfterSubmit.push(b);
+    else b.destroy();
+  }
+
+  /** Reads `bytes` of a buffer back to the host (after every command recorded so far). */
   async read(b: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(b, 0, staging, 0, size);
-    this.device.queue.submit([enc.finish()]);
+    this.copy(b, 0, staging, 0, size);
+    this.flush();
     await staging.mapAsync(GPUMapMode.READ);
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();
@@ -142,7 +298,34 @@ export class GpuDevice {
     return out;
   }
 
+  /** Waits until the GPU has finished everything submitted so far (recorded commands are submitted first). */
+  async finish(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Starts timing every dispatch by timestamp queries (needs the 'timestamp-query' feature). */
+  startProfiling(): boolean {
+    if (!this.features.has('timestamp-query')) return false;
+    this.flush();
+    this.profiler ??= new Profiler(this.device);
+    return true;
+  }
+
+  /** Stops profiling; returns the GPU time of each dispatch since startProfiling, in order. */
+  async stopProfiling(): Promise<KernelTime[]> {
+    const p = this.profiler;
+    if (!p) return [];
+    this.flush();
+    this.profiler = null;
+    const times = await p.collect();
+    p.destroy();
+    return times;
+  }
+
   destroy(): void {
+    this.flush();
+    this.profiler?.destroy();
     this.device.destroy();
   }
 }

@@ -124,7 +124,7 @@ export function packLatentGpu(gpu: GpuDevice, ckv: GPUBuffer, kPe: GPUBuffer, ro
   const { q, s } = quantFp8Gpu(gpu, ckv, rows, r, LATENT_FP8_BLOCK, 'ue8m0');
   const params = gpu.uniforms(Uint32Array.of(rows, r, dr, width, blocks, 2, count, g[0]));
   gpu.dispatch(PACK_LATENT_FP8_WGSL, [q, s, kPe, out, params], g);
-  q.destroy();
-  s.destroy();
+  gpu.release(q);
+  gpu.release(s);
   return out;
 }

@@ -67,9 +67,7 @@ export function sliceRowsGpu(gpu: GpuDevice, x: GPUBuffer, dtype: DType, rows: n
   const rowBytes = rowElems * elementBytes(dtype);
   const out = gpu.buffer(len * rowBytes);
   if (len * rowBytes === 0) return out;
-  const enc = gpu.device.createCommandEncoder();
-  enc.copyBufferToBuffer(x, start * rowBytes, out, 0, len * rowBytes);
-  gpu.device.queue.submit([enc.finish()]);
+  gpu.copy(x, start * rowBytes, out, 0, len * rowBytes);
   return out;
 }
 
@@ -80,14 +78,12 @@ export function concatRowsGpu(gpu: GpuDevice, parts: readonly { buffer: GPUBuffe
   const rowBytes = rowElems * elementBytes(dtype);
   const total = parts.reduce((s, p) => s + p.rows, 0);
   const out = gpu.buffer(total * rowBytes);
-  const enc = gpu.device.createCommandEncoder();
   let at = 0;
   for (const p of parts) {
     const bytes = p.rows * rowBytes;
-    if (bytes > 0) enc.copyBufferToBuffer(p.buffer, 0, out, at, bytes);
+    gpu.copy(p.buffer, 0, out, at, bytes);
     at += bytes;
   }
-  gpu.device.queue.submit([enc.finish()]);
   return out;
 }
 
