@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { indexerScoresGpu } from '../../src/backend/webgpu/kernels/indexer.js';
+import { bestIndexerVariant, INDEXER_VARIANTS, indexerScoresGpu, type IndexerVariant } from '../../src/backend/webgpu/kernels/indexer.js';
 import { indexerScores } from '../../src/backend/cpu/kernels/indexer.js';
 import { readF32, rng, upload, useGpu } from './helpers.js';
 
@@ -31,6 +31,7 @@ async function scoresGpu(
   pageSize: number,
   positions: Int32Array,
   shape: { rows: number; heads: number; dim: number; nKeys: number },
+  variant?: IndexerVariant,
 ): Promise<Float32Array> {
   const { rows, heads, dim, nKeys } = shape;
   const g = gpu();
@@ -47,6 +48,7 @@ async function scoresGpu(
     heads,
     dim,
     nKeys,
+    variant,
   });
   return readF32(g, out, rows * nKeys);
 }
@@ -57,10 +59,21 @@ const cases = [
   { rows: 4, heads: 3, dim: 10, nKeys: 11, positions: [0, 20, -1, 7], table: [3, 1, 4], seed: 2 },
   // More keys than one workgroup tile.
   { rows: 2, heads: 2, dim: 8, nKeys: 70, positions: [69, 40], table: Array.from({ length: 18 }, (_, i) => (i * 7) % 18), seed: 3 },
+  // Shapes the tensor-core variant takes (H, D multiples of 16), several key tiles, more than 16 heads.
+  { rows: 2, heads: 32, dim: 48, nKeys: 150, positions: [149, 77], table: Array.from({ length: 38 }, (_, i) => (i * 5) % 38), seed: 4 },
 ];
 
-for (const c of cases) {
-  test(`indexer scores: T ${c.rows}, H ${c.heads}, D ${c.dim}, S ${c.nKeys}, paged (pageSize 4) equal the CPU twin`, async () => {
+/** Whether a variant runs on this device for a shape ('matrix' needs tensor cores: not on lavapipe). */
+function available(v: IndexerVariant, heads: number, dim: number): boolean {
+  return v !== 'matrix' || bestIndexerVariant(gpu(), heads, dim) === 'matrix';
+}
+
+for (const variant of INDEXER_VARIANTS) for (const c of cases) {
+  test(`indexer scores (${variant}): T ${c.rows}, H ${c.heads}, D ${c.dim}, S ${c.nKeys}, paged (pageSize 4) equal the CPU twin`, async (t) => {
+    if (!available(variant, c.heads, c.dim)) {
+      t.skip(`the ${variant} variant does not run on this adapter for H ${c.heads}, D ${c.dim}`);
+      return;
+    }
     const r = rng(c.seed);
     const pageSize = 4;
     const table = Int32Array.from(c.table);
@@ -71,7 +84,7 @@ for (const c of cases) {
     const kScale = Float32Array.from({ length: slots }, () => 0.01 + r());
     const positions = Int32Array.from(c.positions);
     const want = indexerScores(q8, c.rows, c.heads, c.dim, w, kCache, kScale, { table, pageSize }, c.nKeys, positions);
-    const got = await scoresGpu(q8, w, kCache, kScale, table, pageSize, positions, c);
+    const got = await scoresGpu(q8, w, kCache, kScale, table, pageSize, positions, c, variant);
     let positive = 0;
     for (let t = 0; t < c.rows; t++) {
       let scale = 0;
@@ -107,7 +120,7 @@ test('indexer scores: all-zero queries give exact zeros before the mask', async 
   assert.deepEqual(got.map((v) => (v === 0 ? 0 : v)), [0, 0, 0, 0, -Infinity, -Infinity]);
 });
 
-test('indexer scores: every non-NaN e4m3 code decodes exactly (±1 queries, one head, dim 1)', async () => {
+for (const variant of ['naive', 'tiled'] as const) test(`indexer scores (${variant}): every non-NaN e4m3 code decodes exactly (±1 queries, one head, dim 1)`, async () => {
   const keyCodes = Uint8Array.from({ length: 256 }, (_, i) => i).filter((c) => (c & 0x7f) !== 0x7f);
   const nKeys = keyCodes.length; // 254
   const pageSize = 4;
@@ -117,6 +130,6 @@ test('indexer scores: every non-NaN e4m3 code decodes exactly (±1 queries, one 
   const kScale = new Float32Array(table.length * pageSize).fill(1);
   const positions = Int32Array.of(nKeys, nKeys);
   const want = indexerScores(q8, 2, 1, 1, w, keyCodes, kScale, { table, pageSize }, nKeys, positions);
-  const got = await scoresGpu(q8, w, keyCodes, kScale, table, pageSize, positions, { rows: 2, heads: 1, dim: 1, nKeys });
+  const got = await scoresGpu(q8, w, keyCodes, kScale, table, pageSize, positions, { rows: 2, heads: 1, dim: 1, nKeys }, variant);
   assert.deepEqual(Array.from(got), Array.from(want));
 });

@@ -173,6 +173,13 @@ export class GpuDevice {
     return this.device.limits;
   }
 
+  /** The subgroup size when the device has subgroups of one fixed size (32 on NVIDIA), else null. */
+  get subgroupSize(): number | null {
+    if (!this.features.has('subgroups')) return null;
+    const info = this.adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+    return info.subgroupMinSize !== undefined && info.subgroupMinSize === info.subgroupMaxSize ? info.subgroupMinSize : null;
+  }
+
   /** Whether the adapter offers a subgroup-matrix shape (tensor cores) of these types. */
   hasSubgroupMatrix(component: string, result: string, M: number, N: number, K: number): boolean {
     return this.subgroupMatrixConfigs.some((c) => c.componentType === component && c.resultComponentType === result && c.M === M && c.N === N && c.K === K);

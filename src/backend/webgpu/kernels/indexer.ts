@@ -5,11 +5,23 @@
  * slot(s) = table[s / pageSize] · pageSize + s % pageSize. The e4m3 codes (queries and keys, four
  * per u32 word, any dim) are decoded in the shader by bit arithmetic; 0x7f / 0xff (NaN) are not
  * special-cased (they decode as ±480), inputs are assumed NaN-free like the CPU path.
- * One invocation per (key, query): workgroups of 64 keys × one query row. Dot products and the head
- * sum are in f32 (the CPU twin, indexerScores in cpu/kernels/indexer.ts, sums in float64 and
- * rounds once), so results agree to f32 rounding, not bit for bit.
+ *
+ * Three variants (a kernel lab, numbered as in llm.c), all with the CPU twin indexerScores
+ * (cpu/kernels/indexer.ts, which sums in float64 and rounds once), so results agree to f32
+ * rounding, not bit for bit:
+ *  - 'naive': one invocation per (key, query), q and k decoded per product. Any shape.
+ *  - 'tiled': 64 keys × one query row per workgroup; the query is decoded once per workgroup into
+ *    shared memory, 16 heads × 32 dims at a time, and each key's codes are read once per 16 heads.
+ *    Any shape, core WebGPU only (16 KiB of shared memory is enough).
+ *  - 'matrix': tensor cores through the subgroup-matrix feature: e4m3 → f16 is exact, so the
+ *    products are exact and accumulate in f32 (f16×f16 → f32 16×16×16). The query row [H, D] and a
+ *    tile of keys [KT, D] are decoded into shared memory; the scores of the tile [H, KT] come from
+ *    (H/16)·(KT/16) matrix products spread over the subgroups; then ReLU, the head weights and the
+ *    key scale. Needs shader-f16, subgroup-matrix f16→f32 16×16×16, a fixed subgroup size, and
+ *    H and D multiples of 16.
  */
 import { GpuError, type GpuDevice } from '../device.js';
+import { E4M3_DECODE_WGSL } from './wgsl.js';
 
 export const INDEXER_WGSL = /* wgsl */ `
 struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, pageSize: u32, groupsX: u32 }
@@ -80,6 +92,8 @@ export interface IndexerGpuArgs {
   heads: number;
   dim: number;
   nKeys: number;
+  /** Kernel variant (default: the fastest the device offers for the shape). */
+  variant?: IndexerVariant;
 }
 
 /** Runs the indexer score kernel; returns f32 [rows, nKeys]. */
@@ -89,10 +103,229 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   }
   const out = gpu.buffer(a.rows * a.nKeys * 4);
   if (a.rows === 0 || a.nKeys === 0) return out;
-  const tiles = Math.ceil(a.nKeys / 64);
-  const groupsX = Math.min(tiles, gpu.limits.maxComputeWorkgroupsPerDimension);
-  const groupsZ = Math.ceil(tiles / groupsX);
-  const params = gpu.uniforms(Uint32Array.of(a.rows, a.heads, a.dim, a.nKeys, a.pageSize, groupsX));
-  gpu.dispatch(INDEXER_WGSL, [a.q8, a.w, a.kCache, a.kScale, a.table, a.positions, out, params], [groupsX, a.rows, groupsZ]);
+  const variant = a.variant ?? bestIndexerVariant(gpu, a.heads, a.dim);
+  if (variant === 'matrix') {
+    const m = matrixPlan(gpu, a.heads, a.dim);
+    if (!m) throw new GpuError(`indexerScoresGpu: the 'matrix' variant needs subgroup-matrix f16 tensor cores and H, D multiples of 16 (H ${a.heads}, D ${a.dim})`);
+    const tiles = Math.ceil(a.nKeys / m.kt);
+    // Enough workgroups to fill the GPU; each takes a run of tiles, so the query is decoded once per run.
+    const perGroup = Math.max(1, Math.min(16, Math.floor((tiles * a.rows) / 4096)));
+    const groups = Math.ceil(tiles / perGroup);
+    const [gx, gz] = split(gpu, groups);
+    const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup));
+    gpu.dispatch(m.code, [a.q8, a.w, a.kCache, a.kScale, a.table, a.positions, out, params], [gx, a.rows, gz]);
+    return out;
+  }
+  const [gx, gz] = split(gpu, Math.ceil(a.nKeys / 64));
+  const params = gpu.uniforms(Uint32Array.of(a.rows, a.heads, a.dim, a.nKeys, a.pageSize, gx));
+  const code = variant === 'tiled' ? INDEXER_TILED_WGSL : INDEXER_WGSL;
+  gpu.dispatch(code, [a.q8, a.w, a.kCache, a.kScale, a.table, a.positions, out, params], [gx, a.rows, gz]);
   return out;
+}
+
+/** n workgroups as x × z within the per-dimension limit. */
+function split(gpu: GpuDevice, n: number): [number, number] {
+  const x = Math.min(n, gpu.limits.maxComputeWorkgroupsPerDimension);
+  return [x, Math.ceil(n / x)];
+}
+
+export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix'] as const;
+export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
+
+/** The fastest variant the device offers for H heads of D dims. */
+export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number): IndexerVariant {
+  return matrixPlan(gpu, heads, dim) ? 'matrix' : 'tiled';
+}
+
+// ---- 'tiled' ----
+
+export const INDEXER_TILED_WGSL = /* wgsl */ `
+struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, pageSize: u32, groupsX: u32 }
+@group(0) @binding(0) var<storage, read> q8: array<u32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> kCache: array<u32>;
+@group(0) @binding(3) var<storage, read> kScale: array<f32>;
+@group(0) @binding(4) var<storage, read> table: array<i32>;
+@group(0) @binding(5) var<storage, read> positions: array<i32>;
+@group(0) @binding(6) var<storage, read_write> out: array<u32>;
+@group(0) @binding(7) var<uniform> p: Params;
+
+const HC: u32 = 16u; // heads per chunk
+const DC: u32 = 32u; // dims per chunk
+var<workgroup> qS: array<f32, 512>; // [HC][DC]
+
+${E4M3_DECODE_WGSL}
+fn code(words: ptr<storage, array<u32>, read>, i: u32) -> u32 { return ((*words)[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu; }
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = wg.y;
+  let s = (wg.x + wg.z * p.groupsX) * 64u + lid.x;
+  let live = s < p.nKeys && i32(s) <= positions[t];
+  var kBase = 0u;
+  var slot = 0u;
+  if (live) {
+    slot = u32(table[s / p.pageSize]) * p.pageSize + s % p.pageSize;
+    kBase = slot * p.dim;
+  }
+  var score = 0.0;
+  for (var h0 = 0u; h0 < p.heads; h0 += HC) {
+    var acc: array<f32, 16>;
+    for (var h = 0u; h < HC; h++) { acc[h] = 0.0; }
+    for (var d0 = 0u; d0 < p.dim; d0 += DC) {
+      workgroupBarrier();
+      for (var i = lid.x; i < HC * DC; i += 64u) {
+        let h = h0 + i / DC;
+        let d = d0 + i % DC;
+        var v = 0.0;
+        if (h < p.heads && d < p.dim) { v = e4m3(code(&q8, (t * p.heads + h) * p.dim + d)); }
+        qS[i] = v;
+      }
+      workgroupBarrier();
+      if (live) {
+        let n = min(DC, p.dim - d0);
+        for (var j = 0u; j < n; j++) {
+          let kv = e4m3(code(&kCache, kBase + d0 + j));
+          for (var h = 0u; h < HC; h++) { acc[h] += qS[h * DC + j] * kv; }
+        }
+      }
+    }
+    for (var h = 0u; h < HC; h++) {
+      if (h0 + h < p.heads && acc[h] > 0.0) { score += w[t * p.heads + h0 + h] * acc[h]; }
+    }
+  }
+  if (s < p.nKeys && t < p.rows) {
+    out[t * p.nKeys + s] = select(0xff800000u, bitcast<u32>(kScale[slot] * score), live);
+  }
+}
+`;
+
+// ---- 'matrix' ----
+
+interface MatrixPlan {
+  code: string;
+  /** Keys per tile. */
+  kt: number;
+}
+
+const matrixPlans = new WeakMap<GpuDevice, Map<string, MatrixPlan | null>>();
+
+/** The 'matrix' kernel for H heads of D dims on this device, or null when it cannot run there. */
+function matrixPlan(gpu: GpuDevice, heads: number, dim: number): MatrixPlan | null {
+  let plans = matrixPlans.get(gpu);
+  if (!plans) matrixPlans.set(gpu, (plans = new Map()));
+  const key = `${heads}x${dim}`;
+  if (!plans.has(key)) plans.set(key, makeMatrixPlan(gpu, heads, dim));
+  return plans.get(key)!;
+}
+
+function makeMatrixPlan(gpu: GpuDevice, heads: number, dim: number): MatrixPlan | null {
+  if (!gpu.features.has('shader-f16') || !gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16)) return null;
+  const sg = gpu.subgroupSize;
+  if (sg === null || heads % 16 !== 0 || dim % 16 !== 0) return null;
+  const nsg = 4;
+  const limit = gpu.limits.maxComputeWorkgroupStorageSize;
+  // Largest tile of keys (a multiple of 16, at most 64) whose shared arrays fit.
+  for (let kt = 64; kt >= 16; kt -= 16) {
+    const bytes = heads * dim * 2 + kt * dim * 2 + heads * kt * 4 + kt * 4;
+    const tasks = (heads / 16) * (kt / 16);
+    if (bytes <= limit && tasks % nsg === 0) return { code: matrixWgsl(heads, dim, kt, sg, nsg), kt };
+  }
+  return null;
+}
+
+function matrixWgsl(H: number, D: number, KT: number, SG: number, NSG: number): string {
+  const tasksPerSubgroup = ((H / 16) * (KT / 16)) / NSG;
+  return /* wgsl */ `
+enable f16;
+enable chromium_experimental_subgroup_matrix;
+struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, perGroup: u32 }
+@group(0) @binding(0) var<storage, read> q8: array<u32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> kCache: array<u32>;
+@group(0) @binding(3) var<storage, read> kScale: array<f32>;
+@group(0) @binding(4) var<storage, read> table: array<i32>;
+@group(0) @binding(5) var<storage, read> positions: array<i32>;
+@group(0) @binding(6) var<storage, read_write> out: array<u32>;
+@group(0) @binding(7) var<uniform> p: Params;
+
+const H: u32 = ${H}u;
+const D: u32 = ${D}u;
+const KT: u32 = ${KT}u;
+const WGS: u32 = ${SG * NSG}u;
+const NONE: u32 = 0xffffffffu;
+var<workgroup> qS: array<f16, ${H * D}>;   // the query row [H][D]
+var<workgroup> kS: array<f16, ${KT * D}>;  // the tile's keys [KT][D]
+var<workgroup> sS: array<f32, ${H * KT}>;  // q·k [H][KT]
+var<workgroup> slotS: array<u32, ${KT}>;
+
+${E4M3_DECODE_WGSL}
+fn f16of(c: u32) -> f16 { return f16(e4m3(c & 0xffu)); }
+
+@compute @workgroup_size(${SG * NSG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
+  let t = wg.y;
+  let group = wg.x + wg.z * p.groupsX;
+  let pos = positions[t];
+  for (var i = li; i < H * D / 4u; i += WGS) {
+    let word = q8[t * H * D / 4u + i];
+    qS[4u * i] = f16of(word);
+    qS[4u * i + 1u] = f16of(word >> 8u);
+    qS[4u * i + 2u] = f16of(word >> 16u);
+    qS[4u * i + 3u] = f16of(word >> 24u);
+  }
+  for (var tile = 0u; tile < p.perGroup; tile++) {
+    let key0 = (group * p.perGroup + tile) * KT;
+    if (key0 >= p.nKeys) { break; }
+    if (li < KT) {
+      let s = key0 + li;
+      var slot = NONE;
+      if (s < p.nKeys && i32(s) <= pos) { slot = u32(table[s / p.pageSize]) * p.pageSize + s % p.pageSize; }
+      slotS[li] = slot;
+    }
+    workgroupBarrier();
+    for (var i = li; i < KT * D / 4u; i += WGS) {
+      let key = i / (D / 4u);
+      let slot = slotS[key];
+      var word = 0u;
+      if (slot != NONE) { word = kCache[slot * (D / 4u) + i % (D / 4u)]; }
+      kS[4u * i] = f16of(word);
+      kS[4u * i + 1u] = f16of(word >> 8u);
+      kS[4u * i + 2u] = f16of(word >> 16u);
+      kS[4u * i + 3u] = f16of(word >> 24u);
+    }
+    workgroupBarrier();
+    for (var j = 0u; j < ${tasksPerSubgroup}u; j++) {
+      let task = sg * ${tasksPerSubgroup}u + j;
+      let hb = task / (KT / 16u);
+      let kb = task % (KT / 16u);
+      var acc = subgroup_matrix_result<f32, 16, 16>();
+      for (var d = 0u; d < D; d += 16u) {
+        let a = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qS, hb * 16u * D + d, false, D);
+        let b = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kS, kb * 16u * D + d, true, D);
+        acc = subgroupMatrixMultiplyAccumulate(a, b, acc);
+      }
+      subgroupMatrixStore(&sS, hb * 16u * KT + kb * 16u, acc, false, KT);
+    }
+    workgroupBarrier();
+    if (li < KT) {
+      let s = key0 + li;
+      let slot = slotS[li];
+      if (s < p.nKeys) {
+        var bits = 0xff800000u;
+        if (slot != NONE) {
+          var score = 0.0;
+          for (var h = 0u; h < H; h++) {
+            let d = sS[h * KT + li];
+            if (d > 0.0) { score += w[t * H + h] * d; }
+          }
+          bits = bitcast<u32>(kScale[slot] * score);
+        }
+        out[t * p.nKeys + s] = bits;
+      }
+    }
+    workgroupBarrier();
+  }
+}
+`;
 }
