@@ -22,7 +22,7 @@ import { io } from './io.js';
 const DECODE_CONTEXTS = [1, 2, 4, 8, 16, 32, 64, 128].map((k) => k * 1024);
 const PREFILL_CONTEXTS = [1, 2, 4, 8, 16].map((k) => k * 1024);
 
-function intArg(name: string, min: number) {
+export function intArg(name: string, min: number) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);

@@ -13,6 +13,7 @@ import { writeRandomModel } from '../model/random-model.js';
 import { benchTopkCommand } from '../bench/topk.js';
 import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShapes, type OurFormat } from '../bench/matmul.js';
 import { addBenchAttention } from './bench.js';
+import { addBenchGpu } from './bench-gpu.js';
 import { addCost } from './cost.js';
 import { io, withIo, type CliIo } from './io.js';
 
@@ -162,6 +163,7 @@ export function buildProgram(): Command {
 
   const bench = program.command('bench').description('benchmarks: print their setup and numbers');
   addBenchAttention(bench);
+  addBenchGpu(bench);
   bench
     .command('topk')
     .description('CPU top-k selection per row: quickselect (reference) against radix selection')

@@ -93,24 +93,28 @@ class Profiler {
     return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
   }
 
-  /** Appends the resolve of this batch's stamps to `enc`; its times arrive once it has run. */
-  finish(enc: GPUCommandEncoder): void {
+  /**
+   * Appends the resolve of this batch's stamps to `enc`; the returned function, called once `enc`
+   * is submitted, starts reading them back.
+   */
+  finish(enc: GPUCommandEncoder): (() => void) | null {
     const n = this.labels.length;
-    if (n === 0) return;
+    if (n === 0) return null;
     const staging = this.device.createBuffer({ size: n * 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     enc.resolveQuerySet(this.querySet, 0, 2 * n, this.resolve, 0);
     enc.copyBufferToBuffer(this.resolve, 0, staging, 0, n * 16);
     const labels = this.labels;
     this.labels = [];
-    this.pending.push(
-      (async () => {
-        await staging.mapAsync(GPUMapMode.READ);
-        const t = new BigUint64Array(staging.getMappedRange().slice(0));
-        staging.unmap();
-        staging.destroy();
-        return labels.map((label, i) => ({ label, ms: Number(t[2 * i + 1]! - t[2 * i]!) / 1e6 }));
-      })(),
-    );
+    return () => {
+      this.pending.push(
+        staging.mapAsync(GPUMapMode.READ).then(() => {
+          const t = new BigUint64Array(staging.getMappedRange().slice(0));
+          staging.unmap();
+          staging.destroy();
+          return labels.map((label, i) => ({ label, ms: Number(t[2 * i + 1]! - t[2 * i]!) / 1e6 }));
+        }),
+      );
+    };
   }
 
   async collect(): Promise<KernelTime[]> {
@@ -278,8 +282,9 @@ export class GpuDevice {
   flush(): void {
     if (this.encoder) {
       this.endPass();
-      this.profiler?.finish(this.encoder);
+      const read = this.profiler?.finish(this.encoder);
       this.device.queue.submit([this.encoder.finish()]);
+      read?.();
       this.encoder = null;
       this.pendingDispatches = 0;
     }
