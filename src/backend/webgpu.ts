@@ -29,6 +29,7 @@ import { headMatmulGpu } from './webgpu/kernels/head-matmul.js';
 import { indexerScoresGpu } from './webgpu/kernels/indexer.js';
 import { linearGpu } from './webgpu/kernels/linear.js';
 import { mlaAttentionGpu } from './webgpu/kernels/mla-attention.js';
+import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from './webgpu/kernels/mla-attention-matrix.js';
 import { dequantFp8Gpu, quantFp8Gpu } from './webgpu/kernels/quant.js';
 import { ropeGpu } from './webgpu/kernels/rope.js';
 import { topkGpu } from './webgpu/kernels/topk.js';
@@ -101,7 +102,16 @@ export class WebGpuBackend implements Backend {
   /** Tensors created inside the current scopes, innermost last. */
   private readonly scopes: GpuTensor[][] = [];
 
-  private constructor(readonly gpu: GpuDevice) {}
+  /**
+   * MLA attention on tensor cores (f16 operands, f32 accumulation) where the device has them and the
+   * shapes fit (mla-attention-matrix.ts); DSA_WEBGPU_ATTENTION=f32 keeps the f32 kernel everywhere.
+   */
+  readonly tensorCoreAttention: boolean;
+
+  private constructor(readonly gpu: GpuDevice) {
+    const env = typeof process !== 'undefined' ? process.env?.DSA_WEBGPU_ATTENTION : undefined;
+    this.tensorCoreAttention = env !== 'f32';
+  }
 
   static async create(opts: GpuOptions = {}): Promise<WebGpuBackend> {
     return new WebGpuBackend(await GpuDevice.create(opts));
@@ -348,6 +358,14 @@ export class WebGpuBackend implements Backend {
     }
     const p = this.pagesArgs(pages);
     const idx = indices ? gt(indices, 'mlaAttention', 'i32') : null;
+    if (this.tensorCoreAttention && mlaMatrixAvailable(this.gpu, { rows, heads, r, dr }, format)) {
+      const out = mlaAttentionMatrixGpu(
+        this.gpu, gt(qLat, 'mlaAttention', 'f32').buffer, gt(qPe, 'mlaAttention', 'f32').buffer, lat.buffer, format,
+        p.table, p.nPages, p.pageSize, gt(positions, 'mlaAttention', 'i32').buffer, idx ? idx.buffer : null, idx ? idx.shape[1]! : 0,
+        p.nPages * p.pageSize, { rows, heads, r, dr }, scale,
+      );
+      return this.t([rows, heads, r], 'f32', out);
+    }
     const out = mlaAttentionGpu(
       this.gpu, gt(qLat, 'mlaAttention', 'f32').buffer, gt(qPe, 'mlaAttention', 'f32').buffer, lat.buffer, format,
       p.table, p.nPages, p.pageSize, gt(positions, 'mlaAttention', 'i32').buffer, idx ? idx.buffer : null, idx ? idx.shape[1]! : 0,

@@ -17,6 +17,9 @@ import { headMatmulGpu } from '../../backend/webgpu/kernels/head-matmul.js';
 import { INDEXER_VARIANTS, indexerScoresGpu, bestIndexerVariant, type IndexerVariant } from '../../backend/webgpu/kernels/indexer.js';
 import { MATMUL_VARIANTS, matmulGpu, matmulPlan, type MatmulPlan, type MatmulVariant } from '../../backend/webgpu/kernels/matmul.js';
 import { mlaAttentionGpu } from '../../backend/webgpu/kernels/mla-attention.js';
+import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from '../../backend/webgpu/kernels/mla-attention-matrix.js';
+import { mlaAttention } from '../../backend/cpu/kernels/mla-attention.js';
+import { encodeBf16 } from '../../numerics/bf16.js';
 import { topkGpu } from '../../backend/webgpu/kernels/topk.js';
 import { median } from '../harness.js';
 import { randomBuffer } from './fill.js';
@@ -217,7 +220,7 @@ function releaseSeq(gpu: GpuDevice, s: SeqData): void {
 }
 
 /** Records one sequence's DSA step (or dense with `dense`); its temporaries are released after. */
-function recordCore(gpu: GpuDevice, s: SeqData, wuv: GPUBuffer, dense: boolean, variant: IndexerVariant): void {
+function recordCore(gpu: GpuDevice, s: SeqData, wuv: GPUBuffer, dense: boolean, variant: IndexerVariant, attention: AttentionVariant): void {
   const scale = 1 / Math.sqrt(192);
   const temps: GPUBuffer[] = [];
   let indices: GPUBuffer | null = null;
@@ -233,10 +236,57 @@ function recordCore(gpu: GpuDevice, s: SeqData, wuv: GPUBuffer, dense: boolean, 
     temps.push(scores, indices);
   }
   gpu.label = 'attention';
-  const o = mlaAttentionGpu(gpu, s.qLat, s.qPe, s.latent, 'bf16', s.table, s.nPages, PAGE, s.positions, indices, indices ? k : 0, { rows: 1, heads: H, r: R, dr: DR }, scale);
+  const o = attend(gpu, attention, s.qLat, s.qPe, s.latent, s.table, s.nPages, s.positions, indices, indices ? k : 0, s.ctx, { rows: 1, heads: H, r: R, dr: DR }, scale);
   gpu.label = 'wuv';
   temps.push(o, headMatmulGpu(gpu, o, wuv, 1, H, R, DV, true));
   for (const b of temps) gpu.release(b);
+}
+
+type AttentionVariant = 'f32' | 'matrix';
+
+/** MLA attention over a bf16 latent cache by one of the two kernels. */
+function attend(
+  gpu: GpuDevice, v: AttentionVariant, qLat: GPUBuffer, qPe: GPUBuffer, latent: GPUBuffer, table: GPUBuffer, nPages: number, positions: GPUBuffer,
+  indices: GPUBuffer | null, k: number, nKeys: number, shape: { rows: number; heads: number; r: number; dr: number }, scale: number,
+): GPUBuffer {
+  if (v === 'matrix') return mlaAttentionMatrixGpu(gpu, qLat, qPe, latent, 'bf16', table, nPages, PAGE, positions, indices, k, nKeys, shape, scale);
+  return mlaAttentionGpu(gpu, qLat, qPe, latent, 'bf16', table, nPages, PAGE, positions, indices, k, shape, scale);
+}
+
+/** An attention variant against the CPU twin (bf16 latents, sparse with −1 entries and dense); max error ÷ max |output|. */
+async function checkAttention(gpu: GpuDevice, v: AttentionVariant): Promise<number> {
+  const nKeys = 300;
+  const rows = 2;
+  const k = 96;
+  const nPages = Math.ceil(nKeys / PAGE);
+  const gen = checkData(rows * H * (R + DR) + nPages * PAGE * (R + DR) + rows * k, 11);
+  let at = 0;
+  const take = (n: number) => gen.subarray(at, (at += n));
+  const qLat = Float32Array.from(take(rows * H * R), (x) => x / 16);
+  const qPe = Float32Array.from(take(rows * H * DR), (x) => x / 16);
+  const lat = encodeBf16(Float32Array.from(take(nPages * PAGE * (R + DR)), (x) => x / 4));
+  const table = Int32Array.from({ length: nPages }, (_, i) => (i * 3) % nPages);
+  const positions = Int32Array.of(nKeys - 1, 170);
+  const indices = Int32Array.from(take(rows * k), (x, i) => (x === -4 ? -1 : ((i * 37) % 171)));
+  const shape = { rows, heads: H, r: R, dr: DR };
+  const scale = 1 / Math.sqrt(192);
+  let worst = 0;
+  for (const sparse of [true, false]) {
+    const want = mlaAttention(qLat, qPe, { format: 'bf16', data: lat }, R + DR, { table, pageSize: PAGE }, positions, sparse ? indices : null, sparse ? k : 0, shape, scale);
+    const out = attend(
+      gpu, v, gpu.buffer(qLat.byteLength, qLat), gpu.buffer(qPe.byteLength, qPe), gpu.buffer(lat.byteLength, lat), gpu.buffer(table.byteLength, table), nPages,
+      gpu.buffer(positions.byteLength, positions), sparse ? gpu.buffer(indices.byteLength, indices) : null, sparse ? k : 0, nKeys, shape, scale,
+    );
+    const got = new Float32Array(await gpu.read(out, want.length * 4));
+    let max = 0;
+    let err = 0;
+    for (let i = 0; i < want.length; i++) {
+      max = Math.max(max, Math.abs(want[i]!));
+      err = Math.max(err, Math.abs(got[i]! - want[i]!));
+    }
+    worst = Math.max(worst, err / max);
+  }
+  return worst;
 }
 
 /** The indexer variants against the CPU twin at the real head shape (max error ÷ the row's max |score|). */
@@ -273,6 +323,9 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
   const variants = INDEXER_VARIANTS.filter((v) => v !== 'matrix' || bestIndexerVariant(gpu, HI, DI) === 'matrix');
   const best = bestIndexerVariant(gpu, HI, DI);
   for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}`, maxErrOverScale: await checkIndexer(gpu, v) });
+  const attentionVariants: AttentionVariant[] = mlaMatrixAvailable(gpu, { rows: 1, heads: H, r: R, dr: DR }, 'bf16') ? ['f32', 'matrix'] : ['f32'];
+  for (const v of attentionVariants) o.emit({ section: 'check', kernel: `attention-${v}`, maxErrOverScale: await checkAttention(gpu, v) });
+  const attention = attentionVariants[attentionVariants.length - 1]!;
   const wuv = randomBuffer(gpu, H * DV * R * 4, 'f32', 99, -0.05, 0.05);
   for (const batch of o.batch) {
     for (const ctx of o.ctx) {
@@ -298,10 +351,16 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
         row[`indexer_${v}_GBps`] = round(gbps);
         if (copyGBps) row[`indexer_${v}_ofCopy`] = round(gbps / copyGBps, 3);
       }
-      const dsa = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordCore(gpu, s, wuv, false, best)));
-      const dense = await gpuTimes(gpu, Math.min(o.runs, ctx * batch > 16 * 32768 ? 1 : o.runs), () => seqs.forEach((s) => recordCore(gpu, s, wuv, true, best)));
+      if (attention === 'matrix') {
+        // The f32 attention kernel on the sparse step, for comparison.
+        const f32 = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordCore(gpu, s, wuv, false, best, 'f32')));
+        row.dsa_f32attention_ms = round(f32.totalMs);
+      }
+      const dsa = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordCore(gpu, s, wuv, false, best, attention)));
+      const dense = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordCore(gpu, s, wuv, true, best, attention)));
       Object.assign(row, {
         indexerVariant: best,
+        attentionVariant: attention,
         dsa_ms: round(dsa.totalMs), dsa_wall_ms: round(dsa.wallMs),
         dsa_indexer_ms: round(dsa.byLabel.indexer ?? 0), dsa_topk_ms: round(dsa.byLabel.topk ?? 0),
         dsa_attention_ms: round(dsa.byLabel.attention ?? 0), dsa_wuv_ms: round(dsa.byLabel.wuv ?? 0),

@@ -109,7 +109,7 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
     if (!m) throw new GpuError(`indexerScoresGpu: the 'matrix' variant needs subgroup-matrix f16 tensor cores and H, D multiples of 16 (H ${a.heads}, D ${a.dim})`);
     const tiles = Math.ceil(a.nKeys / m.kt);
     // Enough workgroups to fill the GPU; each takes a run of tiles, so the query is decoded once per run.
-    const perGroup = Math.max(1, Math.min(16, Math.floor((tiles * a.rows) / 4096)));
+    const perGroup = Math.max(1, Math.min(16, Math.floor((tiles * a.rows) / 512)));
     const groups = Math.ceil(tiles / perGroup);
     const [gx, gz] = split(gpu, groups);
     const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup));
@@ -255,7 +255,7 @@ const KT: u32 = ${KT}u;
 const WGS: u32 = ${SG * NSG}u;
 const NONE: u32 = 0xffffffffu;
 var<workgroup> qS: array<f16, ${H * D}>;   // the query row [H][D]
-var<workgroup> kS: array<f16, ${KT * D}>;  // the tile's keys [KT][D]
+var<workgroup> kS: array<f16, ${KT * D}>;  // the tile's keys, transposed: [D][KT]
 var<workgroup> sS: array<f32, ${H * KT}>;  // q·k [H][KT]
 var<workgroup> slotS: array<u32, ${KT}>;
 
@@ -289,10 +289,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       let slot = slotS[key];
       var word = 0u;
       if (slot != NONE) { word = kCache[slot * (D / 4u) + i % (D / 4u)]; }
-      kS[4u * i] = f16of(word);
-      kS[4u * i + 1u] = f16of(word >> 8u);
-      kS[4u * i + 2u] = f16of(word >> 16u);
-      kS[4u * i + 3u] = f16of(word >> 24u);
+      let d = 4u * (i % (D / 4u));
+      kS[d * KT + key] = f16of(word);
+      kS[(d + 1u) * KT + key] = f16of(word >> 8u);
+      kS[(d + 2u) * KT + key] = f16of(word >> 16u);
+      kS[(d + 3u) * KT + key] = f16of(word >> 24u);
     }
     workgroupBarrier();
     for (var j = 0u; j < ${tasksPerSubgroup}u; j++) {
@@ -302,7 +303,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       var acc = subgroup_matrix_result<f32, 16, 16>();
       for (var d = 0u; d < D; d += 16u) {
         let a = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qS, hb * 16u * D + d, false, D);
-        let b = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kS, kb * 16u * D + d, true, D);
+        let b = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kS, d * KT + kb * 16u, false, KT);
         acc = subgroupMatrixMultiplyAccumulate(a, b, acc);
       }
       subgroupMatrixStore(&sS, hb * 16u * KT + kb * 16u, acc, false, KT);
