@@ -56,3 +56,12 @@ test('topk: −∞ masks, rows with fewer valid keys than k, rows with none', as
   }
   for (const k of [3, 8, 40, 64]) await check(scores, rows, nKeys, k, positions);
 });
+
+test('topk: ties spread over many invocations\' runs of positions (S 5000, 7 distinct values)', async () => {
+  const r = rng(4);
+  const rows = 2;
+  const nKeys = 5000;
+  const scores = Float32Array.from({ length: rows * nKeys }, () => Math.floor(r() * 7) - 3);
+  const positions = Int32Array.of(4999, 3001);
+  for (const k of [300, 2048]) await check(scores, rows, nKeys, k, positions);
+});

@@ -9,11 +9,16 @@
 const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[];
 
 /**
- * Dawn flags the Node package is created with unless DSA_DAWN_FLAGS says otherwise: the
- * subgroup-matrix feature (tensor cores) is behind allow_unsafe_apis, and Dawn offers shader-f16 on
- * NVIDIA's Vulkan driver only with vulkan_enable_f16_on_nvidia.
+ * Dawn flags the Node package is created with unless DSA_DAWN_FLAGS says otherwise (space-separated):
+ * the subgroup-matrix feature (tensor cores) is behind allow_unsafe_apis, Dawn offers shader-f16 on
+ * NVIDIA's Vulkan driver only with vulkan_enable_f16_on_nvidia, and exact timestamps need
+ * timestamp_quantization off.
  */
-export const DEFAULT_DAWN_FLAGS: readonly string[] = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'];
+export const DEFAULT_DAWN_FLAGS: readonly string[] = [
+  'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia',
+  // Dawn rounds timestamps to tens of microseconds unless told otherwise; kernel timings need them exact.
+  'disable-dawn-features=timestamp_quantization',
+];
 
 /** Dispatches recorded before the pending commands are submitted (the GPU starts on them meanwhile). */
 const MAX_PENDING = 64;

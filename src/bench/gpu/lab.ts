@@ -46,21 +46,27 @@ export interface LabOptions {
   note: (line: string) => void;
 }
 
-/** Runs `record` `runs` times (after one warm-up) under timestamp queries; per run, ms by label. */
+/**
+ * Runs `record` `runs` times (after one warm-up) under timestamp queries: per run, GPU ms by label;
+ * then `runs` more times without them for the wall time of recording, submitting and waiting.
+ */
 async function gpuTimes(gpu: GpuDevice, runs: number, record: () => void): Promise<{ byLabel: Record<string, number>; totalMs: number; wallMs: number }> {
   record();
   await gpu.finish();
   const perRun: Record<string, number>[] = [];
-  const walls: number[] = [];
   for (let r = 0; r < runs; r++) {
     gpu.startProfiling();
+    record();
+    const by: Record<string, number> = {};
+    for (const k of await gpu.stopProfiling()) by[k.label] = (by[k.label] ?? 0) + k.ms;
+    perRun.push(by);
+  }
+  const walls: number[] = [];
+  for (let r = 0; r < runs; r++) {
     const t0 = performance.now();
     record();
     await gpu.finish();
     walls.push(performance.now() - t0);
-    const by: Record<string, number> = {};
-    for (const k of await gpu.stopProfiling()) by[k.label] = (by[k.label] ?? 0) + k.ms;
-    perRun.push(by);
   }
   const byLabel: Record<string, number> = {};
   for (const label of Object.keys(perRun[0] ?? {})) byLabel[label] = median(perRun.map((p) => p[label] ?? 0));

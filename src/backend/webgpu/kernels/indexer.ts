@@ -284,16 +284,29 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       slotS[li] = slot;
     }
     workgroupBarrier();
-    for (var i = li; i < KT * D / 4u; i += WGS) {
-      let key = i / (D / 4u);
-      let slot = slotS[key];
-      var word = 0u;
-      if (slot != NONE) { word = kCache[slot * (D / 4u) + i % (D / 4u)]; }
-      let d = 4u * (i % (D / 4u));
-      kS[d * KT + key] = f16of(word);
-      kS[(d + 1u) * KT + key] = f16of(word >> 8u);
-      kS[(d + 2u) * KT + key] = f16of(word >> 16u);
-      kS[(d + 3u) * KT + key] = f16of(word >> 24u);
+    // The tile's codes: invocations take consecutive keys (conflict-free shared stores); all of an
+    // invocation's loads are issued before any is decoded.
+    for (var i0 = 0u; i0 < KT * D / 4u; i0 += 16u * WGS) {
+      var words: array<u32, 16>;
+      for (var j = 0u; j < 16u; j++) {
+        let i = i0 + j * WGS + li;
+        let slot = slotS[i % KT];
+        var word = 0u;
+        if (i < KT * D / 4u && slot != NONE) { word = kCache[slot * (D / 4u) + i / KT]; }
+        words[j] = word;
+      }
+      for (var j = 0u; j < 16u; j++) {
+        let i = i0 + j * WGS + li;
+        if (i < KT * D / 4u) {
+          let key = i % KT;
+          let d = 4u * (i / KT);
+          let word = words[j];
+          kS[d * KT + key] = f16of(word);
+          kS[(d + 1u) * KT + key] = f16of(word >> 8u);
+          kS[(d + 2u) * KT + key] = f16of(word >> 16u);
+          kS[(d + 3u) * KT + key] = f16of(word >> 24u);
+        }
+      }
     }
     workgroupBarrier();
     for (var j = 0u; j < ${tasksPerSubgroup}u; j++) {

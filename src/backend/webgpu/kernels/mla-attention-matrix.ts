@@ -115,13 +115,19 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   for (var j = 0u; j < 4u; j++) { acc[j] = subgroup_matrix_result<f32, 16, 16>(); }
   for (var dc = 0u; dc < ROW; dc += 64u) {
     workgroupBarrier();
-    for (var i = li; i < 4096u; i += 128u) {
-      let e = i / 64u;
-      let d = i % 64u;
-      let slot = slotS[e];
-      var v = 0.0;
-      if (slot != NONE && dc + d < ROW) { v = latVal(slot * p.width + dc + d); }
-      latS[d * 64u + e] = f16(v);
+    // Invocations take consecutive entries (conflict-free stores); loads are issued 16 at a time
+    // before they are converted.
+    for (var i0 = 0u; i0 < 4096u; i0 += 2048u) {
+      var vals: array<f32, 16>;
+      for (var j = 0u; j < 16u; j++) {
+        let i = i0 + j * 128u + li;
+        let d = i / 64u;
+        let slot = slotS[i % 64u];
+        var v = 0.0;
+        if (slot != NONE && dc + d < ROW) { v = latVal(slot * p.width + dc + d); }
+        vals[j] = v;
+      }
+      for (var j = 0u; j < 16u; j++) { latS[i0 + j * 128u + li] = f16(vals[j]); }
     }
     workgroupBarrier();
     for (var kk = 0u; kk < 64u; kk += 16u) {
@@ -202,18 +208,29 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     workgroupBarrier();
     if (li < 64u) { slotS[li] = entrySlot(t, e0 + li); }
     workgroupBarrier();
-    for (var i = li; i < 4096u; i += 128u) {
-      let h = i / 64u;
-      let e = i % 64u;
-      var pv = 0.0;
-      if (slotS[e] != NONE) { pv = exp(bitcast<f32>(S[(tl * H + h0 + h) * p.E + e0 + e]) - mS[h]); }
-      pS[i] = f16(pv);
+    for (var i0 = 0u; i0 < 4096u; i0 += 2048u) {
+      var vals: array<f32, 16>;
+      for (var j = 0u; j < 16u; j++) {
+        let i = i0 + j * 128u + li;
+        var s = -3.0e38;
+        if (slotS[i % 64u] != NONE) { s = bitcast<f32>(S[(tl * H + h0 + i / 64u) * p.E + e0 + i % 64u]); }
+        vals[j] = s;
+      }
+      for (var j = 0u; j < 16u; j++) {
+        let i = i0 + j * 128u + li;
+        pS[i] = f16(select(0.0, exp(vals[j] - mS[i / 64u]), vals[j] > -1.0e38));
+      }
     }
-    for (var i = li; i < 8192u; i += 128u) {
-      let slot = slotS[i / 128u];
-      var v = 0.0;
-      if (slot != NONE) { v = latVal(slot * p.width + c0 + i % 128u); }
-      vS[i] = f16(v);
+    for (var i0 = 0u; i0 < 8192u; i0 += 2048u) {
+      var vals: array<f32, 16>;
+      for (var j = 0u; j < 16u; j++) {
+        let i = i0 + j * 128u + li;
+        let slot = slotS[i / 128u];
+        var v = 0.0;
+        if (slot != NONE) { v = latVal(slot * p.width + c0 + i % 128u); }
+        vals[j] = v;
+      }
+      for (var j = 0u; j < 16u; j++) { vS[i0 + j * 128u + li] = f16(vals[j]); }
     }
     workgroupBarrier();
     for (var kk = 0u; kk < 64u; kk += 16u) {

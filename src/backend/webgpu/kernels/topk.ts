@@ -4,10 +4,10 @@
  * row t considers keys 0..min(positions[t], S−1); every f32 score becomes an order-preserving u32
  * key (−0 is mapped to +0, as `>` and `===` treat them); four 8-bit histogram passes in workgroup
  * memory find the k-th largest key T exactly and how many keys equal to T are to be taken; then a
- * compaction pass over chunks of 256 positions (one workgroup prefix scan each) writes the keys
- * > T and the first of the keys = T, lowest positions first, in ascending position order, and −1
- * padding: i32 [T, min(k, S)]. The selected sets equal the CPU's, ties included. Inputs are
- * assumed NaN-free.
+ * compaction (each invocation walks its own contiguous run of positions, after one scan of the
+ * counts over the invocations) writes the keys > T and the first of the keys = T, lowest positions
+ * first, in ascending position order, and −1 padding: i32 [T, min(k, S)]. The selected sets equal
+ * the CPU's, ties included. Inputs are assumed NaN-free.
  */
 import type { GpuDevice } from '../device.js';
 import { ORDER_KEY_WGSL } from './wgsl.js';
@@ -21,6 +21,7 @@ struct Params { rows: u32, nKeys: u32, k: u32, width: u32, groupsX: u32 }
 
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> scan: array<u32, 256>;
+var<workgroup> scanTie: array<u32, 256>;
 var<workgroup> prefix: u32;
 var<workgroup> remaining: u32;
 var<workgroup> validW: u32;
@@ -71,38 +72,45 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let threshold = prefix;
   let ties = remaining; // keys equal to threshold to take, lowest positions first
 
-  // Compaction in position order: per chunk, an inclusive scan of (above << 16) | tie.
-  var aboveCarry = 0u;
-  var tieCarry = 0u;
-  for (var base = 0u; base < valid; base += 256u) {
-    let s = base + lid;
-    var above = 0u;
-    var tie = 0u;
-    if (s < valid) {
-      let key = orderKey(scores[row + s]);
-      above = select(0u, 1u, key > threshold);
-      tie = select(0u, 1u, key == threshold);
+  // Compaction in position order: invocation lid owns the positions [s0, s1) (contiguous, in lid
+  // order); it counts its keys above the threshold and equal to it, one scan over the invocations
+  // gives the counts before it, and a second walk writes its keys at their places.
+  let seg = (valid + 255u) / 256u;
+  let s0 = min(lid * seg, valid);
+  let s1 = min(s0 + seg, valid);
+  var above = 0u;
+  var tie = 0u;
+  for (var s = s0; s < s1; s++) {
+    let key = orderKey(scores[row + s]);
+    above += select(0u, 1u, key > threshold);
+    tie += select(0u, 1u, key == threshold);
+  }
+  scan[lid] = above;
+  scanTie[lid] = tie;
+  workgroupBarrier();
+  for (var off = 1u; off < 256u; off <<= 1u) {
+    var a = scan[lid];
+    var b = scanTie[lid];
+    if (lid >= off) {
+      a += scan[lid - off];
+      b += scanTie[lid - off];
     }
-    let mine = (above << 16u) | tie;
-    scan[lid] = mine;
     workgroupBarrier();
-    for (var off = 1u; off < 256u; off <<= 1u) {
-      var v = scan[lid];
-      if (lid >= off) { v += scan[lid - off]; }
-      workgroupBarrier();
-      scan[lid] = v;
-      workgroupBarrier();
-    }
-    let excl = scan[lid] - mine;
-    let tieBefore = tieCarry + (excl & 0xffffu);
-    if (above == 1u || (tie == 1u && tieBefore < ties)) {
-      let idx = aboveCarry + (excl >> 16u) + min(tieBefore, ties);
-      out[t * p.width + idx] = i32(s);
-    }
-    let total = scan[255];
-    aboveCarry += total >> 16u;
-    tieCarry += total & 0xffffu;
+    scan[lid] = a;
+    scanTie[lid] = b;
     workgroupBarrier();
+  }
+  var aBefore = scan[lid] - above;
+  var tBefore = scanTie[lid] - tie;
+  for (var s = s0; s < s1; s++) {
+    let key = orderKey(scores[row + s]);
+    if (key > threshold) {
+      out[t * p.width + aBefore + min(tBefore, ties)] = i32(s);
+      aBefore++;
+    } else if (key == threshold) {
+      if (tBefore < ties) { out[t * p.width + aBefore + tBefore] = i32(s); }
+      tBefore++;
+    }
   }
   if (live) {
     for (var j = take + lid; j < p.width; j += 256u) { out[t * p.width + j] = -1; }
