@@ -71,6 +71,12 @@ const errorCases: ErrorCase[] = [];
   }
 }
 
+errorCases.push({
+  name: 'dequantFp8: scales of another count than the blocks throw',
+  run: async (b) => b.read(b.dequantFp8(b.zeros([4, 200], 'u8'), b.zeros([4, 1], 'f32'), 128)),
+  error: /dequantFp8: expected 8 scales, got 4/,
+});
+
 // ---- cache writes ----------------------------------------------------------------------------
 
 {
@@ -110,7 +116,16 @@ const errorCases: ErrorCase[] = [];
       b.writeRows(dst, pagesOf(b, table, pageSize), b.upload(pos1, [6]), b.upload(src1, [6, 6]), 5);
       return b.read(dst);
     },
-    error: /writeRows/,
+    error: /writeRows: columns \[5, 11\) exceed the cache row 10/,
+  });
+  errorCases.push({
+    name: 'writeRows: another number of positions than rows throws',
+    async run(b) {
+      const dst = b.upload(init, [slots, width]);
+      b.writeRows(dst, pagesOf(b, table, pageSize), b.upload(pos1.subarray(0, 5), [5]), b.upload(src1, [6, 6]), 0);
+      return b.read(dst);
+    },
+    error: /writeRows: 6 rows but 5 positions/,
   });
   errorCases.push({
     name: 'writeRows: a position past the block table throws',
@@ -119,7 +134,10 @@ const errorCases: ErrorCase[] = [];
       b.writeRows(dst, pagesOf(b, table, pageSize), b.upload(Int32Array.of(12), [1]), b.upload(src2, [1, 3]), 0);
       return b.read(dst);
     },
-    error: /writeRows|page/,
+    // The CPU's message comes from its page lookup (shared by every op that reads pages).
+    error: /position 12 is beyond the sequence's 3 cache pages/,
+    // The positions and the block table are on the device: the kernel skips that row.
+    gpu: { does: 'skips', expect: () => [init] },
   });
   const initU8 = Uint8Array.from({ length: slots * 8 }, () => 0x7f);
   const srcU8 = Uint8Array.from({ length: 3 * 8 }, () => r.int(256));
