@@ -194,6 +194,33 @@ errorCases.push({
     tol: TOL.exact,
   });
 
+  // Odd row widths: a GPU keeps two bf16 or four u8 elements in a word, so these rows start inside words.
+  const odd16 = randomBf16(r, 5 * 3);
+  const odd8 = Uint8Array.from({ length: 5 * 7 }, () => r.int(256));
+  cases.push({
+    name: 'bf16 [5, 3] and u8 [5, 7] tensors (rows inside words): sliceRows, concatRows, sliceLast, gatherRows',
+    async run(b) {
+      const out = [];
+      for (const [data, n] of [
+        [odd16, 3],
+        [odd8, 7],
+      ] as const) {
+        const t = b.upload(data, [5, n]);
+        const stacked = b.concatRows([b.sliceRows(t, 3, 2), b.sliceRows(t, 0, 1), b.sliceRows(t, 1, 1)]);
+        out.push(stacked, b.sliceLast(t, 1, 2), b.gatherRows(t, b.upload(Int32Array.of(4, 1, 1), [3])));
+      }
+      const got = await readAll(b, ...out);
+      return [...got, out.flatMap(meta)];
+    },
+    reference() {
+      const rowsOf = (data: ArrayLike<number>, n: number, rows: number[]) => rows.flatMap((row) => Array.from({ length: n }, (_, j) => data[row * n + j]!));
+      const cols = (data: ArrayLike<number>, n: number) => [0, 1, 2, 3, 4].flatMap((row) => [data[row * n + 1]!, data[row * n + 2]!]);
+      const m = (code: number, n: number) => [code, 4 * n, 4, n, code, 10, 5, 2, code, 3 * n, 3, n];
+      return [rowsOf(odd16, 3, [3, 4, 0, 1]), cols(odd16, 3), rowsOf(odd16, 3, [4, 1, 1]), rowsOf(odd8, 7, [3, 4, 0, 1]), cols(odd8, 7), rowsOf(odd8, 7, [4, 1, 1]), [...m(3, 3), ...m(2, 7)]];
+    },
+    tol: TOL.exact,
+  });
+
   // packLatent: T rows of c_kv [T, 256] (two 128-blocks) and k_rope [T, 8].
   const T = 5;
   const rk = 256;
