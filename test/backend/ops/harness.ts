@@ -23,8 +23,8 @@
  *
  * Tolerances are per op (see TOL): |got − want| ≤ abs + rel·|want| element-wise, with ±∞ matched
  * exactly (NaN matches NaN). Set OPS_TEST_VERBOSE=1 to print, per case, the worst error as a
- * fraction of its allowance. The same tolerances hold for every backend: the GPU kernels
- * accumulate in float32 and stay inside them (see docs/webgpu.md).
+ * fraction of its allowance. A backend may replace a TOL entry (BackendUnderTest.tol), with the
+ * reason: WebGPU's MLA attention does (float32 scores summed in order).
  */
 import { after, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -48,6 +48,8 @@ export interface BackendUnderTest {
   make(): Backend | Promise<Backend>;
   /** Releases what make() acquired (a GPU device: Dawn keeps the process alive while one is open). */
   close?(b: Backend): void;
+  /** Tolerances of this backend that differ from TOL, each with the reason next to it. */
+  tol?: Partial<Record<keyof typeof TOL, Tol>>;
 }
 
 export const backends: BackendUnderTest[] = [
@@ -57,7 +59,21 @@ export const backends: BackendUnderTest[] = [
   { name: 'cpu-wasm-2threads', kind: 'cpu', make: () => new CpuBackend({ kernels: 'wasm', threads: 2, minParallelWork: 0 }) },
   // WGSL kernels through Dawn; without a GPU on Mesa's lavapipe (Vulkan on the CPU), which CI
   // installs (.ci/run). See makeGpu for what happens when no adapter is there.
-  { name: 'webgpu', kind: 'gpu', make: makeGpu, close: (b) => (b as WebGpuBackend).destroy() },
+  {
+    name: 'webgpu',
+    kind: 'gpu',
+    make: makeGpu,
+    close: (b) => (b as WebGpuBackend).destroy(),
+    tol: {
+      // The WGSL MLA kernel sums each score's r + dr products in one float32 accumulator, in order
+      // (the CPU kernels: float64, or several SIMD lanes). On lavapipe the r = 256 cases sit at up to
+      // 96% of TOL.attention (bf16 latents, sparse), and a float32 emulation of that sequential sum
+      // gives the same errors as the GPU (25–69% over six seeds of the dense f32 case), so this is
+      // rounding, not a fault; twice the allowance leaves room for other GPUs' exp and fma. A wrong
+      // entry, scale or block still moves outputs by ≥ 1e-3.
+      attention: { abs: 4e-6, rel: 2e-5 },
+    },
+  },
 ];
 
 /** Thrown by make() when a backend cannot run on this machine and that is allowed (not in CI). */
@@ -197,6 +213,12 @@ export function assertClose(got: Arr, want: Arr, tol: Tol, what: string): number
     assert.fail(`${what}[${worst}]: got ${g}, want ${w} (|err| ${Math.abs(g - w)}, allowed ${tol.abs + tol.rel * Math.abs(w)})`);
   }
   return worstRatio;
+}
+
+/** The tolerance a backend applies where a case asks for `t` (its own for that TOL entry, if any). */
+function tolFor(be: BackendUnderTest, t: Tol): Tol {
+  for (const [key, own] of Object.entries(be.tol ?? {})) if (t === TOL[key as keyof typeof TOL]) return own;
+  return t;
 }
 
 export function tolsOf(c: OpCase, n: number): Tol[] {
@@ -506,7 +528,7 @@ export function runCases(group: string, cases: readonly OpCase[], errorCases: re
           if (!b) return;
           const got = await c.run(b);
           const want = c.reference();
-          const tols = tolsOf(c, want.length);
+          const tols = tolsOf(c, want.length).map((t) => tolFor(be, t));
           if (c.check) c.check(got, want, tols);
           else {
             const worst = compareAll(c.name, got, want, tols);
@@ -524,7 +546,8 @@ export function runCases(group: string, cases: readonly OpCase[], errorCases: re
             const got = (Array.isArray(res) ? res : [res]) as Arr[];
             const want = gpu.expect();
             const tol = gpu.tol ?? TOL.exact;
-            compareAll(e.name, got, want, Array.isArray(tol) ? (tol as Tol[]) : want.map(() => tol as Tol));
+            const tols = Array.isArray(tol) ? (tol as Tol[]) : want.map(() => tol as Tol);
+            compareAll(e.name, got, want, tols.map((t) => tolFor(be, t)));
             return;
           }
           await assert.rejects(
