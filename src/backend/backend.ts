@@ -240,6 +240,17 @@ export class ShapeError extends Error {
   }
 }
 
+/** Throws a ShapeError naming the op unless t has exactly `shape`. */
+export function expectShape(op: string, what: string, t: Tensor, shape: readonly number[]): void {
+  const ok = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+  if (!ok) throw new ShapeError(op, `${what} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+}
+
+/** Throws a ShapeError naming the op unless b has a's shape. */
+export function sameShape(op: string, a: Tensor, b: Tensor): void {
+  expectShape(op, 'second operand', b, a.shape);
+}
+
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;

@@ -8,8 +8,10 @@
  * in the low bytes first: the little-endian layout of the host arrays, so uploads are plain copies).
  */
 import {
+  expectShape,
   latentRowWidth,
   numel,
+  sameShape,
   ShapeError,
   type Backend,
   type DType,
@@ -89,12 +91,6 @@ function gw(w: Weight, op: string): GpuWeight {
 function rowsCols(t: Tensor): [number, number] {
   const cols = t.shape.length === 0 ? 1 : t.shape[t.shape.length - 1]!;
   return [cols === 0 ? 0 : t.size / cols, cols];
-}
-
-function sameShape(op: string, a: Tensor, b: Tensor): void {
-  if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
-    throw new ShapeError(op, `shapes [${a.shape.join(', ')}] and [${b.shape.join(', ')}] differ`);
-  }
 }
 
 export class WebGpuBackend implements Backend {
@@ -250,12 +246,13 @@ export class WebGpuBackend implements Backend {
   }
   rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
     const [rows, n] = rowsCols(x);
-    if (w.size !== n) throw new ShapeError('rmsNorm', `weight has ${w.size} values, rows ${n}`);
+    expectShape('rmsNorm', 'weight', w, [n]);
     return this.t(x.shape, 'f32', rmsNormGpu(this.gpu, gt(x, 'rmsNorm', 'f32').buffer, gt(w, 'rmsNorm', 'f32').buffer, rows, n, eps));
   }
   layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
     const [rows, n] = rowsCols(x);
-    if (w.size !== n || b.size !== n) throw new ShapeError('layerNorm', `weight/bias sizes ${w.size}/${b.size}, rows ${n}`);
+    expectShape('layerNorm', 'weight', w, [n]);
+    expectShape('layerNorm', 'bias', b, [n]);
     return this.t(x.shape, 'f32', layerNormGpu(this.gpu, gt(x, 'layerNorm', 'f32').buffer, gt(w, 'layerNorm', 'f32').buffer, gt(b, 'layerNorm', 'f32').buffer, rows, n, eps));
   }
   linear(x: Tensor, w: Weight, actQuant: ScaleFormat | null): Tensor {
@@ -275,12 +272,14 @@ export class WebGpuBackend implements Backend {
     const [wh, a, b] = w.shape as [number, number, number];
     const inner = transposeW ? b : a;
     const m = transposeW ? a : b;
-    if (wh !== heads || inner !== n) throw new ShapeError('headMatmul', `x [${x.shape.join(', ')}] does not match w [${w.shape.join(', ')}]`);
+    if (wh !== heads || inner !== n) throw new ShapeError('headMatmul', `x [${x.shape.join(', ')}] does not match w [${w.shape.join(', ')}]${transposeW ? 'ᵀ' : ''}`);
     return this.t([rows, heads, m], 'f32', headMatmulGpu(this.gpu, gt(x, 'headMatmul', 'f32').buffer, gt(w, 'headMatmul', 'f32').buffer, rows, heads, n, m, transposeW));
   }
   rope(x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, offset: number, interleaved: boolean): Tensor {
     if (x.shape.length !== 3) throw new ShapeError('rope', `expects x [T, heads, dim], got [${x.shape.join(', ')}]`);
     const [rows, heads, dim] = x.shape as [number, number, number];
+    expectShape('rope', 'positions', positions, [rows]);
+    sameShape('rope', cos, sin);
     const [maxPos, half] = cos.shape as [number, number];
     if (offset + 2 * half > dim) throw new ShapeError('rope', `rotary dims [${offset}, ${offset + 2 * half}) exceed the head size ${dim}`);
     const out = ropeGpu(
@@ -300,6 +299,7 @@ export class WebGpuBackend implements Backend {
   }
   dequantFp8(q: Tensor, s: Tensor, block: number): Tensor {
     const [rows, n] = rowsCols(q);
+    if (s.size !== rows * Math.ceil(n / block)) throw new ShapeError('dequantFp8', `expected ${rows * Math.ceil(n / block)} scales, got ${s.size}`);
     return this.t(q.shape, 'f32', dequantFp8Gpu(this.gpu, gt(q, 'dequantFp8', 'u8').buffer, gt(s, 'dequantFp8', 'f32').buffer, rows, n, block));
   }
 
@@ -309,6 +309,7 @@ export class WebGpuBackend implements Backend {
     const s = gt(src, 'writeRows', d.dtype);
     const [, width] = rowsCols(d);
     const [rows, n] = rowsCols(s);
+    if (positions.size !== rows) throw new ShapeError('writeRows', `${rows} rows but ${positions.size} positions`);
     if (colOffset + n > width) throw new ShapeError('writeRows', `columns [${colOffset}, ${colOffset + n}) exceed the cache row ${width}`);
     const p = this.pagesArgs(pages);
     rowsK.writeRowsGpu(this.gpu, {
@@ -334,6 +335,9 @@ export class WebGpuBackend implements Backend {
   indexerScores(q8: Tensor, w: Tensor, kCache: Tensor, kScale: Tensor, pages: SeqPages, nKeys: number, positions: Tensor): Tensor {
     if (q8.shape.length !== 3) throw new ShapeError('indexerScores', `expects q8 [T, H, D], got [${q8.shape.join(', ')}]`);
     const [rows, heads, dim] = q8.shape as [number, number, number];
+    expectShape('indexerScores', 'weights', w, [rows, heads]);
+    expectShape('indexerScores', 'positions', positions, [rows]);
+    if (kCache.shape[1] !== dim) throw new ShapeError('indexerScores', `key cache rows have ${kCache.shape[1]} values, queries ${dim}`);
     const p = this.pagesArgs(pages);
     const out = indexerScoresGpu(this.gpu, {
       q8: gt(q8, 'indexerScores', 'u8').buffer, w: gt(w, 'indexerScores', 'f32').buffer,
@@ -345,17 +349,28 @@ export class WebGpuBackend implements Backend {
   }
   topk(scores: Tensor, k: number, positions: Tensor): Tensor {
     const [rows, n] = rowsCols(scores);
+    expectShape('topk', 'positions', positions, [rows]);
     return this.t([rows, Math.min(k, n)], 'i32', topkGpu(this.gpu, gt(scores, 'topk', 'f32').buffer, gt(positions, 'topk', 'i32').buffer, rows, n, k));
   }
   mlaAttention(qLat: Tensor, qPe: Tensor, latent: Tensor, pages: SeqPages, positions: Tensor, indices: Tensor | null, scale: number): Tensor {
     if (qLat.shape.length !== 3 || qPe.shape.length !== 3) throw new ShapeError('mlaAttention', 'expects qLat [T, H, r] and qPe [T, H, dr]');
     const [rows, heads, r] = qLat.shape as [number, number, number];
     const dr = qPe.shape[2]!;
+    expectShape('mlaAttention', 'qPe', qPe, [rows, heads, dr]);
+    expectShape('mlaAttention', 'positions', positions, [rows]);
     const lat = gt(latent, 'mlaAttention');
+    if (lat.dtype === 'i32') throw new ShapeError('mlaAttention', `the latent cache must be f32, bf16 or u8 (fp8 rows), got ${lat.dtype}`);
     const format: LatentFormat = lat.dtype === 'f32' ? 'f32' : lat.dtype === 'bf16' ? 'bf16' : 'fp8';
-    if (lat.shape[1] !== latentRowWidth(format, r, dr)) {
-      throw new ShapeError('mlaAttention', `${format} latent rows have ${lat.shape[1]} elements, expected ${latentRowWidth(format, r, dr)}`);
+    let width: number;
+    try {
+      width = latentRowWidth(format, r, dr);
+    } catch (e) {
+      throw new ShapeError('mlaAttention', (e as Error).message);
     }
+    if (lat.shape.length !== 2 || lat.shape[1] !== width) {
+      throw new ShapeError('mlaAttention', `${format} latent rows have ${lat.shape[1]} ${format === 'fp8' ? 'bytes' : 'values'}, expected ${width} (r ${r}, dr ${dr})`);
+    }
+    if (indices && indices.shape[0] !== rows) throw new ShapeError('mlaAttention', `indices have ${indices.shape[0]} rows, queries ${rows}`);
     const p = this.pagesArgs(pages);
     const idx = indices ? gt(indices, 'mlaAttention', 'i32') : null;
     if (this.tensorCoreAttention && mlaMatrixAvailable(this.gpu, { rows, heads, r, dr }, format)) {
@@ -377,6 +392,8 @@ export class WebGpuBackend implements Backend {
   // ---- mixture of experts ----
   moeRoute(logits: Tensor, bias: Tensor | null, opts: RouteOptions, forced: Tensor | null): { experts: Tensor; weights: Tensor; chosen: Tensor } {
     const [rows, n] = rowsCols(logits);
+    if (bias) expectShape('moeRoute', 'bias', bias, [n]);
+    if (forced) expectShape('moeRoute', 'forced experts', forced, [rows, opts.topk]);
     const r = moeRouteGpu(
       this.gpu, gt(logits, 'moeRoute', 'f32').buffer, rows, n, bias ? gt(bias, 'moeRoute', 'f32').buffer : null, opts,
       forced ? gt(forced, 'moeRoute', 'i32').buffer : null,
@@ -394,7 +411,8 @@ export class WebGpuBackend implements Backend {
     actQuant: ScaleFormat | null,
   ): Tensor {
     const [rows, dim] = rowsCols(x);
-    const [, k] = rowsCols(experts);
+    const [er, k] = rowsCols(experts);
+    if (er !== rows) throw new ShapeError('moeExperts', `${er} routed rows for ${rows} tokens`);
     const ws = (list: readonly Weight[]) => list.map((w) => gw(w, 'moeExperts').expert());
     const out = moeExpertsGroupedGpu(
       this.gpu, gt(x, 'moeExperts', 'f32').buffer, rows, dim, gt(experts, 'moeExperts', 'i32').buffer, gt(weights, 'moeExperts', 'f32').buffer, k,

@@ -66,11 +66,5 @@ export function rowsCols(t: Tensor): [number, number] {
   return [cols === 0 ? 0 : t.size / cols, cols];
 }
 
-export function expectShape(op: string, what: string, t: Tensor, shape: readonly number[]): void {
-  const ok = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
-  if (!ok) throw new ShapeError(op, `${what} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
-}
-
-export function sameShape(op: string, a: Tensor, b: Tensor): void {
-  expectShape(op, 'second operand', b, a.shape);
-}
+/** Shape checks with the op's name in the message, shared by every backend. */
+export { expectShape, sameShape } from '../backend.js';

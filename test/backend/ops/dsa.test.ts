@@ -81,6 +81,34 @@ const errorCases: ErrorCase[] = [];
     },
     tol: [TOL.indexer, TOL.exact],
   });
+  const scoresOf = (b: Backend, o: { w?: Float32Array; wShape?: number[]; keyWidth?: number; nKeys?: number }) =>
+    b.read(
+      b.indexerScores(
+        b.upload(q8, [T, H, D]),
+        b.upload(o.w ?? w, o.wShape ?? [T, H]),
+        b.upload(kCache.subarray(0, slots * (o.keyWidth ?? D)), [slots, o.keyWidth ?? D]),
+        b.upload(kScale, [slots]),
+        pagesOf(b, table, pageSize),
+        o.nKeys ?? nKeys,
+        b.upload(positions, [T]),
+      ),
+    );
+  errorCases.push({
+    name: 'indexerScores: head weights of another shape than [T, H] throw',
+    run: (b) => scoresOf(b, { wShape: [H, T] }),
+    error: /indexerScores: weights has shape \[3, 4\], expected \[4, 3\]/,
+  });
+  errorCases.push({
+    name: 'indexerScores: key cache rows of another width than the queries throw',
+    run: (b) => scoresOf(b, { keyWidth: 16 }),
+    error: /indexerScores: key cache rows have 16 values, queries 32/,
+  });
+  errorCases.push({
+    name: 'indexerScores: more keys than the block table holds throw',
+    run: (b) => scoresOf(b, { nKeys: 13 }),
+    // The CPU's message comes from its page lookup, the GPU's from its launcher; both name the pages.
+    error: /beyond the sequence's 3 cache pages|13 keys exceed the sequence's 3 cache pages/,
+  });
 }
 
 /**
@@ -171,6 +199,11 @@ function topkCase(name: string, scores: Float32Array, T: number, S: number, k: n
       for (let s = 0; s <= positions[t]!; s++) scores[t * S + s] = t === 4 ? r.normal() : r.int(12) * 0.25 - 1; // row 4: no ties
     }
     cases.push(topkCase('topk: k 64 of 300, 12 tied levels and a tie-free row, −∞ after the position', scores, T, S, 64, positions));
+    errorCases.push({
+      name: 'topk: positions of another length than the rows throw',
+      run: (b) => b.read(b.topk(b.upload(scores, [T, S]), 64, b.upload(positions.subarray(0, 3), [3]))),
+      error: /topk: positions has shape \[3\], expected \[5\]/,
+    });
   }
 }
 
@@ -225,8 +258,8 @@ function topkCase(name: string, scores: Float32Array, T: number, S: number, k: n
       b.upload(qPe, [T, H, dr]),
       b.upload(latent, [slots, rk + dr]),
       pagesOf(b, table, pageSize),
-      b.upload(pos, [T]),
-      idx ? b.upload(idx, [T, width]) : null,
+      b.upload(pos, [pos.length]),
+      idx ? b.upload(idx, [idx.length / width, width]) : null,
       scale,
     );
     const [ro] = await readAll(b, out);
@@ -278,7 +311,23 @@ function topkCase(name: string, scores: Float32Array, T: number, S: number, k: n
   errorCases.push({
     name: 'mlaAttention: a selected future position throws',
     run: (b) => runMla(b, future, K),
-    error: /mlaAttention/,
+    error: /mlaAttention: query at position 2 selects future position 3/,
+    // The indices are on the device: the kernel skips the future entry.
+    gpu: {
+      does: 'skips',
+      expect: () => [refMla((t) => Array.from(future.subarray(t * K, (t + 1) * K)).filter((s) => s >= 0 && s <= positions[t]!)), [T, H, rk]],
+      tol: [TOL.attention, TOL.exact],
+    },
+  });
+  errorCases.push({
+    name: 'mlaAttention: indices with another number of rows than the queries throw',
+    run: (b) => runMla(b, idx.subarray(0, 4 * K), K),
+    error: /mlaAttention: indices have 4 rows, queries 5/,
+  });
+  errorCases.push({
+    name: 'mlaAttention: positions of another length than the rows throw',
+    run: (b) => runMla(b, null, 0, positions.subarray(0, 4)),
+    error: /mlaAttention: positions has shape \[4\], expected \[5\]/,
   });
 }
 

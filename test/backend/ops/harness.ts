@@ -8,20 +8,29 @@
  *
  * Each test file in test/backend/ops/ (one per op group: memory-elementwise, layers, quant-cache,
  * dsa, moe) is a list of cases, each { name, run(backend) → output arrays, reference() → expected
- * arrays, tol }, plus error cases { name, run(backend), error }. This harness holds the shared
+ * arrays, tol }, plus error cases { name, run(backend), error, gpu? }. This harness holds the shared
  * machinery (case types, tolerances, comparison, the seeded generator, the naive reference
  * numerics; the latent-row codecs are in ./latent-ref.ts) and runCases, which runs a file's cases
- * for every entry of `backends`: today the CPU backend; a GPU backend is checked against the same
- * references by adding an entry. `run` reads its outputs back (a GPU may only raise an error when
- * it is read).
+ * for every entry of `backends`: the CPU kernel sets (TypeScript, WASM on one and two threads) and
+ * WebGPU (on Mesa's lavapipe where there is no GPU). `run` reads its outputs back (a GPU may only
+ * raise an error when it is read).
+ *
+ * Error cases: every backend throws a ShapeError naming the op for bad shapes, lengths and dtypes
+ * (checked on the host). Bad values inside index tensors (a row, a position, a forced expert) are
+ * data on the device for a GPU backend, read only by kernels, which cannot throw: such a case
+ * states the GPU kernel's documented behaviour (`gpu: { does: 'skips' | 'zeros' | 'nan', expect }`)
+ * and the GPU backend is checked to do exactly that.
  *
  * Tolerances are per op (see TOL): |got − want| ≤ abs + rel·|want| element-wise, with ±∞ matched
- * exactly. Set OPS_TEST_VERBOSE=1 to print, per case, the worst error as a fraction of its allowance.
+ * exactly (NaN matches NaN). Set OPS_TEST_VERBOSE=1 to print, per case, the worst error as a
+ * fraction of its allowance. A backend may replace a TOL entry (BackendUnderTest.tol), with the
+ * reason: WebGPU's MLA attention does (float32 scores summed in order).
  */
-import { describe, test } from 'node:test';
+import { after, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Backend, HostArray, HostWeight, ScaleFormat, SeqPages, Tensor } from '../../../src/backend/backend.js';
 import { CpuBackend } from '../../../src/backend/cpu.js';
+import { WebGpuBackend } from '../../../src/backend/webgpu.js';
 import { quantizeBlockWeight } from '../../../src/numerics/block-quant.js';
 
 // ================================================================================================
@@ -30,15 +39,58 @@ import { quantizeBlockWeight } from '../../../src/numerics/block-quant.js';
 
 export interface BackendUnderTest {
   name: string;
+  /**
+   * 'cpu': every argument is host data, so every bad input throws. 'gpu': index data (rows,
+   * positions, block tables, forced experts) lives on the device and is read only by kernels, which
+   * cannot throw; an ErrorCase with a `gpu` expectation states what such a backend does instead.
+   */
+  kind: 'cpu' | 'gpu';
   make(): Backend | Promise<Backend>;
+  /** Releases what make() acquired (a GPU device: Dawn keeps the process alive while one is open). */
+  close?(b: Backend): void;
+  /** Tolerances of this backend that differ from TOL, each with the reason next to it. */
+  tol?: Partial<Record<keyof typeof TOL, Tol>>;
 }
 
 export const backends: BackendUnderTest[] = [
-  { name: 'cpu-js', make: () => new CpuBackend({ kernels: 'js' }) },
+  { name: 'cpu-js', kind: 'cpu', make: () => new CpuBackend({ kernels: 'js' }) },
   // The WASM kernels, single-threaded and split over two threads (the pool's partial ranges).
-  { name: 'cpu-wasm', make: () => new CpuBackend({ kernels: 'wasm', threads: 1 }) },
-  { name: 'cpu-wasm-2threads', make: () => new CpuBackend({ kernels: 'wasm', threads: 2, minParallelWork: 0 }) },
+  { name: 'cpu-wasm', kind: 'cpu', make: () => new CpuBackend({ kernels: 'wasm', threads: 1 }) },
+  { name: 'cpu-wasm-2threads', kind: 'cpu', make: () => new CpuBackend({ kernels: 'wasm', threads: 2, minParallelWork: 0 }) },
+  // WGSL kernels through Dawn; without a GPU on Mesa's lavapipe (Vulkan on the CPU), which CI
+  // installs (.ci/run). See makeGpu for what happens when no adapter is there.
+  {
+    name: 'webgpu',
+    kind: 'gpu',
+    make: makeGpu,
+    close: (b) => (b as WebGpuBackend).destroy(),
+    tol: {
+      // The WGSL MLA kernel sums each score's r + dr products in one float32 accumulator, in order
+      // (the CPU kernels: float64, or several SIMD lanes). On lavapipe the r = 256 cases sit at up to
+      // 96% of TOL.attention (bf16 latents, sparse), and a float32 emulation of that sequential sum
+      // gives the same errors as the GPU (25–69% over six seeds of the dense f32 case), so this is
+      // rounding, not a fault; twice the allowance leaves room for other GPUs' exp and fma. A wrong
+      // entry, scale or block still moves outputs by ≥ 1e-3.
+      attention: { abs: 4e-6, rel: 2e-5 },
+    },
+  },
 ];
+
+/** Thrown by make() when a backend cannot run on this machine and that is allowed (not in CI). */
+export class BackendUnavailable extends Error {}
+
+/**
+ * The WebGPU backend. Without an adapter (no GPU, no Mesa ≥ 25) its tests are skipped with the
+ * reason, except in CI (process.env.CI set), where the adapter is required and they fail.
+ */
+async function makeGpu(): Promise<Backend> {
+  try {
+    return await WebGpuBackend.create();
+  } catch (e) {
+    if (process.env.CI) throw new Error(`webgpu backend: no adapter in CI (.ci/run installs Mesa's lavapipe): ${(e as Error).message}`);
+    throw new BackendUnavailable((e as Error).message);
+  }
+}
 
 // ================================================================================================
 // Case structure and comparison
@@ -66,9 +118,28 @@ export interface OpCase {
 
 export interface ErrorCase {
   name: string;
+  /** Runs the op on bad input and reads the output back (errors may surface only at the read). */
   run(b: Backend): Promise<unknown>;
   /** The error message must match (every backend's errors name the op). */
   error: RegExp;
+  /**
+   * Absent: GPU backends validate on the host and throw this error too. Present: the bad value is
+   * data on the device that only a kernel reads (an index, a position, a page), so a GPU backend
+   * does not throw; it does what the kernel documents, and run's result (an array, or a list of
+   * arrays) must equal `expect()`.
+   */
+  gpu?: GpuBehaviour;
+}
+
+/**
+ * What a GPU kernel does with an out-of-range index: 'skips' it (the row is not written, the
+ * entry not attended), reads 'zeros' for it, or gives 'nan' where it is used.
+ */
+export interface GpuBehaviour {
+  does: 'skips' | 'zeros' | 'nan';
+  /** The outputs the kernel gives (NaN matches NaN). */
+  expect(): Arr[];
+  tol?: Tol | readonly Tol[];
 }
 
 /**
@@ -125,7 +196,7 @@ export function assertClose(got: Arr, want: Arr, tol: Tol, what: string): number
     const g = got[i];
     const w = want[i];
     if (!Number.isFinite(w) || !Number.isFinite(g)) {
-      if (g !== w) assert.fail(`${what}[${i}]: got ${g}, want ${w}`);
+      if (g !== w && !(Number.isNaN(g) && Number.isNaN(w))) assert.fail(`${what}[${i}]: got ${g}, want ${w}`);
       continue;
     }
     const err = Math.abs(g - w);
@@ -142,6 +213,12 @@ export function assertClose(got: Arr, want: Arr, tol: Tol, what: string): number
     assert.fail(`${what}[${worst}]: got ${g}, want ${w} (|err| ${Math.abs(g - w)}, allowed ${tol.abs + tol.rel * Math.abs(w)})`);
   }
   return worstRatio;
+}
+
+/** The tolerance a backend applies where a case asks for `t` (its own for that TOL entry, if any). */
+function tolFor(be: BackendUnderTest, t: Tol): Tol {
+  for (const [key, own] of Object.entries(be.tol ?? {})) if (t === TOL[key as keyof typeof TOL]) return own;
+  return t;
 }
 
 export function tolsOf(c: OpCase, n: number): Tol[] {
@@ -429,14 +506,29 @@ export function meta(t: Tensor): number[] {
 export function runCases(group: string, cases: readonly OpCase[], errorCases: readonly ErrorCase[]): void {
   for (const be of backends) {
     describe(`${be.name} backend ops vs naive references: ${group}`, () => {
+      let made: Promise<Backend> | undefined;
       let backend: Backend | undefined;
-      const get = async (): Promise<Backend> => (backend ??= await be.make());
+      /** The backend, made once per describe; skips the test when it cannot run here (see makeGpu). */
+      const get = async (t: TestContext): Promise<Backend | null> => {
+        made ??= Promise.resolve(be.make());
+        try {
+          return (backend = await made);
+        } catch (e) {
+          if (!(e instanceof BackendUnavailable)) throw e;
+          t.skip(`${be.name} is not available here: ${e.message}`);
+          return null;
+        }
+      };
+      after(() => {
+        if (backend) be.close?.(backend);
+      });
       for (const c of cases) {
-        test(c.name, async () => {
-          const b = await get();
+        test(c.name, async (t) => {
+          const b = await get(t);
+          if (!b) return;
           const got = await c.run(b);
           const want = c.reference();
-          const tols = tolsOf(c, want.length);
+          const tols = tolsOf(c, want.length).map((t) => tolFor(be, t));
           if (c.check) c.check(got, want, tols);
           else {
             const worst = compareAll(c.name, got, want, tols);
@@ -445,8 +537,19 @@ export function runCases(group: string, cases: readonly OpCase[], errorCases: re
         });
       }
       for (const e of errorCases) {
-        test(e.name, async () => {
-          const b = await get();
+        const gpu = be.kind === 'gpu' ? e.gpu : undefined;
+        test(gpu ? `${e.name} (on the GPU: ${gpu.does})` : e.name, async (t) => {
+          const b = await get(t);
+          if (!b) return;
+          if (gpu) {
+            const res = await e.run(b);
+            const got = (Array.isArray(res) ? res : [res]) as Arr[];
+            const want = gpu.expect();
+            const tol = gpu.tol ?? TOL.exact;
+            const tols = Array.isArray(tol) ? (tol as Tol[]) : want.map(() => tol as Tol);
+            compareAll(e.name, got, want, tols.map((t) => tolFor(be, t)));
+            return;
+          }
           await assert.rejects(
             async () => e.run(b),
             (err: unknown) => {

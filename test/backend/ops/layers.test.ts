@@ -3,7 +3,7 @@
  * without act-quant), headMatmul, rope and hadamard. The case structure, tolerances and the backends
  * run are in ./harness.ts.
  */
-import type { HostWeight, ScaleFormat } from '../../../src/backend/backend.js';
+import type { Backend, HostWeight, ScaleFormat } from '../../../src/backend/backend.js';
 import {
   type ErrorCase,
   type OpCase,
@@ -54,6 +54,14 @@ const errorCases: ErrorCase[] = [];
     });
   }
 
+  errorCases.push({
+    name: 'embedding: a token id outside the vocabulary throws',
+    run: async (b) => b.read(b.embedding(b.uploadWeight(tables[0]![1]), b.upload(Int32Array.of(3, 10), [2]))),
+    error: /embedding: token id 10 is outside the vocabulary 0\.\.9/,
+    // The ids are on the device: the kernel reads a zero row for them.
+    gpu: { does: 'zeros', expect: () => [[...tables[0]![1].data.subarray(36, 48), ...new Array<number>(12).fill(0)]] },
+  });
+
   const xn = r.normals(2 * 3 * 48, 2);
   const wn = r.normals(48, 0.1, 1);
   const eps = 1e-6;
@@ -92,6 +100,16 @@ const errorCases: ErrorCase[] = [];
       return [out];
     },
     tol: TOL.norm,
+  });
+  errorCases.push({
+    name: 'rmsNorm: a weight of another length than the rows throws',
+    run: async (b) => b.read(b.rmsNorm(b.upload(xn, [2, 3, 48]), b.upload(wn.subarray(0, 47), [47]), eps)),
+    error: /rmsNorm: weight has shape \[47\], expected \[48\]/,
+  });
+  errorCases.push({
+    name: 'layerNorm: a bias of another length than the rows throws',
+    run: async (b) => b.read(b.layerNorm(b.upload(xl, [5, 32]), b.upload(wl, [32]), b.upload(bl.subarray(0, 16), [16]), eps)),
+    error: /layerNorm: bias has shape \[16\], expected \[32\]/,
   });
 }
 
@@ -138,7 +156,7 @@ const errorCases: ErrorCase[] = [];
   errorCases.push({
     name: 'linear: input features ≠ weight inDim throws',
     run: async (b) => b.read(b.linear(b.upload(new Float32Array(20), [2, 10]), b.uploadWeight({ format: 'f32', outDim: 4, inDim: 12, data: new Float32Array(48) }), null)),
-    error: /linear/,
+    error: /linear: input has 10 features, the weight \[4, 12\] expects 12/,
   });
 
   const T = 3;
@@ -179,6 +197,11 @@ const errorCases: ErrorCase[] = [];
     },
     tol: [TOL.matmul, TOL.matmul, TOL.exact],
   });
+  errorCases.push({
+    name: 'headMatmul: w of another inner size throws',
+    run: async (b) => b.read(b.headMatmul(b.upload(hx, [T, H, n]), b.upload(hw, [H, m, n]), false)),
+    error: /headMatmul: x \[3, 4, 8\] does not match w \[4, 6, 8\]/,
+  });
 }
 
 // ---- rope and hadamard --------------------------------------------------------------------------
@@ -201,10 +224,11 @@ const errorCases: ErrorCase[] = [];
   }
   const positions = Int32Array.of(5, 0, 11, 3); // out of order
   const x = r.normals(T * heads * dim);
-  const refRope = (offset: number, interleaved: boolean): Float64Array => {
+  /** Positions outside the table give NaN in the rotated dims (what the GPU kernel does; the CPU throws). */
+  const refRope = (offset: number, interleaved: boolean, pos = positions): Float64Array => {
     const out = Float64Array.from(x);
     for (let t = 0; t < T; t++) {
-      const p = positions[t]!;
+      const p = pos[t]!;
       for (let h = 0; h < heads; h++) {
         const base = (t * heads + h) * dim + offset;
         for (let i = 0; i < half; i++) {
@@ -213,8 +237,9 @@ const errorCases: ErrorCase[] = [];
           // (a + ib) · (cos + i sin)
           const a = x[i0]!;
           const b = x[i1]!;
-          const c = cos[p * half + i]!;
-          const s = sin[p * half + i]!;
+          const inTable = p >= 0 && p < maxPos;
+          const c = inTable ? cos[p * half + i]! : NaN;
+          const s = inTable ? sin[p * half + i]! : NaN;
           out[i0] = a * c - b * s;
           out[i1] = a * s + b * c;
         }
@@ -236,11 +261,25 @@ const errorCases: ErrorCase[] = [];
       tol: TOL.rope,
     });
   }
+  const ropeOf = (b: Backend, pos: Int32Array, c = cos) =>
+    b.read(b.rope(b.upload(x, [T, heads, dim]), b.upload(pos, [pos.length]), b.upload(c, [c.length / half, half]), b.upload(sin, [maxPos, half]), 8, true));
+  const badPositions = Int32Array.of(5, 0, 12, 3);
   errorCases.push({
     name: 'rope: a position outside the cos/sin table throws',
-    run: async (b) =>
-      b.read(b.rope(b.upload(x, [T, heads, dim]), b.upload(Int32Array.of(5, 0, 12, 3), [T]), b.upload(cos, [maxPos, half]), b.upload(sin, [maxPos, half]), 8, true)),
-    error: /rope/,
+    run: async (b) => ropeOf(b, badPositions),
+    error: /rope: position 12 is outside the rotary table \(0\.\.11\)/,
+    // The positions are on the device: that row's rotated dims are NaN, the rest as usual.
+    gpu: { does: 'nan', expect: () => [refRope(8, true, badPositions)], tol: TOL.rope },
+  });
+  errorCases.push({
+    name: 'rope: positions of another length than the rows throw',
+    run: async (b) => ropeOf(b, Int32Array.of(5, 0, 1)),
+    error: /rope: positions has shape \[3\], expected \[4\]/,
+  });
+  errorCases.push({
+    name: 'rope: cos and sin tables of different shapes throw',
+    run: async (b) => ropeOf(b, positions, cos.subarray(0, 11 * half)),
+    error: /rope: second operand has shape \[12, 8\], expected \[11, 8\]/,
   });
 
   /** Sylvester matrix by the recursion H_2n = [[H, H], [H, −H]]. */
@@ -272,6 +311,11 @@ const errorCases: ErrorCase[] = [];
       tol: TOL.hadamard,
     });
   }
+  errorCases.push({
+    name: 'hadamard: a last dimension that is not a power of two throws',
+    run: async (b) => b.read(b.hadamard(b.upload(new Float32Array(2 * 24), [2, 24]))),
+    error: /hadamard: last dimension 24 is not a power of two/,
+  });
 }
 
 runCases('layers', cases, errorCases);

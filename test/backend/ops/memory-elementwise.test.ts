@@ -171,9 +171,21 @@ const errorCases: ErrorCase[] = [];
     errorCases.push({
       name: `gatherRows: row index ${bad} outside 0..5 throws`,
       run: async (b) => b.read(b.gatherRows(b.upload(a.subarray(0, 30), [6, 5]), b.upload(Int32Array.of(0, bad), [2]))),
-      error: /gatherRows/,
+      error: /gatherRows: row -?\d+ is outside 0\.\.5/,
+      // The indices are on the device: the kernel reads a zero row for them.
+      gpu: { does: 'zeros', expect: () => [[...a.subarray(0, 5), 0, 0, 0, 0, 0]] },
     });
   }
+  errorCases.push({
+    name: 'add: operands of different shapes throw',
+    run: async (b) => b.read(b.add(b.upload(a.subarray(0, 12), [3, 4]), b.upload(a.subarray(0, 12), [4, 3]))),
+    error: /add: second operand has shape \[4, 3\], expected \[3, 4\]/,
+  });
+  errorCases.push({
+    name: 'sliceLast beyond the last dimension throws',
+    run: async (b) => b.read(b.sliceLast(b.upload(a.subarray(0, 30), [6, 5]), 3, 3)),
+    error: /sliceLast: \[3, 6\) is outside the last dimension 5/,
+  });
   const am = r.normals(4 * 9);
   for (let j = 0; j < 9; j++) am[9 + j] = -10 - Math.abs(am[9 + j]!); // all negative
   for (let j = 0; j < 9; j++) am[18 + j] = j === 6 ? -1e30 : -Infinity; // -inf except one

@@ -4,7 +4,7 @@
  * structure, tolerances and the backends run are in ./harness.ts.
  */
 import assert from 'node:assert/strict';
-import type { HostWeight, RouteOptions, ScaleFormat } from '../../../src/backend/backend.js';
+import type { Backend, HostWeight, RouteOptions, ScaleFormat } from '../../../src/backend/backend.js';
 import {
   type ErrorCase,
   type OpCase,
@@ -148,6 +148,35 @@ function refRoute(logits: Float32Array, T: number, E: number, bias: Float32Array
       );
     }),
   );
+
+  const logits = r.normals(2 * 8, 1.5);
+  const flat: RouteOptions = { topk: 2, nGroup: 1, topkGroup: 1, scoring: 'sigmoid', normalize: true, scale: 1 };
+  const route = async (b: Backend, o: { bias?: Float32Array; forced?: Int32Array }) => {
+    const res = b.moeRoute(b.upload(logits, [2, 8]), o.bias ? b.upload(o.bias, [o.bias.length]) : null, flat, o.forced ? b.upload(o.forced, [2, 2]) : null);
+    return readAll(b, res.experts, res.weights);
+  };
+  errorCases.push({
+    name: 'moeRoute: a bias of another length than the experts throws',
+    run: (b) => route(b, { bias: new Float32Array(7) }),
+    error: /moeRoute: bias has shape \[7\], expected \[8\]/,
+  });
+  const forcedBad = Int32Array.of(9, 1, 0, 7);
+  errorCases.push({
+    name: 'moeRoute: a forced expert outside 0..E-1 throws',
+    run: (b) => route(b, { forced: forcedBad }),
+    error: /moeRoute: forced expert 9 is outside 0\.\.7/,
+    // The forced experts are on the device: the kernel writes them as given (in the given order),
+    // an invalid one with weight 0, the others normalized among themselves.
+    gpu: {
+      does: 'zeros',
+      expect() {
+        const sig = (v: number) => 1 / (1 + Math.exp(-v));
+        const [s1, s8, s15] = [sig(logits[1]!), sig(logits[8]!), sig(logits[15]!)];
+        return [forcedBad, [0, 1, s8 / (s8 + s15), s15 / (s8 + s15)]];
+      },
+      tol: [TOL.exact, TOL.route],
+    },
+  });
 }
 
 {
@@ -217,6 +246,14 @@ function refRoute(logits: Float32Array, T: number, E: number, bias: Float32Array
   cases.push(expertsCase("fp8 weights, act-quant 'ue8m0' (d 160, inter 136: partial blocks)", 160, 136, (o, i) => fp8Weight(r, o, i, 0.08, 'ue8m0'), 'ue8m0', TOL.expertsFp8));
   cases.push(expertsCase("fp8 weights, act-quant 'none'", 160, 136, (o, i) => fp8Weight(r, o, i, 0.08, 'none'), 'none', TOL.expertsFp8));
   cases.push(expertsCase('fp8 weights without act-quant (dequantized)', 160, 136, (o, i) => fp8Weight(r, o, i, 0.08, 'none'), null, TOL.expertsBf16));
+  errorCases.push({
+    name: 'moeExperts: routes for another number of rows than the tokens throw',
+    async run(b) {
+      const w = b.uploadWeight({ format: 'f32', outDim: 8, inDim: 8, data: new Float32Array(64) });
+      return b.read(b.moeExperts(b.zeros([T, 8], 'f32'), b.upload(experts.subarray(0, 8), [4, k]), b.upload(weights.subarray(0, 8), [4, k]), [w], [w], [w], null));
+    },
+    error: /moeExperts: 4 routed rows for 5 tokens/,
+  });
 }
 
 runCases('mixture of experts', cases, errorCases);

@@ -5,7 +5,11 @@
  *
  * Storage: f32 and i32 one element per u32 word; bf16 two per word (element i in bits 16·(i&1));
  * u8 four per word (element i in byte i&3). Kernels that only move data work on u32 words, so
- * they are exact for every dtype they accept. Out-of-range indices (gatherRows rows, embedding
+ * they are exact for every dtype. sliceLast and gatherRows build each output word from its
+ * elements; sliceRows and concatRows copy whole words where rows are whole words and otherwise go
+ * element by element (sliceLast's kernel; the scatter kernel below); writeRows writes whole words
+ * where rows, offsets and the cache width are whole words, and otherwise sets each element's bits
+ * with atomicAnd/atomicOr (rows sharing a word never race). Out-of-range indices (gatherRows rows, embedding
  * ids, writeRows pages and slots) cannot be checked on the host without a read-back: their rows
  * read as zeros (gather, embedding) or are skipped (writeRows), where the CPU throws.
  */
@@ -27,43 +31,85 @@ function grid(gpu: GpuDevice, count: number, wg = WG): [number, number] {
   return [groupsX, Math.ceil(groups / groupsX)];
 }
 
-function checkWord(op: string, dtype: DType, what: string, elems: number): void {
-  if ((elems * elementBytes(dtype)) % 4 !== 0) {
-    throw new GpuError(`${op}: ${what} of ${elems} ${dtype} elements is not a whole number of 4-byte words (WebGPU copies and writes whole u32 words)`);
-  }
+/** Whether `elems` elements of dtype fill whole u32 words. */
+function wholeWords(dtype: DType, elems: number): boolean {
+  return (elems * elementBytes(dtype)) % 4 === 0;
 }
 
-export const SLICE_LAST_WGSL = /* wgsl */ `
-struct Params { rows: u32, n: u32, start: u32, len: u32, count: u32, groupsX: u32 }
-@group(0) @binding(0) var<storage, read> x: array<u32>;
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
-@group(0) @binding(2) var<uniform> p: Params;
+/** Elements per u32 word. */
+function perWord(dtype: DType): number {
+  return 4 / elementBytes(dtype);
+}
 
+/**
+ * WGSL: element i of a packed array \`name\` (per elements a word, low bits first) in the low bits,
+ * as \`name_at(i)\`; \`per\` is a Params field.
+ */
+function elementAt(name: string): string {
+  return /* wgsl */ `
+fn ${name}_at(i: u32) -> u32 {
+  let w = ${name}[i / p.per];
+  if (p.per == 1u) { return w; }
+  let bits = 32u / p.per;
+  return (w >> ((i % p.per) * bits)) & ((1u << bits) - 1u);
+}
+`;
+}
+
+/**
+ * Columns start..start+len-1 of source rows of x [*, n], any dtype: out element e (row r = e / len,
+ * column c = e % len) = x[src(r), start + c], src(r) = idx[r] when gathering (out-of-range rows
+ * give zeros), else r. One invocation per output word, built from its `per` elements.
+ */
+export const TAKE_ROWS_WGSL = /* wgsl */ `
+struct Params { nRows: u32, n: u32, start: u32, len: u32, count: u32, words: u32, per: u32, gather: u32, groupsX: u32 }
+@group(0) @binding(0) var<storage, read> x: array<u32>;
+@group(0) @binding(1) var<storage, read> idx: array<i32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+@group(0) @binding(3) var<uniform> p: Params;
+${elementAt('x')}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
-  if (i >= p.count) { return; }
-  let r = i / p.len;
-  out[i] = x[r * p.n + p.start + i % p.len];
+  let o = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
+  if (o >= p.words) { return; }
+  let bits = 32u / p.per;
+  var word = 0u;
+  for (var j = 0u; j < p.per; j++) {
+    let e = o * p.per + j;
+    if (e >= p.count) { break; }
+    var r = i32(e / p.len);
+    if (p.gather == 1u) { r = idx[e / p.len]; }
+    if (r >= 0 && u32(r) < p.nRows) { word = word | (x_at(u32(r) * p.n + p.start + e % p.len) << (j * bits)); }
+  }
+  out[o] = word;
 }
 `;
 
-/** x f32 or i32 [rows, n] → [rows, len], columns start..start+len-1. */
-export function sliceLastGpu(gpu: GpuDevice, x: GPUBuffer, dtype: DType, rows: number, n: number, start: number, len: number): GPUBuffer {
-  if (dtype !== 'f32' && dtype !== 'i32') throw new GpuError(`sliceLast: expects f32 or i32, got ${dtype}`);
-  if (start < 0 || len < 0 || start + len > n) throw new GpuError(`sliceLast: [${start}, ${start + len}) is outside the last dimension ${n}`);
-  const count = rows * len;
-  const out = gpu.buffer(count * 4);
+/** TAKE_ROWS_WGSL over [m, len] output elements; idx null: rows 0..m-1 of x. */
+function takeRows(gpu: GpuDevice, x: GPUBuffer, dtype: DType, nRows: number, n: number, start: number, len: number, idx: GPUBuffer | null, m: number): GPUBuffer {
+  const count = m * len;
+  const per = perWord(dtype);
+  const words = Math.ceil(count / per);
+  const out = gpu.buffer(words * 4);
   if (count === 0) return out;
-  const g = grid(gpu, count);
-  gpu.dispatch(SLICE_LAST_WGSL, [x, out, gpu.uniforms(Uint32Array.of(rows, n, start, len, count, g[0]))], g);
+  const g = grid(gpu, words);
+  // Without idx the kernel does not read it; x stands in for its binding.
+  const params = gpu.uniforms(Uint32Array.of(nRows, n, start, len, count, words, per, idx ? 1 : 0, g[0]));
+  gpu.dispatch(TAKE_ROWS_WGSL, [x, idx ?? x, out, params], g);
   return out;
 }
 
-/** Rows start..start+len-1 of x [rows, rowElems] (any dtype whose row is whole u32 words) → [len, rowElems], a copy. */
+/** x [rows, n] of any dtype → [rows, len], columns start..start+len-1. */
+export function sliceLastGpu(gpu: GpuDevice, x: GPUBuffer, dtype: DType, rows: number, n: number, start: number, len: number): GPUBuffer {
+  if (start < 0 || len < 0 || start + len > n) throw new GpuError(`sliceLast: [${start}, ${start + len}) is outside the last dimension ${n}`);
+  return takeRows(gpu, x, dtype, rows, n, start, len, null, rows);
+}
+
+/** Rows start..start+len-1 of x [rows, rowElems] of any dtype → [len, rowElems], a copy. */
 export function sliceRowsGpu(gpu: GpuDevice, x: GPUBuffer, dtype: DType, rows: number, rowElems: number, start: number, len: number): GPUBuffer {
-  checkWord('sliceRows', dtype, 'a row', rowElems);
   if (start < 0 || len < 0 || start + len > rows) throw new GpuError(`sliceRows: rows [${start}, ${start + len}) are outside the first dimension ${rows}`);
+  // Rows that are not whole words start inside a word: a slice of the flat elements.
+  if (!wholeWords(dtype, rowElems)) return sliceLastGpu(gpu, x, dtype, 1, rows * rowElems, start * rowElems, len * rowElems);
   const rowBytes = rowElems * elementBytes(dtype);
   const out = gpu.buffer(len * rowBytes);
   if (len * rowBytes === 0) return out;
@@ -71,13 +117,21 @@ export function sliceRowsGpu(gpu: GpuDevice, x: GPUBuffer, dtype: DType, rows: n
   return out;
 }
 
-/** Parts [rows_i, rowElems] of one dtype (rows whole u32 words) stacked → [Σ rows_i, rowElems]. */
+/** Parts [rows_i, rowElems] of one dtype stacked → [Σ rows_i, rowElems]. */
 export function concatRowsGpu(gpu: GpuDevice, parts: readonly { buffer: GPUBuffer; rows: number }[], dtype: DType, rowElems: number): GPUBuffer {
   if (parts.length === 0) throw new GpuError('concatRows: no tensors to concatenate');
-  checkWord('concatRows', dtype, 'a row', rowElems);
   const rowBytes = rowElems * elementBytes(dtype);
   const total = parts.reduce((s, p) => s + p.rows, 0);
   const out = gpu.buffer(total * rowBytes);
+  if (!wholeWords(dtype, rowElems)) {
+    // A part may start inside a word: each is scattered element by element at its first row.
+    let at = 0;
+    for (const p of parts) {
+      scatterGpu(gpu, { dst: out, dtype, src: p.buffer, rows: p.rows, n: rowElems, width: rowElems, colOffset: 0, rowOffset: at });
+      at += p.rows;
+    }
+    return out;
+  }
   let at = 0;
   for (const p of parts) {
     const bytes = p.rows * rowBytes;
@@ -87,32 +141,9 @@ export function concatRowsGpu(gpu: GpuDevice, parts: readonly { buffer: GPUBuffe
   return out;
 }
 
-export const GATHER_ROWS_WGSL = /* wgsl */ `
-struct Params { nRows: u32, n: u32, m: u32, count: u32, groupsX: u32 }
-@group(0) @binding(0) var<storage, read> x: array<u32>;
-@group(0) @binding(1) var<storage, read> idx: array<i32>;
-@group(0) @binding(2) var<storage, read_write> out: array<u32>;
-@group(0) @binding(3) var<uniform> p: Params;
-
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
-  if (i >= p.count) { return; }
-  let r = idx[i / p.n];
-  if (r < 0 || u32(r) >= p.nRows) { out[i] = 0u; return; }
-  out[i] = x[u32(r) * p.n + i % p.n];
-}
-`;
-
-/** Rows of x f32 or i32 [nRows, n] at idx (i32 [m]) → [m, n]; out-of-range indices give zero rows. */
+/** Rows of x [nRows, n] of any dtype at idx (i32 [m]) → [m, n]; out-of-range indices give zero rows. */
 export function gatherRowsGpu(gpu: GpuDevice, x: GPUBuffer, dtype: DType, nRows: number, n: number, idx: GPUBuffer, m: number): GPUBuffer {
-  if (dtype !== 'f32' && dtype !== 'i32') throw new GpuError(`gatherRows: expects f32 or i32, got ${dtype}`);
-  const count = m * n;
-  const out = gpu.buffer(count * 4);
-  if (count === 0) return out;
-  const g = grid(gpu, count);
-  gpu.dispatch(GATHER_ROWS_WGSL, [x, idx, out, gpu.uniforms(Uint32Array.of(nRows, n, m, count, g[0]))], g);
-  return out;
+  return takeRows(gpu, x, dtype, nRows, n, 0, n, idx, m);
 }
 
 export const ARGMAX_WGSL = /* wgsl */ `
@@ -234,6 +265,26 @@ export function embeddingGpu(gpu: GpuDevice, table: EmbeddingTableGpu, ids: GPUB
   return out;
 }
 
+/**
+ * WGSL: the cache slot of row t's position, slot(p) = table[p / pageSize] · pageSize + p % pageSize,
+ * or NO_SLOT for a negative position or one whose page or slot is out of range (the row is skipped).
+ * Uses positions, table and the Params fields pageSize, pages, slots.
+ */
+const SLOT_WGSL = /* wgsl */ `
+const NO_SLOT: u32 = 0xffffffffu;
+fn slotOf(t: u32) -> u32 {
+  let pos = positions[t];
+  if (pos < 0) { return NO_SLOT; }
+  let page = u32(pos) / p.pageSize;
+  if (page >= p.pages) { return NO_SLOT; }
+  let base = table[page];
+  if (base < 0) { return NO_SLOT; }
+  let slot = u32(base) * p.pageSize + u32(pos) % p.pageSize;
+  if (slot >= p.slots) { return NO_SLOT; }
+  return slot;
+}
+`;
+
 export const WRITE_ROWS_WGSL = /* wgsl */ `
 struct Params { slots: u32, widthW: u32, rows: u32, nW: u32, colW: u32, pageSize: u32, pages: u32, count: u32, groupsX: u32 }
 @group(0) @binding(0) var<storage, read_write> dst: array<u32>;
@@ -241,20 +292,13 @@ struct Params { slots: u32, widthW: u32, rows: u32, nW: u32, colW: u32, pageSize
 @group(0) @binding(2) var<storage, read> positions: array<i32>;
 @group(0) @binding(3) var<storage, read> src: array<u32>;
 @group(0) @binding(4) var<uniform> p: Params;
-
+${SLOT_WGSL}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
   if (i >= p.count) { return; }
-  let t = i / p.nW;
-  let pos = positions[t];
-  if (pos < 0) { return; }
-  let page = u32(pos) / p.pageSize;
-  if (page >= p.pages) { return; }
-  let base = table[page];
-  if (base < 0) { return; }
-  let slot = u32(base) * p.pageSize + u32(pos) % p.pageSize;
-  if (slot >= p.slots) { return; }
+  let slot = slotOf(i / p.nW);
+  if (slot == NO_SLOT) { return; }
   dst[slot * p.widthW + p.colW + i % p.nW] = src[i];
 }
 `;
@@ -279,19 +323,83 @@ export interface WriteRowsGpuArgs {
 }
 
 /**
- * dst[slot(positions[t]), colOffset .. colOffset + n) = src[t, :]. f32 and i32 always; bf16 and u8
- * when n, colOffset and width are whole u32 words (the kernel writes words, so it never races on
- * a word shared by two rows). Rows whose page or slot is out of range are skipped.
+ * Element-wise scatter of sub-word elements (bf16, u8) where rows do not fall on whole words:
+ * src element i (row t = i / n, column c = i % n) goes to dst element row·width + colOffset + c,
+ * row = slot(positions[t]) when paged (rows whose page or slot is out of range are skipped), else
+ * rowOffset + t. Each invocation sets its element's bits with atomicAnd then atomicOr: neighbours
+ * in the same word touch other bits, so the order does not matter.
+ */
+export const SCATTER_WGSL = /* wgsl */ `
+struct Params {
+  slots: u32, width: u32, n: u32, colOffset: u32, pageSize: u32, pages: u32, count: u32, groupsX: u32,
+  per: u32, paged: u32, rowOffset: u32, _pad: u32,
+}
+@group(0) @binding(0) var<storage, read_write> dst: array<atomic<u32>>;
+@group(0) @binding(1) var<storage, read> table: array<i32>;
+@group(0) @binding(2) var<storage, read> positions: array<i32>;
+@group(0) @binding(3) var<storage, read> src: array<u32>;
+@group(0) @binding(4) var<uniform> p: Params;
+${elementAt('src')}${SLOT_WGSL}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
+  if (i >= p.count) { return; }
+  let t = i / p.n;
+  var row = p.rowOffset + t;
+  if (p.paged == 1u) {
+    row = slotOf(t);
+    if (row == NO_SLOT) { return; }
+  }
+  let d = row * p.width + p.colOffset + i % p.n;
+  let bits = 32u / p.per;
+  let shift = (d % p.per) * bits;
+  let mask = ((1u << bits) - 1u) << shift;
+  atomicAnd(&dst[d / p.per], ~mask);
+  atomicOr(&dst[d / p.per], src_at(i) << shift);
+}
+`;
+
+interface ScatterArgs {
+  dst: GPUBuffer;
+  /** bf16 or u8. */
+  dtype: DType;
+  src: GPUBuffer;
+  rows: number;
+  n: number;
+  width: number;
+  colOffset: number;
+  /** Paged destination rows (writeRows); without, rows rowOffset + t (concatRows). */
+  pages?: { table: GPUBuffer; nPages: number; pageSize: number; positions: GPUBuffer; slots: number };
+  rowOffset?: number;
+}
+
+function scatterGpu(gpu: GpuDevice, a: ScatterArgs): void {
+  const count = a.rows * a.n;
+  if (count === 0) return;
+  const pg = a.pages;
+  const g = grid(gpu, count);
+  const params = gpu.uniforms(
+    Uint32Array.of(pg?.slots ?? 0, a.width, a.n, a.colOffset, pg?.pageSize ?? 1, pg?.nPages ?? 0, count, g[0], perWord(a.dtype), pg ? 1 : 0, a.rowOffset ?? 0, 0),
+  );
+  // Without pages the table and positions are not read; the source stands in for their bindings.
+  gpu.dispatch(SCATTER_WGSL, [a.dst, pg?.table ?? a.src, pg?.positions ?? a.src, a.src, params], g);
+}
+
+/**
+ * dst[slot(positions[t]), colOffset .. colOffset + n) = src[t, :], any dtype. Whole u32 words are
+ * written where n, colOffset and width are whole words (always for f32 and i32; the kernel then
+ * never races on a word shared by two rows), else element by element (scatterGpu). Rows whose page
+ * or slot is out of range are skipped.
  */
 export function writeRowsGpu(gpu: GpuDevice, a: WriteRowsGpuArgs): void {
   const eb = elementBytes(a.dtype);
-  if ((a.n * eb) % 4 !== 0 || (a.colOffset * eb) % 4 !== 0 || (a.width * eb) % 4 !== 0) {
-    throw new GpuError(
-      `writeRows: ${a.dtype} rows need n (${a.n}), colOffset (${a.colOffset}) and the cache width (${a.width}) to be whole 4-byte words on WebGPU`,
-    );
-  }
   if (a.colOffset < 0 || a.colOffset + a.n > a.width) throw new GpuError(`writeRows: columns [${a.colOffset}, ${a.colOffset + a.n}) exceed the cache row ${a.width}`);
   if (a.pageSize <= 0) throw new GpuError(`writeRows: page size ${a.pageSize}`);
+  if (!wholeWords(a.dtype, a.n) || !wholeWords(a.dtype, a.colOffset) || !wholeWords(a.dtype, a.width)) {
+    const pages = { table: a.table, nPages: a.nPages, pageSize: a.pageSize, positions: a.positions, slots: a.slots };
+    scatterGpu(gpu, { dst: a.dst, dtype: a.dtype, src: a.src, rows: a.rows, n: a.n, width: a.width, colOffset: a.colOffset, pages });
+    return;
+  }
   const nW = (a.n * eb) / 4;
   const count = a.rows * nW;
   if (count === 0) return;
