@@ -30,7 +30,7 @@ export const samplingParamsSchema = z.object({
   /** Same seed, same logits → same tokens. Without a seed every request draws its own. */
   seed: z.number().int().refine(Number.isSafeInteger, 'must be a safe integer').nullish(),
   /** Stop strings: generation ends before the first occurrence, which is not part of the output. */
-  stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(64)]).nullish(),
+  stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(64)], { error: 'must be a non-empty string or a list of up to 64 of them' }).nullish(),
   /** Token ids that end generation (as EOS does). */
   stop_token_ids: z.array(z.number().int().min(0)).max(1024).nullish(),
   /** Keep generating past EOS (benchmarks). */

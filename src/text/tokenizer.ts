@@ -204,9 +204,6 @@ export class TextTokenizer {
       add_generation_prompt: opts.addGenerationPrompt ?? true,
       bos_token: this.bosToken ?? '',
       eos_token: this.eosToken ?? '',
-      raise_exception: (message: unknown) => {
-        throw new TokenizerError(`chat template: ${String(message)}`);
-      },
     };
     if (opts.tools !== undefined) context.tools = opts.tools;
     try {
