@@ -23,6 +23,35 @@ export const DEFAULT_DAWN_FLAGS: readonly string[] = [
 /** Dispatches recorded before the pending commands are submitted (the GPU starts on them meanwhile). */
 const MAX_PENDING = 64;
 
+/** Uniform parameters per arena (each slot aligned to minUniformBufferOffsetAlignment). */
+const ARENA_SLOTS = 128;
+
+/**
+ * A kernel's small uniform parameters: kept on the host and placed, at dispatch, in the uniform
+ * arena of the commands being recorded (one buffer and one write per submission instead of a
+ * buffer per dispatch). It can be bound again after a submission: it is placed anew.
+ */
+export class UniformParams {
+  /** Where it was last placed: the arena and the offset in it. */
+  arena: UniformArena | null = null;
+  offset = 0;
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+class UniformArena {
+  readonly data: Uint8Array;
+  used = 0;
+  constructor(
+    readonly buffer: GPUBuffer,
+    readonly capacity: number,
+  ) {
+    this.data = new Uint8Array(capacity);
+  }
+}
+
+/** A binding of a kernel: a storage buffer, or uniform parameters. */
+export type Binding = GPUBuffer | UniformParams;
+
 /** A subgroup-matrix shape the adapter offers (WebGPU's experimental tensor-core feature). */
 export interface SubgroupMatrixConfig {
   componentType: string;
@@ -142,6 +171,8 @@ export class GpuDevice {
   /** Buffers released while commands that use them were still unsubmitted. */
   private releaseAfterSubmit: GPUBuffer[] = [];
   private profiler: Profiler | null = null;
+  /** The uniform parameters of the commands being recorded. */
+  private arena: UniformArena | null = null;
   /** The label stamped on the next dispatches while profiling (the op being run). */
   label = 'kernel';
 
@@ -220,13 +251,30 @@ export class GpuDevice {
     }
   }
 
-  /** A small uniform buffer of u32/f32 parameters. */
-  uniforms(values: ArrayBufferView): GPUBuffer {
+  /** A kernel's uniform parameters (u32/f32 values), bound by dispatch. */
+  uniforms(values: ArrayBufferView): UniformParams {
     const size = Math.max(16, Math.ceil(values.byteLength / 16) * 16);
-    const b = this.device.createBuffer({ size, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
-    new Uint8Array(b.getMappedRange()).set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
-    b.unmap();
-    return b;
+    const bytes = new Uint8Array(size);
+    bytes.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+    return new UniformParams(bytes);
+  }
+
+  /** Places parameters in the current arena (a new arena, or a submission first, when needed). */
+  private place(u: UniformParams): GPUBufferBinding {
+    if (u.arena === null || u.arena !== this.arena) {
+      const align = this.limits.minUniformBufferOffsetAlignment;
+      const slot = Math.ceil(u.bytes.byteLength / align) * align;
+      if (this.arena && this.arena.used + slot > this.arena.capacity) this.flush();
+      if (!this.arena) {
+        const capacity = ARENA_SLOTS * Math.max(slot, align);
+        this.arena = new UniformArena(this.device.createBuffer({ size: capacity, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }), capacity);
+      }
+      u.arena = this.arena;
+      u.offset = this.arena.used;
+      this.arena.data.set(u.bytes, u.offset);
+      this.arena.used += slot;
+    }
+    return { buffer: u.arena.buffer, offset: u.offset, size: u.bytes.byteLength };
   }
 
   /** The compute pipeline of a WGSL source (compiled once per source). */
@@ -254,13 +302,13 @@ export class GpuDevice {
    * order they are recorded (WebGPU orders the dispatches of a pass); the recorded commands are
    * submitted every MAX_PENDING dispatches and before any read or write.
    */
-  dispatch(code: string, bindings: readonly GPUBuffer[], workgroups: [number, number?, number?]): void {
+  dispatch(code: string, bindings: readonly Binding[], workgroups: [number, number?, number?]): void {
     const pipeline = this.pipeline(code);
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     if (workgroups.some((w) => w !== undefined && w > max)) throw new GpuError(`WebGPU: ${workgroups.join(' × ')} workgroups exceed ${max} per dimension`);
     const bindGroup = this.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
-      entries: bindings.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      entries: bindings.map((b, binding) => ({ binding, resource: b instanceof UniformParams ? this.place(b) : { buffer: b } })),
     });
     if (this.profiler) {
       if (this.profiler.full) this.flush();
@@ -283,8 +331,14 @@ export class GpuDevice {
     this.commands().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
   }
 
-  /** Submits the recorded commands; then frees the buffers released meanwhile. */
+  /** Submits the recorded commands (their uniform parameters written first); then frees the buffers released meanwhile. */
   flush(): void {
+    const arena = this.arena;
+    if (arena) {
+      this.device.queue.writeBuffer(arena.buffer, 0, arena.data as Uint8Array<ArrayBuffer>, 0, arena.used);
+      this.arena = null;
+      this.releaseAfterSubmit.push(arena.buffer);
+    }
     if (this.encoder) {
       this.endPass();
       const read = this.profiler?.finish(this.encoder);

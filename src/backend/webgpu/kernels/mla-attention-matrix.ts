@@ -18,7 +18,7 @@
  * 64, r a multiple of 128, r + dr a multiple of 64, latent 'f32' or 'bf16'.
  */
 import type { LatentFormat } from '../../backend.js';
-import { GpuError, type GpuDevice } from '../device.js';
+import { GpuError, type GpuDevice, type UniformParams } from '../device.js';
 import { BF16_UNPACK_WGSL, ORDER_KEY_WGSL } from './wgsl.js';
 import type { MlaGpuShape } from './mla-attention.js';
 
@@ -325,7 +325,7 @@ export function mlaAttentionMatrixGpu(
   const tilesPerSplit = Math.max(1, Math.ceil(tiles / 64));
   const splits = Math.ceil(tiles / tilesPerSplit);
   const group = Math.max(1, Math.min(rows, Math.floor(SCORE_BUDGET / (heads * E * 4))));
-  const params = (rowOffset: number, n: number, total: number, groupsX: number): GPUBuffer => {
+  const params = (rowOffset: number, n: number, total: number, groupsX: number): UniformParams => {
     const b = new ArrayBuffer(64);
     const u = new Uint32Array(b);
     u.set([n, heads, r, dr, width, format === 'f32' ? 0 : 1, pageSize, indices ? k : 0, nPages, E, splits, tilesPerSplit]);

@@ -14,7 +14,7 @@
  * dequantFp8: one invocation per value, e4m3 decoded from its bits times the block scale.
  */
 import type { ScaleFormat } from '../../../numerics/block-quant.js';
-import type { GpuDevice } from '../device.js';
+import type { GpuDevice, UniformParams } from '../device.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
 
 const WG = 64;
@@ -148,7 +148,7 @@ function grid(gpu: GpuDevice, count: number): [number, number] {
   return [groupsX, Math.ceil(groups / groupsX)];
 }
 
-function params(gpu: GpuDevice, rows: number, n: number, block: number, ue8m0: boolean, count: number, groupsX: number): GPUBuffer {
+function params(gpu: GpuDevice, rows: number, n: number, block: number, ue8m0: boolean, count: number, groupsX: number): UniformParams {
   return gpu.uniforms(Uint32Array.of(rows, n, block, Math.ceil(n / block), ue8m0 ? 1 : 0, count, groupsX));
 }
 

@@ -51,10 +51,23 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
     atomicStore(&hist[lid], 0u);
     workgroupBarrier();
     let pre = prefix;
+    // Counts are added in runs: an invocation's keys often share a digit (the high digits of
+    // similar scores), and one atomic per run avoids serializing the workgroup on one bin.
+    var runBin = 0u;
+    var runLen = 0u;
     for (var s = lid; s < valid; s += 256u) {
       let key = orderKey(scores[row + s]);
-      if ((key & hiMask) == pre) { atomicAdd(&hist[(key >> shift) & 0xffu], 1u); }
+      if ((key & hiMask) == pre) {
+        let bin = (key >> shift) & 0xffu;
+        if (bin != runBin && runLen > 0u) {
+          atomicAdd(&hist[runBin], runLen);
+          runLen = 0u;
+        }
+        runBin = bin;
+        runLen++;
+      }
     }
+    if (runLen > 0u) { atomicAdd(&hist[runBin], runLen); }
     workgroupBarrier();
     if (lid == 0u) {
       var r = remaining;
