@@ -1,6 +1,6 @@
 /**
- * Exact top-k of indexer scores on WebGPU by radix select, one workgroup of 256 invocations per
- * row (the GPU form of topkRowsRadix, cpu/kernels/topk-radix.ts, with the same output):
+ * Exact top-k of indexer scores on WebGPU by radix select, one workgroup of 1024 invocations (256
+ * where the device allows no more) per row (the GPU form of topkRowsRadix, cpu/kernels/topk-radix.ts, with the same output):
  * row t considers keys 0..min(positions[t], S−1); every f32 score becomes an order-preserving u32
  * key (−0 is mapped to +0, as `>` and `===` treat them); four 8-bit histogram passes in workgroup
  * memory find the k-th largest key T exactly and how many keys equal to T are to be taken; then a
@@ -12,22 +12,30 @@
 import type { GpuDevice } from '../device.js';
 import { ORDER_KEY_WGSL } from './wgsl.js';
 
-export const TOPK_WGSL = /* wgsl */ `
+/** Loads an invocation issues before it uses any (memory-level parallelism for one row per workgroup). */
+const UNROLL = 8;
+
+/** The kernel for `wg` invocations per workgroup (a power of two ≥ 256). */
+export function topkWgsl(wg: number): string {
+  const steps = Math.log2(wg);
+  return /* wgsl */ `
 struct Params { rows: u32, nKeys: u32, k: u32, width: u32, groupsX: u32 }
 @group(0) @binding(0) var<storage, read> scores: array<u32>; // f32 bits
 @group(0) @binding(1) var<storage, read> positions: array<i32>;
 @group(0) @binding(2) var<storage, read_write> out: array<i32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
+const WG: u32 = ${wg}u;
+const U: u32 = ${UNROLL}u;
 var<workgroup> hist: array<atomic<u32>, 256>;
-var<workgroup> scan: array<u32, 256>;
-var<workgroup> scanTie: array<u32, 256>;
+var<workgroup> scan: array<u32, ${wg}>;
+var<workgroup> scanTie: array<u32, ${wg}>;
 var<workgroup> prefix: u32;
 var<workgroup> remaining: u32;
 var<workgroup> validW: u32;
 
 ${ORDER_KEY_WGSL}
-@compute @workgroup_size(256)
+@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
   let lid = lid3.x;
   let t = wg.x + wg.y * p.groupsX;
@@ -42,29 +50,34 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let valid = workgroupUniformLoad(&validW);
   let take = min(p.k, valid);
   let row = t * p.nKeys;
+  let last = row + max(valid, 1u) - 1u; // reads stay inside the row
 
   // Radix select: after digit i the top 8(i+1) bits of T are known (prefix) and 'remaining' counts
   // the keys with those bits still to be taken.
   for (var digit = 0u; digit < 4u; digit++) {
     let shift = 24u - 8u * digit;
     let hiMask = ~(0xffffffffu >> (8u * digit));
-    atomicStore(&hist[lid], 0u);
+    if (lid < 256u) { atomicStore(&hist[lid], 0u); }
     workgroupBarrier();
     let pre = prefix;
     // Counts are added in runs: an invocation's keys often share a digit (the high digits of
     // similar scores), and one atomic per run avoids serializing the workgroup on one bin.
     var runBin = 0u;
     var runLen = 0u;
-    for (var s = lid; s < valid; s += 256u) {
-      let key = orderKey(scores[row + s]);
-      if ((key & hiMask) == pre) {
-        let bin = (key >> shift) & 0xffu;
-        if (bin != runBin && runLen > 0u) {
-          atomicAdd(&hist[runBin], runLen);
-          runLen = 0u;
+    for (var base = lid; base < valid; base += WG * U) {
+      var keys: array<u32, ${UNROLL}>;
+      for (var j = 0u; j < U; j++) { keys[j] = scores[min(row + base + j * WG, last)]; }
+      for (var j = 0u; j < U; j++) {
+        let key = orderKey(keys[j]);
+        if (base + j * WG < valid && (key & hiMask) == pre) {
+          let bin = (key >> shift) & 0xffu;
+          if (bin != runBin && runLen > 0u) {
+            atomicAdd(&hist[runBin], runLen);
+            runLen = 0u;
+          }
+          runBin = bin;
+          runLen++;
         }
-        runBin = bin;
-        runLen++;
       }
     }
     if (runLen > 0u) { atomicAdd(&hist[runBin], runLen); }
@@ -88,20 +101,25 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   // Compaction in position order: invocation lid owns the positions [s0, s1) (contiguous, in lid
   // order); it counts its keys above the threshold and equal to it, one scan over the invocations
   // gives the counts before it, and a second walk writes its keys at their places.
-  let seg = (valid + 255u) / 256u;
+  let seg = (valid + WG - 1u) / WG;
   let s0 = min(lid * seg, valid);
   let s1 = min(s0 + seg, valid);
   var above = 0u;
   var tie = 0u;
-  for (var s = s0; s < s1; s++) {
-    let key = orderKey(scores[row + s]);
-    above += select(0u, 1u, key > threshold);
-    tie += select(0u, 1u, key == threshold);
+  for (var s = s0; s < s1; s += U) {
+    var keys: array<u32, ${UNROLL}>;
+    for (var j = 0u; j < U; j++) { keys[j] = scores[min(row + s + j, last)]; }
+    for (var j = 0u; j < U; j++) {
+      let key = orderKey(keys[j]);
+      let inRun = s + j < s1;
+      above += select(0u, 1u, inRun && key > threshold);
+      tie += select(0u, 1u, inRun && key == threshold);
+    }
   }
   scan[lid] = above;
   scanTie[lid] = tie;
   workgroupBarrier();
-  for (var off = 1u; off < 256u; off <<= 1u) {
+  for (var off = 1u; off < WG; off <<= 1u) { // ${steps} steps
     var a = scan[lid];
     var b = scanTie[lid];
     if (lid >= off) {
@@ -115,21 +133,35 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   }
   var aBefore = scan[lid] - above;
   var tBefore = scanTie[lid] - tie;
-  for (var s = s0; s < s1; s++) {
-    let key = orderKey(scores[row + s]);
-    if (key > threshold) {
-      out[t * p.width + aBefore + min(tBefore, ties)] = i32(s);
-      aBefore++;
-    } else if (key == threshold) {
-      if (tBefore < ties) { out[t * p.width + aBefore + tBefore] = i32(s); }
-      tBefore++;
+  for (var s = s0; s < s1; s += U) {
+    var keys: array<u32, ${UNROLL}>;
+    for (var j = 0u; j < U; j++) { keys[j] = scores[min(row + s + j, last)]; }
+    for (var j = 0u; j < U; j++) {
+      if (s + j >= s1) { break; }
+      let key = orderKey(keys[j]);
+      if (key > threshold) {
+        out[t * p.width + aBefore + min(tBefore, ties)] = i32(s + j);
+        aBefore++;
+      } else if (key == threshold) {
+        if (tBefore < ties) { out[t * p.width + aBefore + tBefore] = i32(s + j); }
+        tBefore++;
+      }
     }
   }
   if (live) {
-    for (var j = take + lid; j < p.width; j += 256u) { out[t * p.width + j] = -1; }
+    for (var j = take + lid; j < p.width; j += WG) { out[t * p.width + j] = -1; }
   }
 }
 `;
+}
+
+/** The workgroup size top-k uses on a device: 1024 where allowed (more loads in flight per row), else 256. */
+function topkWorkgroup(gpu: GpuDevice): number {
+  const l = gpu.limits;
+  return l.maxComputeInvocationsPerWorkgroup >= 1024 && l.maxComputeWorkgroupSizeX >= 1024 ? 1024 : 256;
+}
+
+const codes = new Map<number, string>();
 
 /** Runs top-k: scores f32 [rows, nKeys], positions i32 [rows]; returns i32 [rows, min(k, nKeys)]. */
 export function topkGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUBuffer, rows: number, nKeys: number, k: number): GPUBuffer {
@@ -139,6 +171,9 @@ export function topkGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUBuffer,
   const groupsX = Math.min(rows, gpu.limits.maxComputeWorkgroupsPerDimension);
   const groupsY = Math.ceil(rows / groupsX);
   const params = gpu.uniforms(Uint32Array.of(rows, nKeys, k, width, groupsX));
-  gpu.dispatch(TOPK_WGSL, [scores, positions, out, params], [groupsX, groupsY]);
+  const wg = topkWorkgroup(gpu);
+  let code = codes.get(wg);
+  if (!code) codes.set(wg, (code = topkWgsl(wg)));
+  gpu.dispatch(code, [scores, positions, out, params], [groupsX, groupsY]);
   return out;
 }
