@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bestIndexerVariant, INDEXER_VARIANTS, indexerScoresGpu, type IndexerVariant } from '../../src/backend/webgpu/kernels/indexer.js';
+import { INDEXER_VARIANTS, indexerVariantAvailable, indexerScoresGpu, type IndexerVariant } from '../../src/backend/webgpu/kernels/indexer.js';
 import { indexerScores } from '../../src/backend/cpu/kernels/indexer.js';
 import { readF32, rng, upload, useGpu } from './helpers.js';
 
@@ -63,9 +63,9 @@ const cases = [
   { rows: 2, heads: 32, dim: 48, nKeys: 150, positions: [149, 77], table: Array.from({ length: 38 }, (_, i) => (i * 5) % 38), seed: 4 },
 ];
 
-/** Whether a variant runs on this device for a shape ('matrix' needs tensor cores: not on lavapipe). */
+/** Whether a variant runs on this device for a shape (the 'matrix' ones need tensor cores: not on lavapipe). */
 function available(v: IndexerVariant, heads: number, dim: number): boolean {
-  return v !== 'matrix' || bestIndexerVariant(gpu(), heads, dim) === 'matrix';
+  return indexerVariantAvailable(gpu(), v, heads, dim);
 }
 
 for (const variant of INDEXER_VARIANTS) for (const c of cases) {

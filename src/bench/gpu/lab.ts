@@ -14,7 +14,7 @@
 import { indexerScores } from '../../backend/cpu/kernels/indexer.js';
 import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { headMatmulGpu } from '../../backend/webgpu/kernels/head-matmul.js';
-import { INDEXER_VARIANTS, indexerScoresGpu, bestIndexerVariant, type IndexerVariant } from '../../backend/webgpu/kernels/indexer.js';
+import { INDEXER_VARIANTS, indexerScoresGpu, bestIndexerVariant, indexerVariantAvailable, type IndexerVariant } from '../../backend/webgpu/kernels/indexer.js';
 import { MATMUL_VARIANTS, matmulGpu, matmulPlan, type MatmulPlan, type MatmulVariant } from '../../backend/webgpu/kernels/matmul.js';
 import { mlaAttentionGpu } from '../../backend/webgpu/kernels/mla-attention.js';
 import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from '../../backend/webgpu/kernels/mla-attention-matrix.js';
@@ -326,7 +326,7 @@ async function checkIndexer(gpu: GpuDevice, variant: IndexerVariant): Promise<nu
 }
 
 async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | null): Promise<void> {
-  const variants = INDEXER_VARIANTS.filter((v) => v !== 'matrix' || bestIndexerVariant(gpu, HI, DI) === 'matrix');
+  const variants = INDEXER_VARIANTS.filter((v) => indexerVariantAvailable(gpu, v, HI, DI));
   const best = bestIndexerVariant(gpu, HI, DI);
   for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}`, maxErrOverScale: await checkIndexer(gpu, v) });
   const attentionVariants: AttentionVariant[] = mlaMatrixAvailable(gpu, { rows: 1, heads: H, r: R, dr: DR }, 'bf16') ? ['f32', 'matrix'] : ['f32'];

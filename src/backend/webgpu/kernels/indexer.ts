@@ -22,6 +22,7 @@
  */
 import { GpuError, type GpuDevice } from '../device.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
+import { indexerDirectAvailable, indexerScoresDirectGpu } from './indexer-direct.js';
 
 export const INDEXER_WGSL = /* wgsl */ `
 struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, pageSize: u32, groupsX: u32 }
@@ -104,6 +105,10 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   const out = gpu.buffer(a.rows * a.nKeys * 4);
   if (a.rows === 0 || a.nKeys === 0) return out;
   const variant = a.variant ?? bestIndexerVariant(gpu, a.heads, a.dim);
+  if (variant === 'matrix-direct') {
+    indexerScoresDirectGpu(gpu, a, out);
+    return out;
+  }
   if (variant === 'matrix') {
     const m = matrixPlan(gpu, a.heads, a.dim);
     if (!m) throw new GpuError(`indexerScoresGpu: the 'matrix' variant needs subgroup-matrix f16 tensor cores and H, D multiples of 16 (H ${a.heads}, D ${a.dim})`);
@@ -129,12 +134,19 @@ function split(gpu: GpuDevice, n: number): [number, number] {
   return [x, Math.ceil(n / x)];
 }
 
-export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix'] as const;
+export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct'] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
 
 /** The fastest variant the device offers for H heads of D dims. */
 export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number): IndexerVariant {
   return matrixPlan(gpu, heads, dim) ? 'matrix' : 'tiled';
+}
+
+/** Whether a variant runs on this device for H heads of D dims (the tensor-core ones need the feature). */
+export function indexerVariantAvailable(gpu: GpuDevice, v: IndexerVariant, heads: number, dim: number): boolean {
+  if (v === 'matrix') return matrixPlan(gpu, heads, dim) !== null;
+  if (v === 'matrix-direct') return indexerDirectAvailable(gpu, heads, dim);
+  return true;
 }
 
 // ---- 'tiled' ----

@@ -1,0 +1,143 @@
+/**
+ * The lightning indexer on tensor cores, second form ('matrix-direct' in the kernel lab): the FP8
+ * codes are first decoded to f16 in device memory (exact: every e4m3 value is an f16) — the keys in
+ * logical order through the block table, the query rows as they are — and the score kernel then
+ * reads both operands of its f16 × f16 → f32 16×16×16 products straight from storage buffers
+ * (subgroupMatrixLoad from storage was faster than from shared memory on the H200; see
+ * docs/benchmarks.md). Per workgroup: one query row and 64 keys; S = q · kᵀ [H, 64] goes to shared
+ * memory, then ReLU, the head weights, the key scale and the causal mask as in indexer.ts.
+ * Needs shader-f16, subgroup-matrix f16 → f32 16×16×16, subgroups of 32, H and D multiples of 16,
+ * D a multiple of 4.
+ */
+import { GpuError, type GpuDevice } from '../device.js';
+import type { IndexerGpuArgs } from './indexer.js';
+import { E4M3_DECODE_WGSL } from './wgsl.js';
+
+const KT = 64;
+
+export function indexerDirectAvailable(gpu: GpuDevice, heads: number, dim: number): boolean {
+  return gpu.features.has('shader-f16') && gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16) && gpu.subgroupSize === 32 && heads % 16 === 0 && dim % 16 === 0;
+}
+
+/** Codes (four per u32) of `rows` rows of D → f16 (two per u32), rows in logical order; rows ≥ n are zeros. */
+const DECODE_WGSL = /* wgsl */ `
+struct Params { n: u32, dim: u32, paged: u32, pageSize: u32, total: u32, groupsX: u32 }
+@group(0) @binding(0) var<storage, read> codes: array<u32>;
+@group(0) @binding(1) var<storage, read> table: array<i32>;
+@group(0) @binding(2) var<storage, read_write> halves: array<u32>;
+@group(0) @binding(3) var<uniform> p: Params;
+${E4M3_DECODE_WGSL}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = (wg.x + wg.y * p.groupsX) * 256u + lid.x; // one u32 of codes: four values
+  if (i >= p.total) { return; }
+  let words = p.dim / 4u;
+  let s = i / words;
+  var word = 0u;
+  if (s < p.n) {
+    var src = s;
+    if (p.paged == 1u) { src = u32(table[s / p.pageSize]) * p.pageSize + s % p.pageSize; }
+    word = codes[src * words + i % words];
+  }
+  halves[2u * i] = pack2x16float(vec2f(e4m3(word & 0xffu), e4m3((word >> 8u) & 0xffu)));
+  halves[2u * i + 1u] = pack2x16float(vec2f(e4m3((word >> 16u) & 0xffu), e4m3(word >> 24u)));
+}
+`;
+
+function scoresWgsl(H: number, D: number): string {
+  const tasks = (H / 16) * (KT / 16);
+  const perSubgroup = Math.ceil(tasks / 4);
+  return /* wgsl */ `
+enable f16;
+enable chromium_experimental_subgroup_matrix;
+struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32 }
+@group(0) @binding(0) var<storage, read> qh: array<f16>;
+@group(0) @binding(1) var<storage, read> kh: array<f16>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> kScale: array<f32>;
+@group(0) @binding(4) var<storage, read> table: array<i32>;
+@group(0) @binding(5) var<storage, read> positions: array<i32>;
+@group(0) @binding(6) var<storage, read_write> out: array<u32>;
+@group(0) @binding(7) var<uniform> p: Params;
+const H: u32 = ${H}u;
+const D: u32 = ${D}u;
+const KT: u32 = ${KT}u;
+const TASKS: u32 = ${tasks}u;
+var<workgroup> sS: array<f32, ${H * KT}>; // q·k [H][KT]
+var<workgroup> part: array<f32, ${2 * KT}>;
+
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
+  let key0 = (wg.x + wg.z * p.groupsX) * KT;
+  let t = wg.y;
+  for (var j = 0u; j < ${perSubgroup}u; j++) {
+    // Tasks beyond TASKS repeat the last one (same result, same place): every subgroup stays uniform.
+    let task = min(sg * ${perSubgroup}u + j, TASKS - 1u);
+    let hb = task / (KT / 16u);
+    let kb = task % (KT / 16u);
+    var acc = subgroup_matrix_result<f32, 16, 16>();
+    for (var d = 0u; d < D; d += 16u) {
+      let a = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qh, (t * H + hb * 16u) * D + d, false, D);
+      let b = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kh, (key0 + kb * 16u) * D + d, true, D);
+      acc = subgroupMatrixMultiplyAccumulate(a, b, acc);
+    }
+    subgroupMatrixStore(&sS, hb * 16u * KT + kb * 16u, acc, false, KT);
+  }
+  workgroupBarrier();
+  // Two invocations per key, half of the heads each.
+  let key = li % KT;
+  let half = li / KT;
+  var score = 0.0;
+  for (var h = half * (H / 2u); h < (half + 1u) * (H / 2u); h++) {
+    let d = sS[h * KT + key];
+    if (d > 0.0) { score += w[t * H + h] * d; }
+  }
+  part[li] = score;
+  workgroupBarrier();
+  let s = key0 + li;
+  if (li < KT && s < p.nKeys) {
+    var bits = 0xff800000u;
+    if (i32(s) <= positions[t]) {
+      let slot = u32(table[s / p.pageSize]) * p.pageSize + s % p.pageSize;
+      bits = bitcast<u32>(kScale[slot] * (part[li] + part[li + KT]));
+    }
+    out[t * p.nKeys + s] = bits;
+  }
+}
+`;
+}
+
+const scoreCodes = new WeakMap<GpuDevice, Map<string, string>>();
+
+function grid(gpu: GpuDevice, groups: number): [number, number] {
+  const x = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
+  return [x, Math.ceil(groups / x)];
+}
+
+/** Decodes `n` rows of codes (padded with zero rows to `padded`) into a new f16 buffer. */
+function decodeRows(gpu: GpuDevice, codes: GPUBuffer, table: GPUBuffer | null, pageSize: number, n: number, padded: number, dim: number): GPUBuffer {
+  const total = (padded * dim) / 4;
+  const halves = gpu.buffer(padded * dim * 2);
+  const [gx, gy] = grid(gpu, Math.ceil(total / 256));
+  gpu.dispatch(DECODE_WGSL, [codes, table ?? codes, halves, gpu.uniforms(Uint32Array.of(n, dim, table ? 1 : 0, pageSize, total, gx))], [gx, gy]);
+  return halves;
+}
+
+/** Records the scores into `out` (f32 [rows, nKeys], allocated by the caller). */
+export function indexerScoresDirectGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GPUBuffer): void {
+  if (!indexerDirectAvailable(gpu, a.heads, a.dim)) {
+    throw new GpuError(`indexerScoresGpu: the 'matrix-direct' variant needs subgroup-matrix f16 tensor cores and H, D multiples of 16 (H ${a.heads}, D ${a.dim})`);
+  }
+  const tiles = Math.ceil(a.nKeys / KT);
+  const qh = decodeRows(gpu, a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim);
+  const kh = decodeRows(gpu, a.kCache, a.table, a.pageSize, a.nKeys, tiles * KT, a.dim);
+  let codes = scoreCodes.get(gpu);
+  if (!codes) scoreCodes.set(gpu, (codes = new Map()));
+  const key = `${a.heads}x${a.dim}`;
+  let code = codes.get(key);
+  if (!code) codes.set(key, (code = scoresWgsl(a.heads, a.dim)));
+  const [gx, gz] = grid(gpu, tiles);
+  gpu.dispatch(code, [qh, kh, a.w, a.kScale, a.table, a.positions, out, gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx))], [gx, a.rows, gz]);
+  gpu.release(qh);
+  gpu.release(kh);
+}
