@@ -50,15 +50,20 @@ export interface LabOptions {
  * Runs `record` `runs` times (after one warm-up) under timestamp queries: per run, GPU ms by label;
  * then `runs` more times without them for the wall time of recording, submitting and waiting.
  */
-async function gpuTimes(gpu: GpuDevice, runs: number, record: () => void): Promise<{ byLabel: Record<string, number>; totalMs: number; wallMs: number }> {
+async function gpuTimes(gpu: GpuDevice, runs: number, record: () => void): Promise<{ byLabel: Record<string, number>; totalMs: number; wallMs: number; quantized: boolean }> {
   record();
   await gpu.finish();
   const perRun: Record<string, number>[] = [];
+  // Whether every interval is a multiple of 2^16 ns (Dawn's timestamp quantization left on).
+  let quantized = true;
   for (let r = 0; r < runs; r++) {
     gpu.startProfiling();
     record();
     const by: Record<string, number> = {};
-    for (const k of await gpu.stopProfiling()) by[k.label] = (by[k.label] ?? 0) + k.ms;
+    for (const k of await gpu.stopProfiling()) {
+      by[k.label] = (by[k.label] ?? 0) + k.ms;
+      if (Math.round(k.ms * 1e6) % 65536 !== 0) quantized = false;
+    }
     perRun.push(by);
   }
   const walls: number[] = [];
@@ -71,7 +76,7 @@ async function gpuTimes(gpu: GpuDevice, runs: number, record: () => void): Promi
   const byLabel: Record<string, number> = {};
   for (const label of Object.keys(perRun[0] ?? {})) byLabel[label] = median(perRun.map((p) => p[label] ?? 0));
   const totalMs = median(perRun.map((p) => Object.values(p).reduce((a, b) => a + b, 0)));
-  return { byLabel, totalMs, wallMs: median(walls) };
+  return { byLabel, totalMs, wallMs: median(walls), quantized };
 }
 
 const round = (x: number, d = 4): number => Number(x.toPrecision(d));
@@ -102,7 +107,7 @@ async function copySection(gpu: GpuDevice, o: LabOptions): Promise<number> {
     gpu.dispatch(COPY_WGSL, [src, dst, params], [gx, Math.ceil(groups / gx)]);
   });
   const gbps = (2 * bytes) / (t.totalMs * 1e-3) / 1e9;
-  o.emit({ section: 'copy', bytes, ms: round(t.totalMs), GBps: round(gbps) });
+  o.emit({ section: 'copy', bytes, ms: round(t.totalMs), GBps: round(gbps), timestampsQuantized: t.quantized });
   gpu.release(src);
   gpu.release(dst);
   return gbps;
