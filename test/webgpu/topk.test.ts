@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { topkGpu } from '../../src/backend/webgpu/kernels/topk.js';
+import { topkGpu, type TopkVariant } from '../../src/backend/webgpu/kernels/topk.js';
 import { topkRowsRadix } from '../../src/backend/cpu/kernels/topk-radix.js';
 import { topkRows } from '../../src/backend/cpu/kernels/topk.js';
 import { rng, upload, useGpu } from './helpers.js';
@@ -15,11 +15,15 @@ const gpu = useGpu();
 async function check(scores: Float32Array, rows: number, nKeys: number, k: number, positions: Int32Array): Promise<void> {
   const want = topkRowsRadix(scores, rows, nKeys, k, positions);
   assert.deepEqual(want, topkRows(scores, rows, nKeys, k, positions), 'the CPU twins agree');
+  for (const variant of ['single', 'multi'] as const) await checkVariant(want, scores, rows, nKeys, k, positions, variant);
+}
+
+async function checkVariant(want: Int32Array, scores: Float32Array, rows: number, nKeys: number, k: number, positions: Int32Array, variant: TopkVariant): Promise<void> {
   const width = Math.min(k, nKeys);
-  const out = topkGpu(gpu(), upload(gpu(), scores), upload(gpu(), positions), rows, nKeys, k);
+  const out = topkGpu(gpu(), upload(gpu(), scores), upload(gpu(), positions), rows, nKeys, k, variant);
   const got = new Int32Array(await gpu().read(out, rows * width * 4));
   for (let t = 0; t < rows; t++) {
-    assert.deepEqual(Array.from(got.subarray(t * width, (t + 1) * width)), Array.from(want.subarray(t * width, (t + 1) * width)), `row ${t}`);
+    assert.deepEqual(Array.from(got.subarray(t * width, (t + 1) * width)), Array.from(want.subarray(t * width, (t + 1) * width)), `${variant}: row ${t}`);
   }
 }
 
@@ -64,4 +68,13 @@ test('topk: ties spread over many invocations\' runs of positions (S 5000, 7 dis
   const scores = Float32Array.from({ length: rows * nKeys }, () => Math.floor(r() * 7) - 3);
   const positions = Int32Array.of(4999, 3001);
   for (const k of [300, 2048]) await check(scores, rows, nKeys, k, positions);
+});
+
+test('topk: rows of several chunks of the multi-workgroup form (S 20000, ties across chunks, short rows)', async () => {
+  const r = rng(5);
+  const rows = 3;
+  const nKeys = 20000;
+  const scores = Float32Array.from({ length: rows * nKeys }, (_, i) => (i % 3 === 0 ? Math.floor(r() * 5) : (r() - 0.5) * 50));
+  const positions = Int32Array.of(19999, 9000, 4095);
+  for (const k of [2048, 5000]) await check(scores, rows, nKeys, k, positions);
 });

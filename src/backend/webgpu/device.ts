@@ -49,8 +49,8 @@ class UniformArena {
   }
 }
 
-/** A binding of a kernel: a storage buffer, or uniform parameters. */
-export type Binding = GPUBuffer | UniformParams;
+/** A binding of a kernel: a storage buffer, uniform parameters, or null for one the kernel does not use. */
+export type Binding = GPUBuffer | UniformParams | null;
 
 /** A subgroup-matrix shape the adapter offers (WebGPU's experimental tensor-core feature). */
 export interface SubgroupMatrixConfig {
@@ -308,7 +308,7 @@ export class GpuDevice {
     if (workgroups.some((w) => w !== undefined && w > max)) throw new GpuError(`WebGPU: ${workgroups.join(' × ')} workgroups exceed ${max} per dimension`);
     const bindGroup = this.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
-      entries: bindings.map((b, binding) => ({ binding, resource: b instanceof UniformParams ? this.place(b) : { buffer: b } })),
+      entries: bindings.flatMap((b, binding) => (b === null ? [] : [{ binding, resource: b instanceof UniformParams ? this.place(b) : { buffer: b } }])),
     });
     if (this.profiler) {
       if (this.profiler.full) this.flush();

@@ -11,6 +11,7 @@
  */
 import type { GpuDevice } from '../device.js';
 import { ORDER_KEY_WGSL } from './wgsl.js';
+import { TOPK_CHUNK, topkMultiGpu } from './topk-multi.js';
 
 /** Loads an invocation issues before it uses any (memory-level parallelism for one row per workgroup). */
 const UNROLL = 8;
@@ -163,11 +164,22 @@ function topkWorkgroup(gpu: GpuDevice): number {
 
 const codes = new Map<number, string>();
 
-/** Runs top-k: scores f32 [rows, nKeys], positions i32 [rows]; returns i32 [rows, min(k, nKeys)]. */
-export function topkGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUBuffer, rows: number, nKeys: number, k: number): GPUBuffer {
+/**
+ * 'single': one workgroup per row (this file); 'multi': many per row (topk-multi.ts), the default
+ * from MULTI_FROM keys on, where one workgroup per row leaves most of a GPU idle.
+ */
+export type TopkVariant = 'single' | 'multi';
+export const MULTI_FROM = 4 * TOPK_CHUNK;
+
+/** Runs top-k: scores f32 [rows, nKeys], positions i32 [rows]; returns i32 [rows, min(k, nKeys)] (same output for both variants). */
+export function topkGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUBuffer, rows: number, nKeys: number, k: number, variant?: TopkVariant): GPUBuffer {
   const width = Math.min(k, nKeys);
   const out = gpu.buffer(rows * width * 4);
   if (rows === 0 || width === 0) return out;
+  if ((variant ?? (nKeys >= MULTI_FROM ? 'multi' : 'single')) === 'multi' && rows <= gpu.limits.maxComputeWorkgroupsPerDimension) {
+    topkMultiGpu(gpu, scores, positions, out, rows, nKeys, k, width);
+    return out;
+  }
   const groupsX = Math.min(rows, gpu.limits.maxComputeWorkgroupsPerDimension);
   const groupsY = Math.ceil(rows / groupsX);
   const params = gpu.uniforms(Uint32Array.of(rows, nKeys, k, width, groupsX));
