@@ -19,6 +19,11 @@ export type LogitRows = 'all' | 'last' | 'none';
 export interface BatchInput {
   seq: Sequence;
   tokens: Int32Array;
+  /**
+   * This sequence's path (default: the step's `opts.mode`): 'prefill' for prompt chunks, 'decode'
+   * for generated tokens, so a sequence computes the same whatever it is batched with.
+   */
+  mode?: StepOptions['mode'];
 }
 
 export interface PrefillOptions extends Omit<StepOptions, 'mode'> {
@@ -118,7 +123,7 @@ export class Model {
     const ids = new Int32Array(t);
     const segments: Segment[] = [];
     let row = 0;
-    for (const { seq, tokens } of inputs) {
+    for (const { seq, tokens, mode } of inputs) {
       const start = seq.length;
       seq.reserve(start + tokens.length);
       const own = new Int32Array(tokens.length);
@@ -126,7 +131,8 @@ export class Model {
       positions.set(own, row);
       ids.set(tokens, row);
       const posT = b.upload(own, [own.length]);
-      segments.push({ start: row, positions: own, posT, pages: seq.pages(), nKeys: start + tokens.length, cos, sin, opts });
+      const segOpts = mode === undefined || mode === opts.mode ? opts : { ...opts, mode };
+      segments.push({ start: row, positions: own, posT, pages: seq.pages(), nKeys: start + tokens.length, cos, sin, opts: segOpts });
       row += tokens.length;
     }
     const batch: BatchContext = { positions, posT: inputs.length === 1 ? segments[0]!.posT : b.upload(positions, [t]), cos, sin, opts, segments };
