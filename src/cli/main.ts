@@ -1,12 +1,12 @@
 #!/usr/bin/env node
-/** The `dsa` command line: logits, generate, inspect, compare, random-model. */
+/** The `dsa` command line: logits, generate, inspect, compare, random-model, make-tiny. */
 import { readJsonFile } from '../io/text-file.js';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { closeBackends, createBackend, BACKENDS, type BackendName } from '../backend/registry.js';
 import { LATENT_FORMATS, type LatentFormat } from '../backend/backend.js';
 import { Model } from '../model/model.js';
 import { runLogits } from './logits.js';
-import { runGenerate } from './generate.js';
+import { generate, loadTokenizer, promptFromText } from './generate.js';
 import { runInspect } from './inspect.js';
 import { runCompare } from './compare.js';
 import { writeRandomModel } from '../model/random-model.js';
@@ -15,6 +15,7 @@ import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShape
 import { addBenchAttention } from './bench.js';
 import { addCost } from './cost.js';
 import { addServe } from './serve.js';
+import { addMakeTiny, parseConfigOverrides } from './make-tiny.js';
 import { io, withIo, type CliIo } from './io.js';
 
 function intArg(name: string, min: number) {
@@ -94,31 +95,47 @@ export function buildProgram(): Command {
   backendOption(
     program
       .command('generate')
-      .description('generate tokens after a prompt and print the new token ids on one line')
+      .description('generate after a prompt (token ids, or text through the model\'s tokenizer) and print the new text or token ids')
       .requiredOption('--model <dir>', 'model directory')
-      .requiredOption('--prompt-ids <file>', 'JSON array of token ids')
+      .option('--prompt-ids <file>', 'JSON array of token ids (the output is token ids on one line)')
+      .option('--prompt <text>', "prompt text, tokenized with the model's tokenizer (the output is text, streamed)")
+      .option('--chat', 'with --prompt: send it as a user message through the chat template', false)
+      .option('--system <text>', 'with --chat: a system message first')
+      .option('--ids', 'print the new token ids instead of text', false)
       .requiredOption('--max-new-tokens <n>', 'tokens to generate', intArg('--max-new-tokens', 1))
       .option('--temperature <t>', 'sampling temperature (0 = greedy)', numArg('--temperature', 0), 0)
+      .option('--top-p <p>', 'nucleus sampling: keep the most likely tokens up to this probability mass', numArg('--top-p', 0), 1)
+      .option('--top-k <k>', 'keep the k most likely tokens (0 = all)', intArg('--top-k', 0), 0)
+      .option('--min-p <p>', 'keep tokens at least this fraction as likely as the most likely one', numArg('--min-p', 0), 0)
+      .option('--repetition-penalty <r>', 'penalize tokens already in the prompt or output (> 1 discourages)', numArg('--repetition-penalty', 0), 1)
       .option('--seed <s>', 'random seed for sampling', intArg('--seed', 0), 0)
-      .option('--eos', "stop early when the model emits the config's eos_token_id", false)
+      .option('--stop <text>', 'stop before this text (repeatable; not printed)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+      .option('--eos', 'stop early at the end-of-sequence token (the tokenizer\'s, else config eos_token_id)', false)
       .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1))
       .option('--cache <format>', CACHE_HELP, cacheArg, 'bf16'),
   ).action(async (o) => {
+    if ((o.prompt === undefined) === (o.promptIds === undefined)) throw new Error('give exactly one of --prompt TEXT and --prompt-ids FILE');
+    if (o.chat && o.prompt === undefined) throw new Error('--chat needs --prompt TEXT');
+    if (o.system !== undefined && !o.chat) throw new Error('--system goes with --chat');
+    const tokenizer = loadTokenizer(o.model, o.prompt !== undefined || o.stop.length > 0);
     const model = await loadModel(o.model, o.backend, o.verbose);
-    const prompt = readPromptIds(o.promptIds);
-    checkVocab(prompt, model.config.vocabSize, o.promptIds);
-    const ids = await runGenerate({
+    const prompt = o.promptIds !== undefined ? readPromptIds(o.promptIds) : Int32Array.from(promptFromText(tokenizer!, o.prompt, o.chat, o.system));
+    checkVocab(prompt, model.config.vocabSize, o.promptIds ?? '--prompt');
+    const printText = tokenizer !== null && o.prompt !== undefined && !o.ids;
+    const result = await generate({
       model,
       prompt,
       maxNewTokens: o.maxNewTokens,
-      temperature: o.temperature,
-      seed: o.seed,
+      sampling: { temperature: o.temperature, top_p: o.topP, top_k: o.topK, min_p: o.minP, repetition_penalty: o.repetitionPenalty, seed: o.seed, stop: o.stop },
       stopAtEos: o.eos,
+      tokenizer,
+      onText: printText ? (t) => io().out(t) : undefined,
       chunk: o.chunk,
       cache: o.cache,
       verbose: o.verbose,
     });
-    io().out(`${ids.join(' ')}\n`);
+    io().out(printText ? '\n' : `${result.ids.join(' ')}\n`);
+    if (o.verbose) io().err(`finish reason: ${result.finishReason}, ${result.ids.length} tokens\n`);
   });
 
   program
@@ -148,18 +165,10 @@ export function buildProgram(): Command {
     .option('--fp8', 'FP8 e4m3 block-quantized projections (as the real checkpoints)', false)
     .option('--config <json>', 'config.json keys to override, as a JSON object (e.g. \'{"index_topk": 64}\')')
     .action((o: { out: string; seed: number; fp8: boolean; config?: string }) => {
-      let overrides: Record<string, unknown> = {};
-      if (o.config !== undefined) {
-        try {
-          overrides = JSON.parse(o.config) as Record<string, unknown>;
-        } catch (e) {
-          throw new Error(`--config: not valid JSON (${(e as Error).message})`);
-        }
-        if (typeof overrides !== 'object' || overrides === null || Array.isArray(overrides)) throw new Error('--config: expected a JSON object');
-      }
-      writeRandomModel(o.out, { seed: o.seed, fp8: o.fp8, config: overrides });
+      writeRandomModel(o.out, { seed: o.seed, fp8: o.fp8, config: parseConfigOverrides(o.config) });
       io().out(`${o.out}\n`);
     });
+  addMakeTiny(program, intArg('--seed', 0));
 
   const bench = program.command('bench').description('benchmarks: print their setup and numbers');
   addBenchAttention(bench);

@@ -1,7 +1,11 @@
 /**
- * Token sampling: greedy (temperature 0) or temperature sampling from a seeded generator, so a
- * given seed reproduces the same tokens.
+ * Token sampling: greedy (temperature 0) or a draw from the softmax of the (processed) logits with a
+ * seeded generator, so a given seed reproduces the same tokens. `Sampler` is the plain
+ * temperature sampler; `TokenSampler` runs a request's logits processors (logits-processors.ts)
+ * first.
  */
+import { buildLogitsProcessors, type LogitsProcessorList, type ProcessorContext } from './logits-processors.js';
+import { isGreedy, type SamplingParams } from './params.js';
 
 /** xoshiro128** seeded through splitmix32: small, fast, and reproducible across platforms. */
 export class Rng {
@@ -63,19 +67,73 @@ export class Sampler {
 
   sample(logits: Float32Array): number {
     if (this.temperature === 0) return argmax(logits);
-    let max = -Infinity;
-    for (const v of logits) max = Math.max(max, v);
-    const p = new Float64Array(logits.length);
-    let sum = 0;
-    for (let i = 0; i < logits.length; i++) {
-      p[i] = Math.exp((logits[i]! - max) / this.temperature);
-      sum += p[i]!;
-    }
-    let u = this.rng.next() * sum;
-    for (let i = 0; i < p.length; i++) {
-      u -= p[i]!;
-      if (u < 0) return i;
-    }
-    return argmax(logits);
+    return sampleCategorical(logits, this.rng, this.temperature);
+  }
+}
+
+/**
+ * One draw from softmax(scores / temperature) by inverse CDF with one uniform number from `rng`.
+ * Tokens at −Infinity have probability zero and are never drawn.
+ */
+export function sampleCategorical(scores: Float32Array, rng: Rng, temperature = 1): number {
+  let max = -Infinity;
+  for (const v of scores) max = Math.max(max, v);
+  const p = new Float64Array(scores.length);
+  let sum = 0;
+  for (let i = 0; i < scores.length; i++) {
+    p[i] = Math.exp((scores[i]! - max) / temperature);
+    sum += p[i]!;
+  }
+  let u = rng.next() * sum;
+  for (let i = 0; i < p.length; i++) {
+    u -= p[i]!;
+    if (u < 0) return i;
+  }
+  return argmax(scores);
+}
+
+/** A 32-bit generator seed from any safe integer (the high bits are mixed in, not dropped). */
+export function seedToU32(seed: number): number {
+  const lo = seed >>> 0;
+  const hi = Math.floor(seed / 4294967296) >>> 0;
+  return (lo ^ Math.imul(hi, 0x9e3779b1)) >>> 0;
+}
+
+/** A fresh random seed (requests without `seed`). */
+export function randomSeed(): number {
+  return globalThis.crypto.getRandomValues(new Uint32Array(1))[0]!;
+}
+
+/**
+ * A request's sampler: its logits processors, then greedy argmax (temperature ≈ 0) or a seeded
+ * draw. It remembers the tokens it returned, which the penalties read. One per request: the
+ * generator's state is the request's own, so batching never changes a seeded request's tokens.
+ */
+export class TokenSampler {
+  readonly seed: number;
+  readonly greedy: boolean;
+  private readonly rng: Rng;
+  private readonly processors: LogitsProcessorList;
+  private readonly history: number[] = [];
+
+  constructor(params: SamplingParams, opts: ProcessorContext = {}) {
+    this.seed = params.seed == null ? randomSeed() : seedToU32(params.seed);
+    this.rng = new Rng(this.seed);
+    this.greedy = isGreedy(params);
+    this.processors = buildLogitsProcessors(params, opts);
+  }
+
+  /** The next token from one row of logits (left unchanged). */
+  sample(logits: Float32Array): number {
+    const scores = this.processors.length > 0 ? Float32Array.from(logits) : logits;
+    this.processors.apply(scores, this.history);
+    const token = this.greedy ? argmax(scores) : sampleCategorical(scores, this.rng);
+    this.history.push(token);
+    return token;
+  }
+
+  /** The tokens sampled so far. */
+  get generated(): readonly number[] {
+    return this.history;
   }
 }
