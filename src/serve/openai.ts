@@ -77,8 +77,8 @@ function finishReason(gen: Generation): 'stop' | 'length' {
 }
 
 interface StreamShape {
-  /** A chunk for a delta (finish null) or the final one. */
-  chunk(delta: Delta | null, finish: 'stop' | 'length' | null): Record<string, unknown>;
+  /** A chunk for a delta (finish null) or the final one; null skips the delta. */
+  chunk(delta: Delta | null, finish: 'stop' | 'length' | null): Record<string, unknown> | null;
   /** Sent before any delta (chat: the assistant role). */
   first?: Record<string, unknown>;
   includeUsage: boolean;
@@ -102,9 +102,12 @@ function streamResponse(c: Context, ctx: ServeContext, gen: Generation, shape: S
     const withUsage = (o: Record<string, unknown>) => (shape.includeUsage ? { ...o, usage: null } : o);
     try {
       if (shape.first) await send(withUsage(shape.first));
-      for await (const d of gen.deltas()) await send(withUsage(shape.chunk(d, null)));
+      for await (const d of gen.deltas()) {
+        const chunk = shape.chunk(d, null);
+        if (chunk) await send(withUsage(chunk));
+      }
       if (gen.finishReason === 'abort') return; // the client went away
-      await send(withUsage(shape.chunk(null, finishReason(gen))));
+      await send(withUsage(shape.chunk(null, finishReason(gen))!));
       if (shape.includeUsage) await send({ ...shape.base, choices: [], usage: usage(gen) });
       await send('[DONE]');
     } catch (e) {
@@ -190,10 +193,11 @@ export async function chatCompletions(c: Context, ctx: ServeContext, raw: unknow
       base: chunkBase,
       includeUsage: body.stream_options?.include_usage ?? false,
       first: { ...chunkBase, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] },
-      chunk: (d, finish) => ({
-        ...chunkBase,
-        choices: [{ index: 0, delta: d ? { content: d.text } : {}, logprobs: null, finish_reason: finish, ...ids_(d ? d.tokenIds : []) }],
-      }),
+      // A token that completes no text yet (part of a character) sends nothing, unless ids were asked for.
+      chunk: (d, finish) =>
+        d && d.text === '' && !body.return_token_ids
+          ? null
+          : { ...chunkBase, choices: [{ index: 0, delta: d ? { content: d.text } : {}, logprobs: null, finish_reason: finish, ...ids_(d ? d.tokenIds : []) }] },
     });
   }
   cancelOnDisconnect(c, gen);

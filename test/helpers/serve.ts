@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { writeTinyModel } from '../../src/cli/make-tiny.js';
 import { writeRandomModel } from '../../src/model/random-model.js';
 import { parseMetrics } from '../../src/serve/metrics.js';
 import { startServer, type RunningServer, type ServeOptions } from '../../src/serve/server.js';
@@ -21,11 +22,21 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** A random model (2 layers, small) in a temporary directory; `extra` files may be added by the caller. */
+const SMALL = { num_hidden_layers: 2, index_topk: 16, max_position_embeddings: 1024 };
+
+/** A random model (2 layers, small, no tokenizer) in a temporary directory. */
 export function randomModelDir(name = 'tiny-serve'): { dir: string; cleanup: () => void } {
   const work = mkdtempSync(join(tmpdir(), 'dsa-serve-'));
   const dir = join(work, name);
-  writeRandomModel(dir, { seed: 11, config: { num_hidden_layers: 2, index_topk: 16, max_position_embeddings: 1024 } });
+  writeRandomModel(dir, { seed: 11, config: SMALL });
+  return { dir, cleanup: () => rmSync(work, { recursive: true, force: true }) };
+}
+
+/** The same with a tokenizer and chat template (`dsa make-tiny`). */
+export function tinyTextModelDir(name = 'tiny-chat'): { dir: string; cleanup: () => void } {
+  const work = mkdtempSync(join(tmpdir(), 'dsa-serve-'));
+  const dir = join(work, name);
+  writeTinyModel(dir, { seed: 11, config: SMALL });
   return { dir, cleanup: () => rmSync(work, { recursive: true, force: true }) };
 }
 
