@@ -15,6 +15,7 @@ import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShape
 import { addBenchAttention } from './bench.js';
 import { addCost } from './cost.js';
 import { addServe } from './serve.js';
+import { addBenchServe } from '../bench/serve.js';
 import { addMakeTiny, parseConfigOverrides } from './make-tiny.js';
 import { io, withIo, type CliIo } from './io.js';
 
@@ -172,6 +173,7 @@ export function buildProgram(): Command {
 
   const bench = program.command('bench').description('benchmarks: print their setup and numbers');
   addBenchAttention(bench);
+  addBenchServe(bench);
   bench
     .command('topk')
     .description('CPU top-k selection per row: quickselect (reference) against radix selection')
