@@ -11,7 +11,7 @@ import { mlp, moe } from './ffn.js';
 import { attention } from './mla.js';
 import { ropeTables, softmaxScale } from './rope.js';
 import type { BatchContext, Segment, StepOptions } from './step.js';
-import { loadWeights, type LoadProgress, type ModelWeights } from './weights.js';
+import { loadWeights, loadWeightsAsync, type LoadProgress, type ModelWeights } from './weights.js';
 
 export type LogitRows = 'all' | 'last' | 'none';
 
@@ -58,6 +58,17 @@ export class Model {
     const ckpt = Checkpoint.open(dir);
     try {
       return new Model(config, loadWeights(ckpt, config, backend, progress), backend);
+    } finally {
+      ckpt.close();
+    }
+  }
+
+  /** Model.load that yields to the event loop after each layer (a server stays responsive). */
+  static async loadAsync(dir: string, backend: Backend, progress?: LoadProgress): Promise<Model> {
+    const config = loadConfig(dir);
+    const ckpt = Checkpoint.open(dir);
+    try {
+      return new Model(config, await loadWeightsAsync(ckpt, config, backend, progress), backend);
     } finally {
       ckpt.close();
     }

@@ -25,8 +25,8 @@ export interface ServeOptions {
   apiKey?: string;
   /** Name clients use in `model` (default: the directory's name). */
   servedModelName?: string;
-  /** 'cpu' (default), 'webgpu', 'auto', or a backend instance. */
-  backend?: string | Backend;
+  /** 'cpu' (default), 'webgpu', 'auto', or a backend (or one still being created). */
+  backend?: string | Backend | Promise<Backend>;
   /** CPU kernels whose numbers do not depend on batching (default true): see CpuOptions. */
   batchInvariant?: boolean;
   maxBatch?: number;
@@ -52,7 +52,7 @@ export interface RunningServer {
 }
 
 async function openBackend(o: ServeOptions): Promise<Backend> {
-  if (typeof o.backend === 'object') return o.backend;
+  if (typeof o.backend === 'object') return await o.backend;
   const name = o.backend ?? 'cpu';
   if (name === 'cpu') return new CpuBackend({ batchInvariant: o.batchInvariant ?? true });
   return createBackend(name);
@@ -63,7 +63,7 @@ async function load(o: ServeOptions, metrics: ServeMetrics): Promise<ServeContex
   const dir = resolve(o.model);
   const started = performance.now();
   const backend = await openBackend(o);
-  const model = Model.load(dir, backend);
+  const model = await Model.loadAsync(dir, backend);
   const tokenizer = TextTokenizer.load(dir);
   const engine = new Engine(model, {
     maxBatch: o.maxBatch,

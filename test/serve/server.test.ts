@@ -9,7 +9,9 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { CpuBackend } from '../../src/backend/cpu.js';
 import { runGenerate } from '../../src/cli/generate.js';
+import type { Backend } from '../../src/backend/backend.js';
 import { Model } from '../../src/model/model.js';
+import { startServer } from '../../src/serve/server.js';
 import { API_KEY, promptIds, randomModelDir, startTestServer, waitForMetrics, type TestServer } from '../helpers/serve.js';
 
 type Extra = { return_token_ids?: boolean; stop_token_ids?: number[]; ignore_eos?: boolean };
@@ -147,5 +149,32 @@ describe('dsa serve', () => {
     const m = await waitForMetrics(t, (x) => x.get('dsa:num_requests_running') === 0 && x.get('dsa:cache_pages_used') === 0);
     assert.ok(m.get('dsa:request_success_total{finished_reason="abort"}')! >= 1);
     assert.ok(m.get('dsa:generation_tokens_total')! < 400, 'generation stopped early');
+  });
+});
+
+describe('dsa serve while loading', () => {
+  test('/health and requests answer 503 while the model loads, and name the problem when loading failed', async () => {
+    let release!: (b: Backend) => void;
+    const s = await startServer({ model: dir, port: 0, backend: new Promise<Backend>((r) => (release = r)) });
+    const health = await fetch(`${s.url}/health`);
+    assert.equal(health.status, 503);
+    assert.equal(((await health.json()) as { error: { code: string } }).error.code, 'model_loading');
+    assert.equal((await fetch(`${s.url}/v1/models`)).status, 503);
+    const backend = new CpuBackend({ batchInvariant: true });
+    release(backend);
+    await s.ready;
+    assert.equal((await fetch(`${s.url}/health`)).status, 200);
+    await s.close();
+    backend.close();
+
+    const broken = await startServer({ model: `${dir}-missing`, port: 0 });
+    try {
+      await assert.rejects(broken.ready, /model directory not found/);
+      const res = await fetch(`${broken.url}/health`);
+      assert.equal(res.status, 503);
+      assert.match(((await res.json()) as { error: { message: string } }).error.message, /failed to load.*model directory not found/);
+    } finally {
+      await broken.close();
+    }
   });
 });
