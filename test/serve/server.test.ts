@@ -152,6 +152,37 @@ describe('dsa serve', () => {
   });
 });
 
+describe('dsa serve under pressure', () => {
+  test('a non-streaming client that disconnects stops its generation too', async () => {
+    const controller = new AbortController();
+    const started = t.client.completions.create({ model: t.modelName, prompt: promptIds(30, 8), max_tokens: 450, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming & Extra, { signal: controller.signal });
+    await waitForMetrics(t, (x) => x.get('dsa:num_requests_running') === 1);
+    const before = (await t.metrics()).get('dsa:request_success_total{finished_reason="abort"}') ?? 0;
+    controller.abort();
+    await assert.rejects(started, /abort/i);
+    const m = await waitForMetrics(t, (x) => x.get('dsa:num_requests_running') === 0 && x.get('dsa:cache_pages_used') === 0);
+    assert.equal(m.get('dsa:request_success_total{finished_reason="abort"}'), before + 1);
+  });
+
+  test('a full waiting queue answers 429', async () => {
+    const small = await startTestServer(dir, { maxBatch: 1, maxWaiting: 1 });
+    try {
+      const body = { model: small.modelName, prompt: promptIds(10, 2), max_tokens: 300, temperature: 0, ignore_eos: true };
+      const results = await Promise.allSettled([0, 1, 2].map(() => small.client.completions.create(body as OpenAI.CompletionCreateParamsNonStreaming & Extra)));
+      const refused = results.filter((r) => r.status === 'rejected');
+      assert.ok(refused.length >= 1, 'at least one of three is refused');
+      for (const r of refused) {
+        const e = (r as PromiseRejectedResult).reason as InstanceType<typeof OpenAI.APIError>;
+        assert.equal(e.status, 429);
+        assert.equal(e.code, 'queue_full');
+      }
+      assert.ok(results.some((r) => r.status === 'fulfilled'));
+    } finally {
+      await small.close();
+    }
+  });
+});
+
 describe('dsa serve while loading', () => {
   test('/health and requests answer 503 while the model loads, and name the problem when loading failed', async () => {
     let release!: (b: Backend) => void;
