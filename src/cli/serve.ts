@@ -43,7 +43,7 @@ export function addServe(program: Command): void {
     .option('--max-batch <n>', 'requests running at once', intArg('--max-batch', 1), 16)
     .option('--max-context <n>', "longest prompt + generation (default: the model's max_position_embeddings)", intArg('--max-context', 2))
     .option('--max-waiting <n>', 'requests queued before new ones get 429', intArg('--max-waiting', 1), 256)
-    .option('--cache-tokens <n>', 'KV cache size in tokens, which bounds its memory (default: max batch × max context)', intArg('--cache-tokens', 64))
+    .option('--cache-tokens <n>', 'KV cache size in tokens, which bounds its memory (default: max batch × max context, at most 131072 unless max context is larger)', intArg('--cache-tokens', 64))
     .option('--max-step-tokens <n>', 'tokens per engine step (prompt chunks fill what decoding leaves)', intArg('--max-step-tokens', 1), 256)
     .option('--cache <format>', 'latent cache format: f32, bf16 or fp8', (v: string) => {
       if (!(LATENT_FORMATS as readonly string[]).includes(v)) throw new InvalidArgumentError(`--cache must be one of ${LATENT_FORMATS.join(', ')}`);

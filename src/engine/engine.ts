@@ -20,7 +20,10 @@ export interface EngineOptions {
   maxContext?: number;
   /** Requests waiting for admission before new ones are refused (default 256). */
   maxWaiting?: number;
-  /** Tokens the cache holds in all (default maxBatch × maxContext); at least maxContext. */
+  /**
+   * Tokens the cache holds in all, which bounds its memory; at least maxContext. Default:
+   * maxBatch × maxContext, capped at DEFAULT_CACHE_CAP tokens (but never below maxContext).
+   */
   cacheTokens?: number;
   /** Tokens per engine step (default 256). */
   maxStepTokens?: number;
@@ -43,6 +46,9 @@ export interface EngineStats {
   generatedTokens: number;
   steps: number;
 }
+
+/** The default cache's upper bound in tokens (a full-size model's cache at 128K is ~10 GB in bf16). */
+export const DEFAULT_CACHE_CAP = 131072;
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -73,7 +79,7 @@ export class Engine {
     this.maxContext = positive('maxContext', opts.maxContext ?? modelMax);
     if (this.maxContext > modelMax) throw new RangeError(`maxContext ${this.maxContext} exceeds the model's max_position_embeddings (${modelMax})`);
     this.maxWaiting = positive('maxWaiting', opts.maxWaiting ?? 256);
-    const cacheTokens = positive('cacheTokens', opts.cacheTokens ?? this.maxBatch * this.maxContext);
+    const cacheTokens = positive('cacheTokens', opts.cacheTokens ?? Math.max(this.maxContext, Math.min(this.maxBatch * this.maxContext, DEFAULT_CACHE_CAP)));
     if (cacheTokens < this.maxContext) throw new RangeError(`the cache (${cacheTokens} tokens) must hold at least one request of maxContext (${this.maxContext}) tokens`);
     const maxStepTokens = positive('maxStepTokens', opts.maxStepTokens ?? 256);
     this.cache = model.createCache(cacheTokens, { latentFormat: opts.latentFormat ?? 'bf16' });

@@ -9,7 +9,7 @@ import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { Engine } from '../engine/engine.js';
 import { EngineClosedError, QueueFullError, RequestError } from '../engine/request.js';
-import { parseSamplingParams, SamplingParamsError, type SamplingParams } from '../generate/params.js';
+import { parseSamplingParams, SamplingParamsError, stopStrings, type SamplingParams } from '../generate/params.js';
 import { TokenizerError, type TextTokenizer } from '../text/tokenizer.js';
 import { ApiError, badRequest, modelNotFound, queueFull, serverError, unavailable } from './errors.js';
 import { Generation, type Delta } from './generation.js';
@@ -51,6 +51,7 @@ function sampling(body: unknown): SamplingParams {
 
 /** Starts the generation, mapping the engine's refusals to API errors. */
 function start(ctx: ServeContext, prompt: Int32Array, params: SamplingParams, maxTokens: number | null, promptParam: string): Generation {
+  if (!ctx.tokenizer && stopStrings(params).length > 0) throw badRequest('stop strings need a tokenizer (this model has none): use stop_token_ids', 'stop');
   const room = ctx.engine.maxContext - prompt.length;
   if (room < 1) {
     throw badRequest(`this model's maximum context length is ${ctx.engine.maxContext} tokens; the prompt has ${prompt.length}, leaving no room to generate`, promptParam, 'context_length_exceeded');

@@ -112,6 +112,7 @@ describe('dsa serve', () => {
     await expectError(t.client.completions.create({ model: t.modelName, prompt, max_tokens: 600 }), 400, /maximum context length is 512/, 'context_length_exceeded');
     await expectError(t.client.completions.create({ model: t.modelName, prompt, n: 2 }), 400, /n = 1/);
     await expectError(t.client.completions.create({ model: t.modelName, prompt: 'hello' }), 400, /no tokenizer\.json/, 'no_tokenizer');
+    await expectError(t.client.completions.create({ model: t.modelName, prompt, stop: 'x' }), 400, /stop strings need a tokenizer/);
     await expectError(t.client.chat.completions.create({ model: t.modelName, messages: [{ role: 'user', content: 'hi' }] }), 400, /chat needs a tokenizer/, 'no_tokenizer');
     // What the client cannot send: broken JSON, a body that is not an object, a huge body.
     const broken = await post('/v1/completions', '{"model": ');
