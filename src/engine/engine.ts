@@ -150,7 +150,10 @@ export class Engine {
   }
 
   private kick(): void {
-    this.loop ??= this.run().finally(() => {
+    // An unexpected failure of the loop ends the requests it holds instead of the process.
+    this.loop ??= this.run().catch((e: Error) => {
+      for (const r of [...this.running, ...this.waiting]) this.finish(r, 'error', e);
+    }).finally(() => {
       this.loop = null;
       if (!this.closed && (this.waiting.length > 0 || this.running.length > 0)) this.kick();
     });
@@ -210,8 +213,14 @@ export class Engine {
     req.generated.push(token);
     req.tokens.push(token);
     this.counters.generatedTokens++;
-    const stop = req.params.stopping?.check(token) ?? null;
-    req.params.onToken?.(token, req);
+    let stop: ReturnType<NonNullable<GenerationRequest['stopping']>['check']> = null;
+    try {
+      stop = req.params.stopping?.check(token) ?? null;
+      req.params.onToken?.(token, req);
+    } catch (e) {
+      this.finish(req, 'error', e as Error);
+      return;
+    }
     if (req.state !== 'running') return; // the callback cancelled it (e.g. a stop string)
     if (stop) this.finish(req, stop.finishReason);
     else if (req.generated.length >= req.params.maxTokens) this.finish(req, 'length');
@@ -237,6 +246,10 @@ export class Engine {
     req.seq = null;
     req.state = 'finished';
     req.finishReason = reason;
-    req.params.onFinish?.(reason, req, error);
+    try {
+      req.params.onFinish?.(reason, req, error);
+    } catch {
+      // The request is over and its pages are back; a failing callback must not stop the engine.
+    }
   }
 }

@@ -165,4 +165,25 @@ describe('engine', () => {
     assert.deepEqual([engine.stats().running, engine.stats().waiting, engine.stats().pagesUsed], [0, 0, 0]);
     await engine.close();
   });
+
+  test('a failing callback ends its request with an error; the engine keeps serving', async () => {
+    const engine = newEngine({ maxBatch: 4 });
+    let failed: { reason: FinishReason; err?: Error } | null = null;
+    const ok = generate(engine, prompts[0]!, maxTokens[0]!);
+    engine.submit({
+      prompt: prompts[1]!,
+      maxTokens: 5,
+      sampler: new Sampler(0, 0),
+      onToken: () => {
+        throw new Error('client callback broke');
+      },
+      onFinish: (reason, _r, err) => (failed = { reason, err }),
+    });
+    assert.deepEqual((await ok.done).tokens, reference[0]);
+    await engine.idle();
+    assert.equal(failed!.reason, 'error');
+    assert.match(failed!.err!.message, /callback broke/);
+    assert.equal(engine.stats().pagesUsed, 0);
+    await engine.close();
+  });
 });
