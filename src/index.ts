@@ -17,3 +17,8 @@ export { SafetensorsFile, SafetensorsError } from './io/safetensors.js';
 export { writeSafetensors } from './io/safetensors-writer.js';
 export { Sampler, Rng } from './generate/sampler.js';
 export * from './numerics/index.js';
+export { Engine, type EngineOptions, type EngineStats } from './engine/engine.js';
+export { EngineRequest, RequestError, QueueFullError, type GenerationRequest, type FinishReason } from './engine/request.js';
+export { PrefixCache } from './engine/prefix-cache.js';
+export { startServer, type ServeOptions, type RunningServer } from './serve/server.js';
+export { createApp } from './serve/app.js';
