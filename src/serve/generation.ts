@@ -13,6 +13,7 @@ import { TokenSampler } from '../generate/sampler.js';
 import { StoppingCriteria, StopStrings, stoppingOptions, stopStrings } from '../generate/stopping.js';
 import { IncrementalDetokenizer } from '../text/detokenizer.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
+import { serverError } from './errors.js';
 import type { ServeMetrics } from './metrics.js';
 
 export interface Delta {
@@ -90,6 +91,12 @@ export class Generation {
       all.tokenIds.push(...d.tokenIds);
     }
     return all;
+  }
+
+  /** The finish_reason to report (an engine failure becomes a 500). */
+  apiFinishReason(): 'stop' | 'length' {
+    if (this.finishReason === 'error') throw serverError(`generation failed: ${this.error?.message ?? 'unknown error'}`);
+    return this.finishReason === 'length' ? 'length' : 'stop';
   }
 
   get completionTokens(): number {

@@ -1,20 +1,19 @@
 /**
- * POST /v1/completions and POST /v1/chat/completions: validate, build the prompt ids, start a
- * Generation, and answer with one JSON object or an SSE stream of chunks (`data: {json}` events,
- * `: keep-alive` comments while nothing else is sent, `data: [DONE]` at the end). A client that
- * goes away cancels its generation, which frees its cache pages at once.
+ * POST /v1/completions and POST /v1/chat/completions: validate, build the prompt ids, start one
+ * Generation per choice (each prompt × n), and answer with one JSON object or an SSE stream (see
+ * sse.ts). A client that goes away cancels its generations, which frees their cache pages at once.
  */
 import { randomUUID } from 'node:crypto';
 import type { Context } from 'hono';
-import { streamSSE } from 'hono/streaming';
 import type { Engine } from '../engine/engine.js';
 import { EngineClosedError, QueueFullError, RequestError } from '../engine/request.js';
 import { parseSamplingParams, SamplingParamsError, stopStrings, type SamplingParams } from '../generate/params.js';
 import { TokenizerError, type TextTokenizer } from '../text/tokenizer.js';
-import { ApiError, badRequest, modelNotFound, queueFull, serverError, unavailable } from './errors.js';
-import { Generation, type Delta } from './generation.js';
+import { badRequest, modelNotFound, queueFull, unavailable } from './errors.js';
+import { Generation } from './generation.js';
 import type { ServeMetrics } from './metrics.js';
 import { chatSchema, completionSchema, parseBody } from './schemas.js';
+import { streamChoices } from './sse.js';
 
 export interface ServeContext {
   engine: Engine;
@@ -49,16 +48,30 @@ function sampling(body: unknown): SamplingParams {
   }
 }
 
-/** Starts the generation, mapping the engine's refusals to API errors. */
-function start(ctx: ServeContext, prompt: Int32Array, params: SamplingParams, maxTokens: number | null, promptParam: string): Generation {
+/**
+ * Starts n generations per prompt (choice index = prompt × n + j; choice j > 0 of a seeded request
+ * draws with seed + j), mapping the engine's refusals to API errors. When one is refused, those
+ * already started are cancelled.
+ */
+function startChoices(ctx: ServeContext, prompts: Int32Array[], params: SamplingParams, n: number, maxTokens: (prompt: Int32Array) => number | null, promptParam: string): Generation[] {
   if (!ctx.tokenizer && stopStrings(params).length > 0) throw badRequest('stop strings need a tokenizer (this model has none): use stop_token_ids', 'stop');
-  const room = ctx.engine.maxContext - prompt.length;
-  if (room < 1) {
-    throw badRequest(`this model's maximum context length is ${ctx.engine.maxContext} tokens; the prompt has ${prompt.length}, leaving no room to generate`, promptParam, 'context_length_exceeded');
-  }
+  if (prompts.length * n > ctx.engine.maxWaiting) throw badRequest(`${prompts.length * n} choices in one request; at most ${ctx.engine.maxWaiting}`, 'n');
+  const setup = { engine: ctx.engine, tokenizer: ctx.tokenizer, metrics: ctx.metrics, eosTokenIds: ctx.eosTokenIds };
+  const gens: Generation[] = [];
   try {
-    return new Generation({ engine: ctx.engine, tokenizer: ctx.tokenizer, metrics: ctx.metrics, eosTokenIds: ctx.eosTokenIds }, prompt, params, maxTokens ?? room);
+    for (const prompt of prompts) {
+      const room = ctx.engine.maxContext - prompt.length;
+      if (room < 1) {
+        throw badRequest(`this model's maximum context length is ${ctx.engine.maxContext} tokens; the prompt has ${prompt.length}, leaving no room to generate`, promptParam, 'context_length_exceeded');
+      }
+      for (let j = 0; j < n; j++) {
+        const p = j > 0 && params.seed != null ? { ...params, seed: params.seed + j } : params;
+        gens.push(new Generation(setup, prompt, p, maxTokens(prompt) ?? room));
+      }
+    }
+    return gens;
   } catch (e) {
+    gens.forEach((g) => g.cancel());
     if (e instanceof RequestError) throw badRequest(e.message, promptParam, e.code);
     if (e instanceof QueueFullError) throw queueFull(e.message);
     if (e instanceof EngineClosedError) throw unavailable(e.message, 'shutting_down');
@@ -66,111 +79,85 @@ function start(ctx: ServeContext, prompt: Int32Array, params: SamplingParams, ma
   }
 }
 
-function usage(gen: Generation) {
-  const prompt = gen.prompt.length;
-  const completion = gen.completionTokens;
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: gen.req.cachedTokens } };
-}
-
-function finishReason(gen: Generation): 'stop' | 'length' {
-  if (gen.finishReason === 'error') throw serverError(`generation failed: ${gen.error?.message ?? 'unknown error'}`);
-  return gen.finishReason === 'length' ? 'length' : 'stop';
-}
-
-interface StreamShape {
-  /** A chunk for a delta (finish null) or the final one; null skips the delta. */
-  chunk(delta: Delta | null, finish: 'stop' | 'length' | null): Record<string, unknown> | null;
-  /** Sent before any delta (chat: the assistant role). */
-  first?: Record<string, unknown>;
-  includeUsage: boolean;
-  base: Record<string, unknown>;
-}
-
-function streamResponse(c: Context, ctx: ServeContext, gen: Generation, shape: StreamShape): Response {
-  return streamSSE(c, async (stream) => {
-    stream.onAbort(() => gen.cancel());
-    let last = Date.now();
-    const send = async (obj: unknown) => {
-      last = Date.now();
-      await stream.writeSSE({ data: typeof obj === 'string' ? obj : JSON.stringify(obj) });
-    };
-    // Long prefills send nothing for a while: comment lines keep proxies from closing the stream.
-    const timer = setInterval(() => {
-      if (Date.now() - last < ctx.keepAliveMs || stream.aborted || stream.closed) return;
-      last = Date.now();
-      void stream.write(': keep-alive\n\n');
-    }, Math.max(10, ctx.keepAliveMs / 2));
-    const withUsage = (o: Record<string, unknown>) => (shape.includeUsage ? { ...o, usage: null } : o);
-    try {
-      if (shape.first) await send(withUsage(shape.first));
-      for await (const d of gen.deltas()) {
-        const chunk = shape.chunk(d, null);
-        if (chunk) await send(withUsage(chunk));
-      }
-      if (gen.finishReason === 'abort') return; // the client went away
-      await send(withUsage(shape.chunk(null, finishReason(gen))!));
-      if (shape.includeUsage) await send({ ...shape.base, choices: [], usage: usage(gen) });
-      await send('[DONE]');
-    } catch (e) {
-      gen.cancel();
-      const err = e instanceof ApiError ? e : serverError((e as Error).message);
-      if (!stream.aborted) await send(err.body());
-    } finally {
-      clearInterval(timer);
+/** Usage over all choices: each prompt counted once, every choice's generated tokens. */
+function usage(gens: readonly Generation[], n: number) {
+  let prompt = 0;
+  let cached = 0;
+  let completion = 0;
+  gens.forEach((g, i) => {
+    if (i % n === 0) {
+      prompt += g.prompt.length;
+      cached += g.req.cachedTokens;
     }
+    completion += g.completionTokens;
   });
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } };
 }
 
-/** Cancels the generation when a non-streaming client disconnects. */
-function cancelOnDisconnect(c: Context, gen: Generation): void {
+/**
+ * Waits for every choice of a non-streaming request. A client that disconnects, or a choice that
+ * fails, cancels them all.
+ */
+async function collectAll(c: Context, gens: readonly Generation[]) {
   const signal = c.req.raw.signal;
-  if (signal.aborted) gen.cancel();
-  else signal.addEventListener('abort', () => gen.cancel(), { once: true });
+  const cancel = () => gens.forEach((g) => g.cancel());
+  if (signal.aborted) cancel();
+  else signal.addEventListener('abort', cancel, { once: true });
+  try {
+    return await Promise.all(gens.map((g) => g.collect()));
+  } catch (e) {
+    cancel();
+    throw e;
+  } finally {
+    signal.removeEventListener('abort', cancel);
+  }
+}
+
+/** The prompts of a completion request as ids: one text, one id list, or a list of either. */
+function completionPrompts(ctx: ServeContext, prompt: string | number[] | string[] | number[][], addSpecialTokens: boolean): Int32Array[] {
+  const list: Array<string | number[]> = typeof prompt === 'string' || typeof prompt[0] === 'number' ? [prompt as string | number[]] : (prompt as Array<string | number[]>);
+  return list.map((p, i) => {
+    if (typeof p !== 'string') return Int32Array.from(p);
+    const ids = needTokenizer(ctx, 'a text prompt').encode(p, { addSpecialTokens });
+    if (ids.length === 0) throw badRequest(`prompt ${i} encodes to no tokens`, 'prompt');
+    return Int32Array.from(ids);
+  });
 }
 
 export async function completions(c: Context, ctx: ServeContext, raw: unknown): Promise<Response> {
   const body = parseBody(completionSchema, raw);
   checkModel(ctx, body.model);
   const params = sampling(raw);
-  let p: string | number[] = body.prompt as string | number[];
-  if (Array.isArray(p) && (typeof p[0] === 'string' || Array.isArray(p[0]))) p = p[0] as string | number[];
-  let prompt: Int32Array;
-  if (typeof p === 'string') {
-    const tok = needTokenizer(ctx, 'a text prompt');
-    prompt = Int32Array.from(tok.encode(p, { addSpecialTokens: body.add_special_tokens }));
-    if (prompt.length === 0) throw badRequest('the prompt encodes to no tokens', 'prompt');
-  } else {
-    prompt = Int32Array.from(p);
-  }
-  const maxTokens = params.max_tokens ?? Math.min(COMPLETION_DEFAULT_MAX_TOKENS, Math.max(1, ctx.engine.maxContext - prompt.length));
-  const gen = start(ctx, prompt, params, maxTokens, 'prompt');
+  const prompts = completionPrompts(ctx, body.prompt, body.add_special_tokens);
+  const n = body.n;
+  const maxTokens = (p: Int32Array) => params.max_tokens ?? Math.min(COMPLETION_DEFAULT_MAX_TOKENS, Math.max(1, ctx.engine.maxContext - p.length));
+  const gens = startChoices(ctx, prompts, params, n, maxTokens, 'prompt');
   // Without a tokenizer the ids are the output: always include them.
   const withIds = body.return_token_ids || !ctx.tokenizer;
   const base = { id: `cmpl-${randomUUID()}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: ctx.modelName };
-  const choice = (text: string, ids: number[] | null, finish: 'stop' | 'length' | null, first: boolean) => ({
-    index: 0,
+  const choice = (index: number, text: string, ids: number[] | null, finish: 'stop' | 'length' | null, first: boolean) => ({
+    index,
     text,
     logprobs: null,
     finish_reason: finish,
-    ...(finish === 'stop' && gen.stopString !== undefined ? { stop_reason: gen.stopString } : {}),
+    ...(finish === 'stop' && gens[index]!.stopString !== undefined ? { stop_reason: gens[index]!.stopString } : {}),
     ...(withIds && ids ? { token_ids: ids } : {}),
-    ...(withIds && first ? { prompt_token_ids: Array.from(prompt) } : {}),
+    ...(withIds && first ? { prompt_token_ids: Array.from(gens[index]!.prompt) } : {}),
   });
   if (body.stream) {
-    let first = true;
-    return streamResponse(c, ctx, gen, {
-      base,
-      includeUsage: body.stream_options?.include_usage ?? false,
-      chunk: (d, finish) => {
-        const out = { ...base, choices: [choice(d?.text ?? '', d ? d.tokenIds : [], finish, first)] };
-        first = false;
-        return out;
+    const started = new Set<number>();
+    return streamChoices(c, ctx.keepAliveMs, gens, {
+      usage: body.stream_options?.include_usage ? () => ({ ...base, choices: [], usage: usage(gens, n) }) : null,
+      chunk: (index, d, finish) => {
+        const first = !started.has(index);
+        started.add(index);
+        return { ...base, choices: [choice(index, d?.text ?? '', d ? d.tokenIds : [], finish, first)] };
       },
     });
   }
-  cancelOnDisconnect(c, gen);
-  const all = await gen.collect();
-  return c.json({ ...base, choices: [choice(all.text, all.tokenIds, finishReason(gen), true)], usage: usage(gen) });
+  const outs = await collectAll(c, gens);
+  const choices = outs.map((o, i) => choice(i, o.text, o.tokenIds, gens[i]!.apiFinishReason(), true));
+  return c.json({ ...base, choices, usage: usage(gens, n) });
 }
 
 export async function chatCompletions(c: Context, ctx: ServeContext, raw: unknown): Promise<Response> {
@@ -185,28 +172,31 @@ export async function chatCompletions(c: Context, ctx: ServeContext, raw: unknow
     if (e instanceof TokenizerError) throw badRequest(e.message, 'messages');
     throw e;
   }
-  const gen = start(ctx, Int32Array.from(ids), params, body.max_completion_tokens ?? params.max_tokens ?? null, 'messages');
+  const n = body.n;
+  const gens = startChoices(ctx, [Int32Array.from(ids)], params, n, () => body.max_completion_tokens ?? params.max_tokens ?? null, 'messages');
   const base = { id: `chatcmpl-${randomUUID()}`, object: 'chat.completion', created: Math.floor(Date.now() / 1000), model: ctx.modelName };
-  const ids_ = (list: number[]) => (body.return_token_ids ? { token_ids: list } : {});
+  const withIds = (list: number[]) => (body.return_token_ids ? { token_ids: list } : {});
   if (body.stream) {
     const chunkBase = { ...base, object: 'chat.completion.chunk' };
-    return streamResponse(c, ctx, gen, {
-      base: chunkBase,
-      includeUsage: body.stream_options?.include_usage ?? false,
-      first: { ...chunkBase, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] },
+    const chunk = (index: number, delta: Record<string, unknown>, finish: 'stop' | 'length' | null, extra = {}) => ({
+      ...chunkBase,
+      choices: [{ index, delta, logprobs: null, finish_reason: finish, ...extra }],
+    });
+    return streamChoices(c, ctx.keepAliveMs, gens, {
+      usage: body.stream_options?.include_usage ? () => ({ ...chunkBase, choices: [], usage: usage(gens, n) }) : null,
+      first: (index) => chunk(index, { role: 'assistant', content: '' }, null),
       // A token that completes no text yet (part of a character) sends nothing, unless ids were asked for.
-      chunk: (d, finish) =>
-        d && d.text === '' && !body.return_token_ids
-          ? null
-          : { ...chunkBase, choices: [{ index: 0, delta: d ? { content: d.text } : {}, logprobs: null, finish_reason: finish, ...ids_(d ? d.tokenIds : []) }] },
+      chunk: (index, d, finish) =>
+        d && d.text === '' && !body.return_token_ids ? null : chunk(index, d ? { content: d.text } : {}, finish, withIds(d ? d.tokenIds : [])),
     });
   }
-  cancelOnDisconnect(c, gen);
-  const all = await gen.collect();
-  const finish = finishReason(gen);
-  return c.json({
-    ...base,
-    choices: [{ index: 0, message: { role: 'assistant', content: all.text }, logprobs: null, finish_reason: finish, ...ids_(all.tokenIds) }],
-    usage: usage(gen),
-  });
+  const outs = await collectAll(c, gens);
+  const choices = outs.map((o, i) => ({
+    index: i,
+    message: { role: 'assistant', content: o.text },
+    logprobs: null,
+    finish_reason: gens[i]!.apiFinishReason(),
+    ...withIds(o.tokenIds),
+  }));
+  return c.json({ ...base, choices, usage: usage(gens, n) });
 }

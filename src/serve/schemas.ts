@@ -1,8 +1,8 @@
 /**
  * Request bodies of the OpenAI-compatible endpoints, validated with zod. Sampling fields
  * (temperature, top_p, stop, seed, max_tokens, …) are parsed separately by parseSamplingParams;
- * these schemas cover the rest and refuse what the server does not do (n > 1, logprobs, tools,
- * JSON mode) with a 400 that says so, instead of quietly ignoring it.
+ * these schemas cover the rest and refuse what the server does not do (logprobs, tools, JSON mode,
+ * echo, suffix) with a 400 that says so, instead of quietly ignoring it.
  */
 import { z } from 'zod';
 import { badRequest } from './errors.js';
@@ -13,7 +13,8 @@ const common = {
   model: z.string().min(1),
   stream: z.boolean().default(false),
   stream_options: z.object({ include_usage: z.boolean().default(false) }).nullish(),
-  n: z.literal(1, 'only n = 1 is supported').default(1),
+  /** Choices per prompt (each its own generation; a seeded choice j draws with seed + j). */
+  n: z.number().int().min(1).max(64).default(1),
   user: z.string().optional(),
 };
 
@@ -25,9 +26,9 @@ const unsupported = (what: string) =>
 
 export const completionSchema = z.object({
   ...common,
-  /** A string, a list of token ids, or a one-element list of either (one prompt per request). */
-  prompt: z.union([z.string(), tokenIds, z.array(z.string()).length(1), z.array(tokenIds).length(1)], {
-    error: 'must be a string, a non-empty list of token ids (integers ≥ 0), or a list holding one of them (one prompt per request)',
+  /** A string, a list of token ids, or a list of up to 64 of either (one choice per prompt and n). */
+  prompt: z.union([z.string(), tokenIds, z.array(z.string()).min(1).max(64), z.array(tokenIds).min(1).max(64)], {
+    error: 'must be a string, a non-empty list of token ids (integers ≥ 0), or a list of 1 to 64 of either',
   }),
   /** vLLM: add the generated token ids to each choice as `token_ids`. */
   return_token_ids: z.boolean().default(false),

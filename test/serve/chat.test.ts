@@ -52,6 +52,9 @@ describe('dsa serve with a tokenizer', () => {
     const s = await streamText(stream);
     assert.equal(s.text, choice.message.content);
     assert.equal(s.finish, choice.finish_reason);
+    const two = await t.client.chat.completions.create({ model: t.modelName, messages, max_tokens: 16, temperature: 0, n: 2 });
+    assert.deepEqual(two.choices.map((c) => [c.index, c.message.content]), [[0, choice.message.content], [1, choice.message.content]]);
+    assert.equal(two.usage?.prompt_tokens, res.usage?.prompt_tokens);
   });
 
   test('text completions; stop sequences end the text before them, streaming or not', async () => {

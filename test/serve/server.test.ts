@@ -93,6 +93,35 @@ describe('dsa serve', () => {
     assert.notDeepEqual(a.ids, c.ids);
   });
 
+  test('several prompts and n choices: one choice each, in order, each what it gets alone', async () => {
+    const prompts = [promptIds(7, 1), promptIds(12, 2), promptIds(3, 3)];
+    const alone = [];
+    for (const p of prompts) alone.push((await complete({ model: t.modelName, prompt: p, max_tokens: 5, temperature: 0, return_token_ids: true })).ids);
+    const res = await t.client.completions.create({ model: t.modelName, prompt: prompts, max_tokens: 5, temperature: 0, n: 2, return_token_ids: true } as OpenAI.CompletionCreateParamsNonStreaming & Extra);
+    assert.deepEqual(res.choices.map((c) => c.index), [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(res.choices.map((c) => (c as Choice).token_ids), [alone[0], alone[0], alone[1], alone[1], alone[2], alone[2]]);
+    assert.equal(res.usage?.prompt_tokens, 7 + 12 + 3);
+    assert.equal(res.usage?.completion_tokens, 30);
+    // Streaming: chunks of the choices interleave; per index they add up to the same ids.
+    const stream = await t.client.completions.create({ model: t.modelName, prompt: prompts, max_tokens: 5, temperature: 0, stream: true, return_token_ids: true } as OpenAI.CompletionCreateParamsStreaming & Extra);
+    const got: number[][] = [[], [], []];
+    const finished: (string | null)[] = [null, null, null];
+    for await (const chunk of stream) {
+      for (const c of chunk.choices as Choice[]) {
+        got[c.index]!.push(...(c.token_ids ?? []));
+        finished[c.index] = c.finish_reason ?? finished[c.index]!;
+      }
+    }
+    assert.deepEqual(got, alone);
+    assert.deepEqual(finished, ['length', 'length', 'length']);
+    // Seeded choices differ from each other and repeat across requests.
+    const sampled = async () =>
+      (await t.client.completions.create({ model: t.modelName, prompt: prompts[0]!, max_tokens: 8, temperature: 1.5, seed: 7, n: 2, return_token_ids: true } as OpenAI.CompletionCreateParamsNonStreaming & Extra)).choices.map((c) => (c as Choice).token_ids);
+    const [a, b] = [await sampled(), await sampled()];
+    assert.deepEqual(a, b);
+    assert.notDeepEqual(a[0], a[1]);
+  });
+
   test('errors are OpenAI error objects with the right status', async () => {
     const expectError = async (p: Promise<unknown>, status: number, match: RegExp, code?: string) => {
       await assert.rejects(p, (e: unknown) => {
@@ -110,7 +139,7 @@ describe('dsa serve', () => {
     await expectError(t.client.completions.create({ model: t.modelName, prompt: [], max_tokens: 2 }), 400, /prompt/);
     await expectError(t.client.completions.create({ model: t.modelName, prompt: [1, 100000], max_tokens: 2 }), 400, /outside the vocabulary/);
     await expectError(t.client.completions.create({ model: t.modelName, prompt, max_tokens: 600 }), 400, /maximum context length is 512/, 'context_length_exceeded');
-    await expectError(t.client.completions.create({ model: t.modelName, prompt, n: 2 }), 400, /n = 1/);
+    await expectError(t.client.completions.create({ model: t.modelName, prompt, n: 100 }), 400, /n: .*64/);
     await expectError(t.client.completions.create({ model: t.modelName, prompt: 'hello' }), 400, /no tokenizer\.json/, 'no_tokenizer');
     await expectError(t.client.completions.create({ model: t.modelName, prompt, stop: 'x' }), 400, /stop strings need a tokenizer/);
     await expectError(t.client.chat.completions.create({ model: t.modelName, messages: [{ role: 'user', content: 'hi' }] }), 400, /chat needs a tokenizer/, 'no_tokenizer');
