@@ -39,7 +39,16 @@ export class ServeMetrics {
       const s = e.stats();
       return s.pagesTotal > 0 ? s.pagesUsed / s.pagesTotal : 0;
     });
-    gauge('dsa:prefix_cache_hit_tokens', 'Prompt tokens served from the prefix cache since start.', (e) => e.stats().cachedPromptTokens);
+    new Counter({
+      name: 'dsa:prefix_cache_hit_tokens_total',
+      help: 'Prompt tokens served from the prefix cache.',
+      registers,
+      collect() {
+        // The engine keeps the count; a scrape copies it.
+        this.reset();
+        this.inc(engine()?.stats().cachedPromptTokens ?? 0);
+      },
+    });
     this.promptTokens = new Counter({ name: 'dsa:prompt_tokens_total', help: 'Prompt tokens of admitted requests.', registers });
     this.generationTokens = new Counter({ name: 'dsa:generation_tokens_total', help: 'Generated tokens.', registers });
     this.requests = new Counter({ name: 'dsa:request_success_total', help: 'Finished requests by finish reason.', labelNames: ['finished_reason'], registers });

@@ -75,6 +75,6 @@ test('64 concurrent greedy requests equal the same requests one at a time; nothi
 
   const m = await waitForMetrics(t, (x) => x.get('dsa:num_requests_running') === 0 && x.get('dsa:num_requests_waiting') === 0 && x.get('dsa:cache_pages_used') === 0);
   assert.ok(m.get('dsa:cache_pages_total')! === 48);
-  assert.ok(m.get('dsa:prefix_cache_hit_tokens')! >= 128, 'requests sharing the 140-token prefix reused its pages');
+  assert.ok(m.get('dsa:prefix_cache_hit_tokens_total')! >= 128, 'requests sharing the 140-token prefix reused its pages');
   assert.ok(m.get('dsa:time_to_first_token_seconds_count')! >= 2 * N - 8);
 });
