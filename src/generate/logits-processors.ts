@@ -32,7 +32,7 @@ export class RepetitionPenaltyProcessor implements LogitsProcessor {
     readonly penalty: number,
     promptIds: ArrayLike<number> = [],
   ) {
-    this.promptIds = new Set(Array.from(promptIds));
+    this.promptIds = new Set(Array.prototype.slice.call(promptIds) as number[]);
   }
   apply(scores: Float32Array, generated: readonly number[]): void {
     const seen = new Set(this.promptIds);
@@ -76,10 +76,31 @@ export class TopKProcessor implements LogitsProcessor {
   }
   apply(scores: Float32Array): void {
     if (this.k >= scores.length) return;
-    const sorted = Float32Array.from(scores).sort();
-    const kth = sorted[scores.length - this.k]!;
+    const kth = kthLargest(scores, this.k);
     for (let i = 0; i < scores.length; i++) if (scores[i]! < kth) scores[i] = -Infinity;
   }
+}
+
+/** The k-th largest value (1-based): a size-k min-heap when k is small, else a sorted copy. */
+export function kthLargest(values: Float32Array, k: number): number {
+  if (k > 1024 || k * 8 > values.length) return values.slice().sort()[values.length - k]!;
+  const heap = new Float32Array(k).fill(-Infinity);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!(v > heap[0]!)) continue;
+    // Replace the root (the smallest of the k largest so far) and sift down.
+    let j = 0;
+    for (;;) {
+      const l = 2 * j + 1;
+      if (l >= k) break;
+      const c = l + 1 < k && heap[l + 1]! < heap[l]! ? l + 1 : l;
+      if (heap[c]! >= v) break;
+      heap[j] = heap[c]!;
+      j = c;
+    }
+    heap[j] = v;
+  }
+  return heap[0]!;
 }
 
 /**
@@ -92,17 +113,47 @@ export class TopPProcessor implements LogitsProcessor {
   }
   apply(scores: Float32Array): void {
     if (this.p >= 1) return;
-    const probs = softmax(scores);
-    const sorted = Float64Array.from(probs).sort();
-    let mass = 0;
-    let threshold = 0;
-    for (let i = sorted.length - 1; i >= 0; i--) {
-      mass += sorted[i]!;
-      threshold = sorted[i]!;
-      if (mass >= this.p) break;
+    let max = -Infinity;
+    for (let i = 0; i < scores.length; i++) if (scores[i]! > max) max = scores[i]!;
+    if (max === -Infinity) return;
+    // Unnormalized probabilities, bucketed by how far below the maximum their logit is (in
+    // 1/BUCKETS_PER_NAT steps): the nucleus is every bucket above the one where the mass reaches
+    // p, plus the likeliest tokens of that bucket — only it needs sorting.
+    const e = new Float64Array(scores.length);
+    const bucketMass = new Float64Array(BUCKETS);
+    let total = 0;
+    for (let i = 0; i < scores.length; i++) {
+      const s = scores[i]!;
+      if (s === -Infinity) continue;
+      e[i] = Math.exp(s - max);
+      total += e[i]!;
+      bucketMass[bucketOf(max - s)] += e[i]!;
     }
-    for (let i = 0; i < scores.length; i++) if (probs[i]! < threshold) scores[i] = -Infinity;
+    const target = this.p * total;
+    let acc = 0;
+    let b = 0;
+    for (; b < BUCKETS - 1 && acc + bucketMass[b]! < target; b++) acc += bucketMass[b]!;
+    const members: number[] = [];
+    for (let i = 0; i < scores.length; i++) if (e[i]! > 0 && bucketOf(max - scores[i]!) === b) members.push(e[i]!);
+    members.sort((x, y) => y - x);
+    let threshold = members[members.length - 1] ?? 0;
+    for (const q of members) {
+      acc += q;
+      if (acc >= target) {
+        threshold = q;
+        break;
+      }
+    }
+    for (let i = 0; i < scores.length; i++) if (e[i]! < threshold) scores[i] = -Infinity;
   }
+}
+
+const BUCKETS_PER_NAT = 128;
+/** Logits more than BUCKETS / BUCKETS_PER_NAT = 32 nats below the maximum share the last bucket. */
+const BUCKETS = 4096;
+
+function bucketOf(belowMax: number): number {
+  return Math.min(BUCKETS - 1, Math.floor(belowMax * BUCKETS_PER_NAT));
 }
 
 /** Keeps tokens whose probability is at least minP times the largest probability. */

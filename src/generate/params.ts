@@ -5,6 +5,10 @@
  */
 import { z } from 'zod';
 
+/** Longest stop string: matching holds back up to this much text per request. */
+export const MAX_STOP_LENGTH = 1024;
+const stopString = z.string().min(1).max(MAX_STOP_LENGTH);
+
 const finite = () => z.number().refine(Number.isFinite, 'must be a finite number');
 
 /**
@@ -30,7 +34,9 @@ export const samplingParamsSchema = z.object({
   /** Same seed, same logits → same tokens. Without a seed every request draws its own. */
   seed: z.number().int().refine(Number.isSafeInteger, 'must be a safe integer').nullish(),
   /** Stop strings: generation ends before the first occurrence, which is not part of the output. */
-  stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(64)], { error: 'must be a non-empty string or a list of up to 64 of them' }).nullish(),
+  stop: z
+    .union([stopString, z.array(stopString).max(64)], { error: `must be a string of 1 to ${MAX_STOP_LENGTH} characters or a list of up to 64 of them` })
+    .nullish(),
   /** Token ids that end generation (as EOS does). */
   stop_token_ids: z.array(z.number().int().min(0)).max(1024).nullish(),
   /** Keep generating past EOS (benchmarks). */

@@ -125,7 +125,7 @@ export class TokenSampler {
 
   /** The next token from one row of logits (left unchanged). */
   sample(logits: Float32Array): number {
-    const scores = this.processors.length > 0 ? Float32Array.from(logits) : logits;
+    const scores = this.processors.length > 0 ? logits.slice() : logits;
     this.processors.apply(scores, this.history);
     const token = this.greedy ? argmax(scores) : sampleCategorical(scores, this.rng);
     this.history.push(token);

@@ -34,6 +34,7 @@ export class TokenStreamer {
   private readonly stops: StopStrings;
   private readonly criteria: StoppingCriteria;
   private finished: FinishReason | null = null;
+  private readonly includeStop: boolean;
   private readonly ids: number[] = [];
   private emitted = '';
 
@@ -43,6 +44,7 @@ export class TokenStreamer {
     if (strings.length > 0 && !tokenizer) throw new RangeError('stop strings need a tokenizer (this model has none); use stop_token_ids');
     this.detok = tokenizer ? new IncrementalDetokenizer(tokenizer, { skipSpecialTokens: params.skip_special_tokens, promptIds: opts.promptIds }) : null;
     this.stops = new StopStrings(strings, params.include_stop_str_in_output);
+    this.includeStop = params.include_stop_str_in_output;
     this.criteria = new StoppingCriteria(stoppingOptions(params, opts.eosTokenIds ?? []));
   }
 
@@ -51,11 +53,13 @@ export class TokenStreamer {
     if (this.finished) throw new Error(`generation already finished (${this.finished})`);
     this.ids.push(tokenId);
     const byToken = this.criteria.check(tokenId);
-    const piece = this.detok ? this.detok.push(tokenId) : '';
     if (byToken?.finishReason === 'stop') {
-      // A stop id ends generation; held text is released (it did not turn into a stop string).
+      // A stop id ends generation: its own text is left out (as vLLM does, unless
+      // include_stop_str_in_output); held text is released (it did not become a stop string).
+      const piece = this.detok && this.includeStop ? this.detok.push(tokenId) : '';
       return this.finish({ text: this.stops.release() + piece + this.flushDetok(), finishReason: 'stop', stopReason: byToken.stopReason });
     }
+    const piece = this.detok ? this.detok.push(tokenId) : '';
     const r = this.stops.push(piece, this.criteria.pastMinimum);
     if (r.stop !== undefined) return this.finish({ text: r.text, finishReason: 'stop', stopReason: r.stop });
     if (byToken?.finishReason === 'length') return this.finishRest(r.text, 'length');

@@ -11,6 +11,7 @@ import {
   TemperatureProcessor,
   TopKProcessor,
   TopPProcessor,
+  kthLargest,
 } from '../../src/generate/logits-processors.js';
 import { parseSamplingParams } from '../../src/generate/params.js';
 import { Rng } from '../../src/generate/sampler.js';
@@ -53,8 +54,11 @@ test('top-p keeps exactly the nucleus: the fewest most likely tokens reaching p'
 
 test('top-p on random logits: kept mass ≥ p, and without its least likely token it would be < p', () => {
   const rng = new Rng(3);
-  for (let trial = 0; trial < 50; trial++) {
-    const scores = Float32Array.from({ length: 200 }, () => 4 * rng.next() ** 2 - 2);
+  for (let trial = 0; trial < 60; trial++) {
+    // Narrow spreads keep every token a candidate; wide ones (a large vocabulary) make the
+    // processor sort only the likely tokens.
+    const [n, spread] = trial % 2 === 0 ? [200, 4] : [20000, 40];
+    const scores = Float32Array.from({ length: n }, () => spread * rng.next() ** 2 - spread / 2);
     const p = 0.05 + 0.9 * rng.next();
     const probs = softmax(scores);
     const s = Float32Array.from(scores);
@@ -68,6 +72,13 @@ test('top-p on random logits: kept mass ≥ p, and without its least likely toke
     const dropped = [...scores.keys()].filter((i) => s[i] === -Infinity);
     assert.ok(dropped.every((i) => probs[i]! <= least));
   }
+});
+
+test('kthLargest: the heap selection agrees with a sort', () => {
+  const rng = new Rng(4);
+  const v = Float32Array.from({ length: 5000 }, () => Math.round(100 * rng.next()) / 10);
+  const sorted = v.slice().sort();
+  for (const k of [1, 2, 7, 50, 600, 1024, 1025, 4999, 5000]) assert.equal(kthLargest(v, k), sorted[v.length - k], `k ${k}`);
 });
 
 test('top-k keeps the k largest (ties with the k-th stay); min-p keeps p ≥ min_p · p_max', () => {

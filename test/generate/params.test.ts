@@ -42,6 +42,7 @@ test('SamplingParams: bad fields are named', () => {
     [{ seed: 1.5 }, 'seed'],
     [{ stop: '' }, 'stop'],
     [{ stop: ['ok', 3] }, 'stop'],
+    [{ stop: 'x'.repeat(1025) }, 'stop'],
     [{ max_tokens: 0 }, 'max_tokens'],
     [{ stop_token_ids: [-1] }, 'stop_token_ids.0'],
     [{ logit_bias: { abc: 1 } }, 'logit_bias.abc'],

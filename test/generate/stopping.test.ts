@@ -91,6 +91,13 @@ test('TokenStreamer: EOS stops with held text released; max_tokens → length wi
   assert.equal(eos.last.stopReason, 1);
   assert.equal(eos.streamer.text, 'wait for EN');
   assert.equal(eos.streamer.tokenIds[eos.streamer.tokenIds.length - 1], 1);
+  // A stop token's own text is left out even when special tokens are kept, unless asked for.
+  const tok2 = deepseekTokenizer();
+  const marker = tok2.tokenToId('<｜User｜>')!;
+  const kept = streamText('hi', { skip_special_tokens: false, stop_token_ids: [marker] }, [marker]);
+  assert.deepEqual([kept.streamer.text, kept.last.stopReason], ['hi', marker]);
+  const shown = streamText('hi', { skip_special_tokens: false, stop_token_ids: [marker], include_stop_str_in_output: true }, [marker]);
+  assert.equal(shown.streamer.text, 'hi<｜User｜>');
 
   const text = '日本語のテキスト 🎌 and more words here';
   const n = tok.encode(text, { addSpecialTokens: false }).length;
