@@ -25,3 +25,8 @@ export { IncrementalDetokenizer, type Decoder, type DetokenizerOptions } from '.
 export { DEEPSEEK_CHAT_TEMPLATE } from './text/chat-template.js';
 export { writeTinyModel } from './cli/make-tiny.js';
 export * from './numerics/index.js';
+export { Engine, type EngineOptions, type EngineStats } from './engine/engine.js';
+export { EngineRequest, RequestError, QueueFullError, type GenerationRequest, type FinishReason as EngineFinishReason } from './engine/request.js';
+export { PrefixCache } from './engine/prefix-cache.js';
+export { startServer, type ServeOptions, type RunningServer } from './serve/server.js';
+export { createApp } from './serve/app.js';

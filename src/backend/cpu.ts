@@ -41,6 +41,14 @@ export interface CpuOptions {
   maxHeapBytes?: number;
   /** Work (multiply-adds) below which a kernel stays on one thread (tests set 0 to split everything). */
   minParallelWork?: number;
+  /**
+   * Batch-invariant numerics (a server's batched output then equals its unbatched output): every
+   * row of a linear layer takes the same WASM code path whatever the number of rows (a single row is
+   * padded to two instead of taking the decode path), and a query row's attention is never split
+   * over threads by entries. Costs some single-sequence decode speed; the 'js' kernels are
+   * batch-invariant anyway.
+   */
+  batchInvariant?: boolean;
 }
 
 const ctorOf = { f32: Float32Array, i32: Int32Array, bf16: Uint16Array, u8: Uint8Array } as const;
@@ -59,6 +67,14 @@ function envThreads(): number {
   return n;
 }
 
+/** One row twice: [1, ...] → [2, ...] (batch-invariant kernels give a single row the several-row path). */
+function twoRows(x: Float32Array): Float32Array {
+  const out = new Float32Array(2 * x.length);
+  out.set(x);
+  out.set(x, x.length);
+  return out;
+}
+
 function weightOf(w: Weight, op: string): CpuWeight {
   if (!(w instanceof CpuWeight)) throw new ShapeError(op, 'weight does not belong to the CPU backend');
   return w;
@@ -72,13 +88,17 @@ export class CpuBackend implements Backend {
   private readonly transposed = new WeakMap<CpuTensor, CpuTensor>();
   private readonly released = new WeakSet<object>();
   private readonly linearFast: LinearKernel;
+  readonly batchInvariant: boolean;
 
   constructor(opts: CpuOptions = {}) {
     this.kernels = opts.kernels ?? envKernels();
+    this.batchInvariant = opts.batchInvariant ?? false;
     this.rt = this.kernels === 'wasm' ? new WasmRuntime(opts.threads ?? envThreads(), opts.maxHeapBytes, opts.minParallelWork) : null;
+    if (this.rt && this.batchInvariant) this.rt.splitRowsByEntries = false;
     const rt = this.rt;
     // The WASM kernel when the weight is in the heap and the op finds room there, else TypeScript.
-    this.linearFast = (x, rows, w, aq) => (rt && w.heap ? rt.linear(x, rows, { ...w.heap, host: w.host }, aq) : null) ?? linearTs(x, rows, w, aq);
+    const fast: LinearKernel = (x, rows, w, aq) => (rt && w.heap ? rt.linear(x, rows, { ...w.heap, host: w.host }, aq) : null) ?? linearTs(x, rows, w, aq);
+    this.linearFast = rt && this.batchInvariant ? (x, rows, w, aq) => (rows === 1 ? fast(twoRows(x), 2, w, aq).slice(0, w.outDim) : fast(x, rows, w, aq)) : fast;
   }
 
   /** Stops the worker threads (the backend stays usable; they restart on demand). */
@@ -275,8 +295,11 @@ export class CpuBackend implements Backend {
     if (this.rt && cwt.ptr !== undefined) {
       // The WASM kernel multiplies by w[h]ᵀ: transpose [H, n, m] weights once.
       const wt = transposeW ? cwt : this.transposedOf(cwt);
-      const out = wt.ptr !== undefined ? this.rt.headMatmul(f32(x, 'headMatmul'), rows, heads, n, wt.ptr, m) : null;
-      if (out) return this.t([rows, heads, m], out);
+      // Batch-invariant: one row takes the several-row path (see CpuOptions.batchInvariant).
+      const pad = this.batchInvariant && rows === 1;
+      const xs = pad ? twoRows(f32(x, 'headMatmul')) : f32(x, 'headMatmul');
+      const out = wt.ptr !== undefined ? this.rt.headMatmul(xs, pad ? 2 : rows, heads, n, wt.ptr, m) : null;
+      if (out) return this.t([rows, heads, m], pad ? out.slice(0, heads * m) : out);
     }
     return this.t([rows, heads, m], headMatmul(f32(x, 'headMatmul'), rows, heads, n, cwt.data as Float32Array, m, transposeW));
   }

@@ -15,6 +15,8 @@ import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShape
 import { addBenchAttention } from './bench.js';
 import { addBenchGpu } from './bench-gpu.js';
 import { addCost } from './cost.js';
+import { addServe } from './serve.js';
+import { addBenchServe } from '../bench/serve.js';
 import { addMakeTiny, parseConfigOverrides } from './make-tiny.js';
 import { io, withIo, type CliIo } from './io.js';
 
@@ -173,6 +175,7 @@ export function buildProgram(): Command {
   const bench = program.command('bench').description('benchmarks: print their setup and numbers');
   addBenchAttention(bench);
   addBenchGpu(bench);
+  addBenchServe(bench);
   bench
     .command('topk')
     .description('CPU top-k selection per row: quickselect (reference) against radix selection')
@@ -232,6 +235,7 @@ export function buildProgram(): Command {
     );
 
   addCost(program);
+  addServe(program);
 
   return program;
 }

@@ -64,6 +64,9 @@ export class KVCache {
   readonly layers: LayerCache[];
   readonly latentFormat: LatentFormat;
   private readonly free: number[];
+  private readonly refs: Int32Array;
+  /** Called when no page is free; returns whether it freed one (see PrefixCache). */
+  reclaim: (() => boolean) | null = null;
 
   constructor(
     readonly backend: Backend,
@@ -86,12 +89,18 @@ export class KVCache {
         indexScales: backend.zeros([slots, 1], 'f32'),
       });
     }
+    this.refs = new Int32Array(this.numPages);
     this.free = [];
     for (let p = this.numPages - 1; p >= 0; p--) this.free.push(p);
   }
 
   get freePages(): number {
     return this.free.length;
+  }
+
+  /** Pages held by at least one sequence (or by a prefix cache). */
+  get usedPages(): number {
+    return this.numPages - this.free.length;
   }
 
   /** Bytes per token and layer of what this cache stores (latent rows, their prefill copy if any, indexer key and scale). */
@@ -101,16 +110,34 @@ export class KVCache {
     return latent * (this.layers[0]?.latentPrefill ? 2 : 1) + c.indexHeadDim + 4;
   }
 
+  /** A free page, held once. When none is free, `reclaim` (a prefix cache's eviction) may free one. */
   allocatePage(): number {
-    const p = this.free.pop();
+    let p = this.free.pop();
+    if (p === undefined && this.reclaim?.()) p = this.free.pop();
     if (p === undefined) {
       throw new CacheFullError(`the KV cache is full (${this.numPages} pages of ${PAGE_SIZE} tokens)`);
     }
+    this.refs[p] = 1;
     return p;
   }
 
+  /** One more holder of a page in use (pages are shared by sequences with a common prefix). */
+  retain(page: number): void {
+    if (!(this.refs[page]! > 0)) throw new RangeError(`page ${page} is not in use`);
+    this.refs[page]!++;
+  }
+
+  /** How many hold the page (0 = free). */
+  refCount(page: number): number {
+    return this.refs[page]!;
+  }
+
+  /** Drops one hold of each page; a page nobody holds goes back to the pool. */
   releasePages(pages: readonly number[]): void {
-    for (const p of pages) this.free.push(p);
+    for (const p of pages) {
+      if (!(this.refs[p]! > 0)) throw new RangeError(`page ${p} released more often than held`);
+      if (--this.refs[p]! === 0) this.free.push(p);
+    }
   }
 
   newSequence(): Sequence {
@@ -126,6 +153,24 @@ export class Sequence {
   private uploaded: SeqPages | null = null;
 
   constructor(readonly cache: KVCache) {}
+
+  /**
+   * Starts this (empty) sequence on pages that hold the cache entries of a shared prefix: full
+   * pages another sequence wrote for the same tokens at the same positions. They are held, never
+   * written: the sequence's own entries go to pages after them.
+   */
+  adopt(pages: readonly number[]): void {
+    if (this.length !== 0 || this.pageList.length !== 0) throw new RangeError('adopt: the sequence is not empty');
+    for (const p of pages) this.cache.retain(p);
+    this.pageList.push(...pages);
+    this.length = pages.length * PAGE_SIZE;
+    this.uploaded = null;
+  }
+
+  /** The page ids of the block table. */
+  get pageIds(): readonly number[] {
+    return this.pageList;
+  }
 
   /** Makes room for positions up to (excluding) `end`. */
   reserve(end: number): void {

@@ -62,7 +62,7 @@ export function attention(
       queries ??= indexerQueries(b, cfg, w.indexer, x, cq, batch);
       return indexerScores(b, cache, rowsOf(queries.q8, seg), rowsOf(queries.weights, seg), seg);
     });
-    const latent = batch.opts.mode === 'prefill' && cache.latentPrefill ? cache.latentPrefill : cache.latent;
+    const latent = seg.opts.mode === 'prefill' && cache.latentPrefill ? cache.latentPrefill : cache.latent;
     return sparseMla(b, rowsOf(qLat, seg), rowsOf(qPe, seg), latent, indices, seg, scale);
   });
   const o = single ? outputs[0]! : b.concatRows(outputs);

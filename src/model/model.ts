@@ -11,7 +11,7 @@ import { mlp, moe } from './ffn.js';
 import { attention } from './mla.js';
 import { ropeTables, softmaxScale } from './rope.js';
 import type { BatchContext, Segment, StepOptions } from './step.js';
-import { loadWeights, type LoadProgress, type ModelWeights } from './weights.js';
+import { loadWeights, loadWeightsAsync, type LoadProgress, type ModelWeights } from './weights.js';
 
 export type LogitRows = 'all' | 'last' | 'none';
 
@@ -19,6 +19,11 @@ export type LogitRows = 'all' | 'last' | 'none';
 export interface BatchInput {
   seq: Sequence;
   tokens: Int32Array;
+  /**
+   * This sequence's path (default: the step's `opts.mode`): 'prefill' for prompt chunks, 'decode'
+   * for generated tokens, so a sequence computes the same whatever it is batched with.
+   */
+  mode?: StepOptions['mode'];
 }
 
 export interface PrefillOptions extends Omit<StepOptions, 'mode'> {
@@ -53,6 +58,17 @@ export class Model {
     const ckpt = Checkpoint.open(dir);
     try {
       return new Model(config, loadWeights(ckpt, config, backend, progress), backend);
+    } finally {
+      ckpt.close();
+    }
+  }
+
+  /** Model.load that yields to the event loop after each layer (a server stays responsive). */
+  static async loadAsync(dir: string, backend: Backend, progress?: LoadProgress): Promise<Model> {
+    const config = loadConfig(dir);
+    const ckpt = Checkpoint.open(dir);
+    try {
+      return new Model(config, await loadWeightsAsync(ckpt, config, backend, progress), backend);
     } finally {
       ckpt.close();
     }
@@ -118,7 +134,7 @@ export class Model {
     const ids = new Int32Array(t);
     const segments: Segment[] = [];
     let row = 0;
-    for (const { seq, tokens } of inputs) {
+    for (const { seq, tokens, mode } of inputs) {
       const start = seq.length;
       seq.reserve(start + tokens.length);
       const own = new Int32Array(tokens.length);
@@ -126,7 +142,8 @@ export class Model {
       positions.set(own, row);
       ids.set(tokens, row);
       const posT = b.upload(own, [own.length]);
-      segments.push({ start: row, positions: own, posT, pages: seq.pages(), nKeys: start + tokens.length, cos, sin, opts });
+      const segOpts = mode === undefined || mode === opts.mode ? opts : { ...opts, mode };
+      segments.push({ start: row, positions: own, posT, pages: seq.pages(), nKeys: start + tokens.length, cos, sin, opts: segOpts });
       row += tokens.length;
     }
     const batch: BatchContext = { positions, posT: inputs.length === 1 ? segments[0]!.posT : b.upload(positions, [t]), cos, sin, opts, segments };

@@ -29,6 +29,7 @@ export interface StepOptions {
   /**
    * 'prefill' follows the reference's prompt path (MHA semantics: with an FP8 kv_b_proj the latent
    * is act-quantized before it meets the heads); 'decode' its one-token path (absorbed, unquantized).
+   * In a multi-sequence step each segment carries its own (see BatchInput.mode).
    */
   mode: 'prefill' | 'decode';
   /** Attend to every earlier position (no indexer selection): the dense baseline. */

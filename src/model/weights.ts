@@ -136,6 +136,25 @@ export interface LoadProgress {
 }
 
 export function loadWeights(ckpt: Checkpoint, cfg: ModelConfig, backend: Backend, progress?: LoadProgress): ModelWeights {
+  const steps = weightSteps(ckpt, cfg, backend, progress);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** loadWeights giving the event loop a turn after each layer (a server answers /health meanwhile). */
+export async function loadWeightsAsync(ckpt: Checkpoint, cfg: ModelConfig, backend: Backend, progress?: LoadProgress): Promise<ModelWeights> {
+  const steps = weightSteps(ckpt, cfg, backend, progress);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** The loading, one layer per step. */
+function* weightSteps(ckpt: Checkpoint, cfg: ModelConfig, backend: Backend, progress?: LoadProgress): Generator<void, ModelWeights> {
   const rd = new Reader(ckpt, cfg);
   const d = cfg.hiddenSize;
   const vec = (name: string, n: number) => backend.upload(rd.vector(name, n), [n]);
@@ -197,6 +216,7 @@ export function loadWeights(ckpt: Checkpoint, cfg: ModelConfig, backend: Backend
       moe,
     });
     progress?.(i + 1, cfg.numLayers);
+    yield;
   }
   return {
     embed: lin('model.embed_tokens', cfg.vocabSize, d),

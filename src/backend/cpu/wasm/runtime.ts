@@ -54,6 +54,11 @@ export class WasmRuntime {
   readonly heap: Heap;
   readonly ex: KernelExports;
   private poolInstance: KernelPool | null = null;
+  /**
+   * Whether one query row's attention may be split over the pool by entries (flash decoding).
+   * Off for batch-invariant numerics: a row then computes the same alone or among others.
+   */
+  splitRowsByEntries = true;
   private readonly registry = new FinalizationRegistry<number[]>((ptrs) => ptrs.forEach((p) => this.heap.release(p)));
 
   constructor(
@@ -274,7 +279,7 @@ export class WasmRuntime {
       const bytes = this.ex.mla_scratch_bytes(heads, r, dr);
       const work = rows * n * heads * (2 * r + dr);
       if (rows === 1) {
-        const parts = this.parts(n, 16, work);
+        const parts = this.splitRowsByEntries ? this.parts(n, 16, work) : [[0, n] as [number, number]];
         const nParts = parts.length;
         const acc = a.alloc(nParts * heads * r * 4);
         const m = a.alloc(nParts * heads * 4);
