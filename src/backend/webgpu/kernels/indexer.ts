@@ -24,8 +24,8 @@ import { GpuError, type GpuDevice } from '../device.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
 import { indexerDirectAvailable, indexerScoresDirectGpu } from './indexer-direct.js';
 
-export const INDEXER_WGSL = /* wgsl */ `
-struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, pageSize: u32, groupsX: u32 }
+/** The bindings every variant shares (in this order); each declares its own Params. */
+const BINDINGS = /* wgsl */ `
 @group(0) @binding(0) var<storage, read> q8: array<u32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> kCache: array<u32>;
@@ -33,7 +33,11 @@ struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, pageSize: u32, grou
 @group(0) @binding(4) var<storage, read> table: array<i32>;
 @group(0) @binding(5) var<storage, read> positions: array<i32>;
 @group(0) @binding(6) var<storage, read_write> out: array<u32>; // f32 bits (−∞ is not a WGSL constant)
-@group(0) @binding(7) var<uniform> p: Params;
+@group(0) @binding(7) var<uniform> p: Params;`;
+
+export const INDEXER_WGSL = /* wgsl */ `
+struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, pageSize: u32, groupsX: u32 }
+${BINDINGS}
 
 fn e4m3(c: u32) -> f32 {
   let e = (c >> 3u) & 0xfu;
@@ -153,14 +157,7 @@ export function indexerVariantAvailable(gpu: GpuDevice, v: IndexerVariant, heads
 
 export const INDEXER_TILED_WGSL = /* wgsl */ `
 struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, pageSize: u32, groupsX: u32 }
-@group(0) @binding(0) var<storage, read> q8: array<u32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> kCache: array<u32>;
-@group(0) @binding(3) var<storage, read> kScale: array<f32>;
-@group(0) @binding(4) var<storage, read> table: array<i32>;
-@group(0) @binding(5) var<storage, read> positions: array<i32>;
-@group(0) @binding(6) var<storage, read_write> out: array<u32>;
-@group(0) @binding(7) var<uniform> p: Params;
+${BINDINGS}
 
 const HC: u32 = 16u; // heads per chunk
 const DC: u32 = 32u; // dims per chunk
@@ -252,14 +249,7 @@ function matrixWgsl(H: number, D: number, KT: number, SG: number, NSG: number): 
 enable f16;
 enable chromium_experimental_subgroup_matrix;
 struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, perGroup: u32 }
-@group(0) @binding(0) var<storage, read> q8: array<u32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> kCache: array<u32>;
-@group(0) @binding(3) var<storage, read> kScale: array<f32>;
-@group(0) @binding(4) var<storage, read> table: array<i32>;
-@group(0) @binding(5) var<storage, read> positions: array<i32>;
-@group(0) @binding(6) var<storage, read_write> out: array<u32>;
-@group(0) @binding(7) var<uniform> p: Params;
+${BINDINGS}
 
 const H: u32 = ${H}u;
 const D: u32 = ${D}u;

@@ -119,6 +119,16 @@ var<workgroup> scanT: array<u32, 256>;
 var<workgroup> validW: u32;
 var<workgroup> thresholdW: u32;
 
+/** Keys of positions [s0, s1) of the row at base: (above the threshold, equal to it). */
+fn countRun(base: u32, s0: u32, s1: u32, threshold: u32) -> vec2u {
+  var n = vec2u(0u);
+  for (var s = s0; s < s1; s++) {
+    let key = orderKey(scores[base + s]);
+    n += vec2u(select(0u, 1u, key > threshold), select(0u, 1u, key == threshold));
+  }
+  return n;
+}
+
 fn scan(lid: u32, above: u32, tie: u32) {
   scanA[lid] = above;
   scanT[lid] = tie;
@@ -151,13 +161,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let threshold = workgroupUniformLoad(&thresholdW);
   let s0 = min(wg.x * CHUNK + lid * RUN, valid);
   let s1 = min(s0 + RUN, valid);
-  var above = 0u;
-  var tie = 0u;
-  for (var s = s0; s < s1; s++) {
-    let key = orderKey(scores[row * p.nKeys + s]);
-    above += select(0u, 1u, key > threshold);
-    tie += select(0u, 1u, key == threshold);
-  }
+  let c = countRun(row * p.nKeys, s0, s1, threshold);
+  let above = c.x;
+  let tie = c.y;
   scan(lid, above, tie);
   if (lid == 255u) {
     counts[2u * (row * p.chunks + wg.x)] = scanA[255];
@@ -190,13 +196,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let ties = state[4u * row + 1u];
   let s0 = min(wg.x * CHUNK + lid * RUN, valid);
   let s1 = min(s0 + RUN, valid);
-  var above = 0u;
-  var tie = 0u;
-  for (var s = s0; s < s1; s++) {
-    let key = orderKey(scores[row * p.nKeys + s]);
-    above += select(0u, 1u, key > threshold);
-    tie += select(0u, 1u, key == threshold);
-  }
+  let c = countRun(row * p.nKeys, s0, s1, threshold);
+  let above = c.x;
+  let tie = c.y;
   scan(lid, above, tie);
   var aBefore = baseA + scanA[lid] - above;
   var tBefore = baseT + scanT[lid] - tie;
