@@ -60,21 +60,52 @@ export class CpuTrainBackend implements TrainBackend {
   }
 
   matmulNNAcc(dy: Float32Array, w: Float32Array, m: number, n: number, k: number, dx: Float32Array): void {
+    // dx_i += Σ_o dy[i, o] · w_o, four rows of w per pass over dx_i.
     for (let i = 0; i < m; i++) {
       const xo = i * k;
-      for (let o = 0; o < n; o++) {
-        const g = dy[i * n + o]!;
+      const go = i * n;
+      let o = 0;
+      for (; o + 4 <= n; o += 4) {
+        const g0 = dy[go + o]!;
+        const g1 = dy[go + o + 1]!;
+        const g2 = dy[go + o + 2]!;
+        const g3 = dy[go + o + 3]!;
+        if (g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0) continue;
+        const w0 = o * k;
+        const w1 = w0 + k;
+        const w2 = w1 + k;
+        const w3 = w2 + k;
+        for (let j = 0; j < k; j++) dx[xo + j] += g0 * w[w0 + j]! + g1 * w[w1 + j]! + g2 * w[w2 + j]! + g3 * w[w3 + j]!;
+      }
+      for (; o < n; o++) {
+        const g = dy[go + o]!;
         if (g !== 0) axpy(g, w, o * k, dx, xo, k);
       }
     }
   }
 
   matmulTNAcc(dy: Float32Array, x: Float32Array, m: number, n: number, k: number, dw: Float32Array): void {
-    for (let i = 0; i < m; i++) {
-      const xo = i * k;
+    // dw_o += Σ_i dy[i, o] · x_i, four rows of x per pass over dw_o.
+    let i = 0;
+    for (; i + 4 <= m; i += 4) {
+      const x0 = i * k;
+      const x1 = x0 + k;
+      const x2 = x1 + k;
+      const x3 = x2 + k;
+      for (let o = 0; o < n; o++) {
+        const g0 = dy[i * n + o]!;
+        const g1 = dy[(i + 1) * n + o]!;
+        const g2 = dy[(i + 2) * n + o]!;
+        const g3 = dy[(i + 3) * n + o]!;
+        if (g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0) continue;
+        const wo = o * k;
+        for (let j = 0; j < k; j++) dw[wo + j] += g0 * x[x0 + j]! + g1 * x[x1 + j]! + g2 * x[x2 + j]! + g3 * x[x3 + j]!;
+      }
+    }
+    for (; i < m; i++) {
       for (let o = 0; o < n; o++) {
         const g = dy[i * n + o]!;
-        if (g !== 0) axpy(g, x, xo, dw, o * k, k);
+        if (g !== 0) axpy(g, x, i * k, dw, o * k, k);
       }
     }
   }

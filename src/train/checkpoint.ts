@@ -10,7 +10,7 @@ import { loadJsonFile } from '../io/checkpoint.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors-writer.js';
 import type { TrainBackend } from '../autograd/backend.js';
-import type { BatchSource } from './batches.js';
+import type { BatchSource, LoaderState } from './data/batches.js';
 import { TrainModel } from './model.js';
 import { STAGES } from './stages.js';
 import { Trainer, type TrainOptions } from './trainer.js';
@@ -23,7 +23,7 @@ interface TrainerState {
   options: TrainOptions;
   step: number;
   optimizerStep: number;
-  data: unknown;
+  data: LoaderState;
 }
 
 export function saveTrainer(trainer: Trainer, dir: string): void {

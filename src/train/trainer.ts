@@ -6,7 +6,7 @@
  */
 import type { TrainBackend } from '../autograd/backend.js';
 import { AdamW, ADAMW_DEFAULTS } from './adamw.js';
-import type { BatchSource } from './batches.js';
+import type { Batch, BatchSource } from './data/batches.js';
 import { clipGradNorm } from './clip.js';
 import { forward } from './forward.js';
 import type { TrainModel } from './model.js';
@@ -56,6 +56,14 @@ export interface StepMetrics {
   seconds: number;
 }
 
+/** The batch's targets with positions outside its loss mask set to −1 (no loss there). */
+export function lossTargets(b: Batch): Int32Array {
+  if (!b.mask) return b.targets;
+  const out = Int32Array.from(b.targets);
+  for (let i = 0; i < out.length; i++) if (b.mask[i] === 0) out[i] = -1;
+  return out;
+}
+
 export class Trainer {
   readonly optimizer: AdamW;
   /** Steps done (the next step's index). */
@@ -68,6 +76,9 @@ export class Trainer {
     readonly opts: TrainOptions,
   ) {
     this.optimizer = new AdamW({ ...ADAMW_DEFAULTS, weightDecay: opts.weightDecay });
+    if (data.batchSize !== opts.batch || data.seqLen !== opts.seqLen) {
+      throw new RangeError(`the batch loader gives ${data.batchSize}×${data.seqLen} batches, the options ask for ${opts.batch}×${opts.seqLen}`);
+    }
   }
 
   get done(): boolean {
@@ -77,9 +88,9 @@ export class Trainer {
   /** One optimizer step. */
   trainStep(): StepMetrics {
     const started = performance.now();
-    const { stage, batch, seqLen } = this.opts;
-    const { ids, targets } = this.data.next(batch, seqLen);
-    const fwd = forward(this.model, this.backend, ids, targets, batch, seqLen, stageForward(stage, this.opts.topk));
+    const { stage } = this.opts;
+    const b = this.data.next();
+    const fwd = forward(this.model, this.backend, b.inputs, lossTargets(b), b.batchSize, b.seqLen, stageForward(stage, this.opts.topk));
     const kl = meanIndexerLoss(fwd.tape, fwd.indexerLosses);
     const objective = stageObjective(stage, fwd.tape, fwd.lmLoss, kl);
     fwd.tape.backward(objective);
@@ -101,7 +112,7 @@ export class Trainer {
       indexerKl: kl ? kl.data[0]! : null,
       lr,
       gradNorm,
-      tokens: batch * seqLen,
+      tokens: b.batchSize * b.seqLen,
       seconds: (performance.now() - started) / 1000,
     };
     this.step++;

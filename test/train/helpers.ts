@@ -1,61 +1,46 @@
-/** Test helpers: a tiny trainable config and a deterministic in-test batch source (a learnable copy pattern). */
-import type { Batch, BatchSource } from '../../src/train/batches.js';
-import { smallConfigJson } from '../../src/train/model.js';
+/** Shared pieces of the training-data tests: a temporary folder and a tiny byte-level BPE tokenizer.json. */
+import { after } from 'node:test';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
-export function tinyTrainConfig(over: Record<string, unknown> = {}): Record<string, unknown> {
-  return smallConfigJson({
-    vocab_size: 32,
-    hidden_size: 32,
-    intermediate_size: 48,
-    num_attention_heads: 2,
-    q_lora_rank: 16,
-    kv_lora_rank: 16,
-    qk_nope_head_dim: 8,
-    qk_rope_head_dim: 4,
-    v_head_dim: 8,
-    index_n_heads: 2,
-    index_head_dim: 8,
-    index_topk: 4,
-    max_position_embeddings: 256,
-    ...over,
-  });
+/** A temporary folder removed after the file's tests. */
+export function tempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** GPT-2's byte → printable character map (what ByteLevel pre-tokenizers use). */
+function byteChars(): string[] {
+  const keep: number[] = [];
+  for (let b = 33; b <= 126; b++) keep.push(b);
+  for (let b = 161; b <= 172; b++) keep.push(b);
+  for (let b = 174; b <= 255; b++) keep.push(b);
+  const out: string[] = [];
+  let extra = 0;
+  for (let b = 0; b < 256; b++) out[b] = keep.includes(b) ? String.fromCharCode(b) : String.fromCharCode(256 + extra++);
+  return out;
 }
 
 /**
- * Sequences counting up by a fixed stride from a random start (mod vocab), with every `period`-th
- * token random: mostly predictable from the previous token, so a few steps show learning.
+ * A byte-level BPE tokenizer.json: id 0 is <|endoftext|>, ids 1..256 the bytes, then the merges
+ * h+e, l+l, he+ll, hell+o (so "hello" is one token, id 260).
  */
-export class CountSource implements BatchSource {
-  readonly description = 'count by 3';
-  private s: number;
-  constructor(
-    seed: number,
-    private readonly vocab: number,
-    private readonly period = 8,
-  ) {
-    this.s = seed >>> 0;
-  }
-  private rand(): number {
-    this.s = (Math.imul(this.s, 1664525) + 1013904223) >>> 0;
-    return this.s >>> 8;
-  }
-  next(batch: number, seqLen: number): Batch {
-    const ids = new Int32Array(batch * seqLen);
-    const targets = new Int32Array(batch * seqLen);
-    for (let b = 0; b < batch; b++) {
-      let tok = this.rand() % this.vocab;
-      const seq = Array.from({ length: seqLen + 1 }, (_, i) => (tok = i % this.period === this.period - 1 ? this.rand() % this.vocab : (tok + 3) % this.vocab));
-      for (let i = 0; i < seqLen; i++) {
-        ids[b * seqLen + i] = seq[i]!;
-        targets[b * seqLen + i] = seq[i + 1]!;
-      }
-    }
-    return { ids, targets };
-  }
-  state(): unknown {
-    return { s: this.s };
-  }
-  restore(state: unknown): void {
-    this.s = (state as { s: number }).s;
-  }
+export function tinyTokenizerJson(): object {
+  const vocab: Record<string, number> = { '<|endoftext|>': 0 };
+  byteChars().forEach((c, b) => (vocab[c] = b + 1));
+  const merges = ['h e', 'l l', 'he ll', 'hell o'];
+  merges.forEach((m, i) => (vocab[m.replace(' ', '')] = 257 + i));
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [{ id: 0, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: null,
+    decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges },
+  };
 }

@@ -5,7 +5,7 @@ import { forward } from '../../src/train/forward.js';
 import { TrainModel } from '../../src/train/model.js';
 import { meanIndexerLoss, stageForward } from '../../src/train/stages.js';
 import { defaultTrainOptions, Trainer } from '../../src/train/trainer.js';
-import { CountSource, tinyTrainConfig } from './helpers.js';
+import { CountLoader, tinyTrainConfig } from './model-helpers.js';
 
 const backend = new CpuTrainBackend();
 
@@ -20,7 +20,7 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 test('dense stage: the LM loss falls on a learnable pattern; the indexer is untouched', () => {
   const model = TrainModel.init(tinyTrainConfig(), 3);
   const before = snapshot(model);
-  const t = new Trainer(model, backend, new CountSource(1, 32), defaultTrainOptions('dense', { steps: 40, batch: 4, seqLen: 16, lr: 3e-3, warmupSteps: 4 }));
+  const t = new Trainer(model, backend, new CountLoader(1, 32, 4, 16), defaultTrainOptions('dense', { steps: 40, batch: 4, seqLen: 16, lr: 3e-3, warmupSteps: 4 }));
   const losses: number[] = [];
   while (!t.done) losses.push(t.trainStep().lmLoss);
   const first = losses.slice(0, 3).reduce((a, b) => a + b) / 3;
@@ -36,7 +36,7 @@ test('dense stage: the LM loss falls on a learnable pattern; the indexer is unto
 test('warmup stage (Eq. 3): only the indexer changes, bit for bit, and its KL falls', () => {
   const model = TrainModel.init(tinyTrainConfig(), 4);
   const before = snapshot(model);
-  const t = new Trainer(model, backend, new CountSource(2, 32), defaultTrainOptions('warmup', { steps: 30, batch: 4, seqLen: 16, lr: 1e-2, warmupSteps: 2 }));
+  const t = new Trainer(model, backend, new CountLoader(2, 32, 4, 16), defaultTrainOptions('warmup', { steps: 30, batch: 4, seqLen: 16, lr: 1e-2, warmupSteps: 2 }));
   const kls: number[] = [];
   while (!t.done) kls.push(t.trainStep().indexerKl!);
   for (const s of model.specs) {
@@ -48,7 +48,7 @@ test('warmup stage (Eq. 3): only the indexer changes, bit for bit, and its KL fa
 
 test('sparse stage (Eq. 4): LM gradients never reach the indexer, KL gradients never reach the main model', () => {
   const model = TrainModel.init(tinyTrainConfig(), 5);
-  const { ids, targets } = new CountSource(3, 32).next(2, 16);
+  const { inputs: ids, targets } = new CountLoader(3, 32, 2, 16).next();
   const run = (which: 'lm' | 'kl') => {
     const fwd = forward(model, backend, ids, targets, 2, 16, stageForward('sparse'));
     const kl = meanIndexerLoss(fwd.tape, fwd.indexerLosses)!;
@@ -75,7 +75,7 @@ test('sparse stage (Eq. 4): LM gradients never reach the indexer, KL gradients n
 
 test('whole-model gradient (dense, LM loss) matches finite differences', () => {
   const model = TrainModel.init(tinyTrainConfig({ num_hidden_layers: 1 }), 6);
-  const { ids, targets } = new CountSource(4, 32).next(1, 8);
+  const { inputs: ids, targets } = new CountLoader(4, 32, 1, 8).next();
   const opts = stageForward('dense');
   const fwd = forward(model, backend, ids, targets, 1, 8, opts);
   fwd.tape.backward(fwd.lmLoss);
