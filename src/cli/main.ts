@@ -14,6 +14,8 @@ import { benchTopkCommand } from '../bench/topk.js';
 import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShapes, type OurFormat } from '../bench/matmul.js';
 import { addBenchAttention } from './bench.js';
 import { addCost } from './cost.js';
+import { addTrain } from './train.js';
+import { addEval } from './eval.js';
 import { io, withIo, type CliIo } from './io.js';
 
 function intArg(name: string, min: number) {
@@ -221,6 +223,8 @@ export function buildProgram(): Command {
     );
 
   addCost(program);
+  addTrain(program);
+  addEval(program);
 
   return program;
 }
