@@ -16,6 +16,7 @@ import { addBenchAttention } from './bench.js';
 import { addCost } from './cost.js';
 import { addTrain } from './train.js';
 import { addEval } from './eval.js';
+import { addExperiment } from './experiment.js';
 import { io, withIo, type CliIo } from './io.js';
 
 function intArg(name: string, min: number) {
@@ -225,6 +226,7 @@ export function buildProgram(): Command {
   addCost(program);
   addTrain(program);
   addEval(program);
+  addExperiment(program);
 
   return program;
 }

@@ -70,13 +70,14 @@ export function paramSpecs(cfg: ModelConfig): ParamSpec[] {
     n(`${p}.post_attention_layernorm.weight`, d);
     m(`${a}.q_a_proj.weight`, [rq, d]);
     n(`${a}.q_a_layernorm.weight`, rq);
-    m(`${a}.q_b_proj.weight`, [h * (dn + dr), rq]);
+    // Queries and keys start at unit scale (std 1/√fan-in), so attention is not uniform from the first step.
+    m(`${a}.q_b_proj.weight`, [h * (dn + dr), rq], 1 / Math.sqrt(rq));
     m(`${a}.kv_a_proj_with_mqa.weight`, [r + dr, d]);
     n(`${a}.kv_a_layernorm.weight`, r);
-    m(`${a}.kv_b_proj.weight`, [h * (dn + dv), r]);
+    m(`${a}.kv_b_proj.weight`, [h * (dn + dv), r], 1 / Math.sqrt(r));
     m(`${a}.o_proj.weight`, [d, h * dv], residualStd);
-    m(`${a}.indexer.wq_b.weight`, [cfg.indexNHeads * cfg.indexHeadDim, rq], 0.02, true);
-    m(`${a}.indexer.wk.weight`, [cfg.indexHeadDim, d], 0.02, true);
+    m(`${a}.indexer.wq_b.weight`, [cfg.indexNHeads * cfg.indexHeadDim, rq], 1 / Math.sqrt(rq), true);
+    m(`${a}.indexer.wk.weight`, [cfg.indexHeadDim, d], 1 / Math.sqrt(d), true);
     n(`${a}.indexer.k_norm.weight`, cfg.indexHeadDim, true);
     specs.push({ name: `${a}.indexer.k_norm.bias`, shape: [cfg.indexHeadDim], kind: 'bias', std: 0, indexer: true });
     m(`${a}.indexer.weights_proj.weight`, [cfg.indexNHeads, d], 0.02, true);

@@ -13,6 +13,8 @@ export interface RecallResult {
   perLayer: number[];
   /** Mean over layers. */
   mean: number;
+  /** The ceiling per layer: the mass of the target's own k largest entries (what a perfect indexer would reach). */
+  oraclePerLayer: number[];
   /** Queries counted per layer. */
   queries: number;
 }
@@ -26,7 +28,9 @@ export function indexerRecall(model: TrainModel, backend: TrainBackend, ids: Int
     trace: true,
   });
   let queries = 0;
+  const oraclePerLayer: number[] = [];
   const perLayer = fwd.traces.map((tr) => {
+    let oracle = 0;
     const sel = selectTopk(tr.causal, tr.indexScores!, k);
     let sum = 0;
     queries = 0;
@@ -41,9 +45,12 @@ export function indexerRecall(model: TrainModel, backend: TrainBackend, ids: Int
         mass += tr.target[i]!;
       }
       sum += mass;
+      const best = Array.from(tr.target.subarray(tr.causal.offsets[r]!, tr.causal.offsets[r + 1]!)).sort((a, b) => b - a);
+      oracle += best.slice(0, k).reduce((a, b) => a + b, 0);
       queries++;
     }
+    oraclePerLayer.push(queries > 0 ? oracle / queries : 1);
     return queries > 0 ? sum / queries : 1;
   });
-  return { perLayer, mean: perLayer.reduce((a, b) => a + b, 0) / perLayer.length, queries };
+  return { perLayer, mean: perLayer.reduce((a, b) => a + b, 0) / perLayer.length, queries, oraclePerLayer };
 }

@@ -35,6 +35,8 @@ export interface EvalReport {
   lossSparse: number;
   recallPerLayer: number[];
   recall: number;
+  /** The best recall any top-k selection could reach (the target's own top-k mass), per layer. */
+  recallCeilingPerLayer: number[];
   accuracy: AccuracyAt[];
 }
 
@@ -42,8 +44,10 @@ export async function evaluateModel(model: TrainModel, backend: TrainBackend, sp
   const batches = heldOutBatches(spec, model.config.vocabSize, s.batchSize, s.seqLen, s.batches, s.seed);
   const lossDense = lmLoss(model, backend, batches, 'dense');
   const lossSparse = lmLoss(model, backend, batches, 'sparse', s.topk);
-  const per = batches.map((b) => indexerRecall(model, backend, b.inputs, b.batchSize, b.seqLen, s.topk).perLayer);
-  const recallPerLayer = per[0]!.map((_, l) => per.reduce((a, r) => a + r[l]!, 0) / per.length);
+  const rec = batches.map((b) => indexerRecall(model, backend, b.inputs, b.batchSize, b.seqLen, s.topk));
+  const meanOver = (pick: (r: (typeof rec)[number]) => number[]) => pick(rec[0]!).map((_, l) => rec.reduce((a, r) => a + pick(r)[l]!, 0) / rec.length);
+  const recallPerLayer = meanOver((r) => r.perLayer);
+  const recallCeilingPerLayer = meanOver((r) => r.oraclePerLayer);
   const accuracy: AccuracyAt[] = [];
   if (spec.task) {
     const task = taskOf(spec, model.config.vocabSize);
@@ -60,6 +64,7 @@ export async function evaluateModel(model: TrainModel, backend: TrainBackend, sp
     lossSparse,
     recallPerLayer,
     recall: recallPerLayer.reduce((a, b) => a + b, 0) / recallPerLayer.length,
+    recallCeilingPerLayer,
     accuracy,
   };
 }
@@ -68,7 +73,7 @@ export async function evaluateModel(model: TrainModel, backend: TrainBackend, sp
 export function formatReport(r: EvalReport): string {
   const lines = [
     `LM loss (held out, ${r.seqLen} tokens): dense ${r.lossDense.toFixed(4)}, DSA top-${r.topk} ${r.lossSparse.toFixed(4)} (${((r.lossSparse / r.lossDense - 1) * 100).toFixed(2)}%)`,
-    `indexer recall at top-${r.topk} (k/L = 1/${(r.seqLen / r.topk).toFixed(1)}): ${(r.recall * 100).toFixed(2)}% (per layer: ${r.recallPerLayer.map((x) => `${(x * 100).toFixed(2)}%`).join(', ')})`,
+    `indexer recall at top-${r.topk} (k/L = 1/${(r.seqLen / r.topk).toFixed(1)}): ${(r.recall * 100).toFixed(2)}% (per layer: ${r.recallPerLayer.map((x) => `${(x * 100).toFixed(2)}%`).join(', ')}; ceiling ${r.recallCeilingPerLayer.map((x) => `${(x * 100).toFixed(2)}%`).join(', ')})`,
   ];
   if (r.accuracy.length > 0) {
     lines.push('task accuracy:   context   dense    DSA   chance');
