@@ -58,15 +58,15 @@ export function fullPlan(): ExperimentPlan {
   return {
     name: 'full',
     config: smallConfigJson({ vocab_size: 64, index_topk: 8 }),
-    data: { task: 'recall', taskOptions: { pairs: 4, queries: 4 } },
+    data: { task: 'passkey', taskOptions: { keyLength: 1, valueLength: 2 } },
     seqLen: 128,
     batch: 8,
     topk: 8,
     seed: 1,
     stages: {
-      dense: { steps: 800, lr: 3e-3, warmupSteps: 40 },
+      dense: { steps: 600, lr: 3e-3, warmupSteps: 30 },
       warmup: { steps: 150, lr: 1e-2, warmupSteps: 10 },
-      sparse: { steps: 200, lr: 1e-3, warmupSteps: 10 },
+      sparse: { steps: 150, lr: 1e-3, warmupSteps: 10 },
     },
     eval: { batches: 4, batchSize: 8, lengths: [1, 2, 4], samples: 64 },
   };
