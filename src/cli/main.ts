@@ -14,6 +14,7 @@ import { benchTopkCommand } from '../bench/topk.js';
 import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShapes, type OurFormat } from '../bench/matmul.js';
 import { addBenchAttention } from './bench.js';
 import { addCost } from './cost.js';
+import { addPlot, addTokenize } from './train-data.js';
 import { io, withIo, type CliIo } from './io.js';
 
 function intArg(name: string, min: number) {
@@ -221,6 +222,8 @@ export function buildProgram(): Command {
     );
 
   addCost(program);
+  addTokenize(program);
+  addPlot(program);
 
   return program;
 }

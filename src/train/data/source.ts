@@ -110,21 +110,24 @@ function jsonIds(path: string): Int32Array {
   return Int32Array.from(arr as number[]);
 }
 
-/** The texts of a JSON-lines file: each line `{"text": "..."}` or a JSON string; blank lines skipped. */
+/** The text of one JSON-lines line: `{"text": "..."}` or a JSON string; `where` names the line in errors. */
+export function jsonlText(line: string, where: string): string {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (e) {
+    throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
+  }
+  const t = typeof v === 'string' ? v : v !== null && typeof v === 'object' ? (v as { text?: unknown }).text : undefined;
+  if (typeof t !== 'string') throw new Error(`${where}: expected {"text": "..."} or a JSON string`);
+  return t;
+}
+
+/** The texts of a JSON-lines file, blank lines skipped. */
 export function jsonlTexts(path: string, text = readTextFile(path)): string[] {
   const out: string[] = [];
-  const lines = text.split('\n');
-  lines.forEach((line, i) => {
-    if (line.trim() === '') return;
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch (e) {
-      throw new Error(`${path}:${i + 1}: not valid JSON (${(e as Error).message})`);
-    }
-    const t = typeof v === 'string' ? v : v !== null && typeof v === 'object' ? (v as { text?: unknown }).text : undefined;
-    if (typeof t !== 'string') throw new Error(`${path}:${i + 1}: expected {"text": "..."} or a JSON string`);
-    out.push(t);
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() !== '') out.push(jsonlText(line, `${path}:${i + 1}`));
   });
   return out;
 }
