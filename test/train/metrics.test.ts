@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { MetricsLogger, parseMetrics, readMetrics } from '../../src/train/metrics.js';
+import { MetricsLogger, parseMetrics, readMetrics, type MetricRecord } from '../../src/train/metrics.js';
 import { metricsCurves, metricsPlotSpec, plotMetrics, runLabel, smoothEma } from '../../src/train/plot-metrics.js';
 import { tempDir } from './helpers.js';
 
@@ -62,7 +62,7 @@ test('curves: per run and stage, smoothed with the debiased EMA, thinned', () =>
     ...Array.from({ length: 50 }, (_, i) => ({ step: i, stage: 'warmup', loss: 1, kl: 10 - i / 10 })),
     ...Array.from({ length: 3000 }, (_, i) => ({ step: 50 + i, stage: 'sparse', loss: 3 - i / 3000 })),
   ];
-  const runs = [{ label: 'a', records }, { label: 'b', records: [{ step: 0, loss: 4 }, { step: 1, loss: 'NaN' }, { step: 2, loss: 3 }] }];
+  const runs = [{ label: 'a', records }, { label: 'b', records: [{ step: 0, loss: 4 }, { step: 1, loss: 'NaN' } as unknown as MetricRecord, { step: 2, loss: 3 }] }];
   const curves = metricsCurves(runs, { y: ['loss', 'kl'], maxPoints: 100 });
   assert.deepEqual(curves.map((c) => `${c.metric}:${c.series}:${c.points.length}`), ['loss:a · warmup:50', 'loss:a · sparse:101', 'loss:b:2', 'kl:a · warmup:50']);
   const sparse = curves[1]!.points;

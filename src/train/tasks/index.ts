@@ -9,6 +9,7 @@ export * from './task.js';
 export * from './passkey.js';
 export * from './recall.js';
 export * from './evaluate.js';
+export * from './model-logits.js';
 
 export const TASK_NAMES = ['passkey', 'recall'] as const;
 export type TaskName = (typeof TASK_NAMES)[number];
