@@ -33,5 +33,5 @@ test('modelLogitsFn: the asked rows of a chunked prefill, sparse or dense; evalu
   const r = await evaluate(task, modelLogitsFn(model), { contextLength: 80, samples: 2, seed: 1 });
   assert.deepEqual([r.samples, r.questions], [2, 2]);
   assert.ok(r.accuracy >= 0 && r.accuracy <= 1 && Number.isFinite(r.tokenAccuracy));
-  await assert.rejects(modelLogitsFn(model)(Int32Array.of(1, V), Int32Array.of(0)), /token 1024 at position 1 is outside the model's vocabulary/);
+  await assert.rejects(async () => modelLogitsFn(model)(Int32Array.of(1, V), Int32Array.of(0)), /token 1024 at position 1 is outside the model's vocabulary/);
 });

@@ -10,6 +10,7 @@ export * from './passkey.js';
 export * from './recall.js';
 export * from './evaluate.js';
 export * from './model-logits.js';
+export * from './report.js';
 
 export const TASK_NAMES = ['passkey', 'recall'] as const;
 export type TaskName = (typeof TASK_NAMES)[number];
