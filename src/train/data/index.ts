@@ -5,3 +5,4 @@ export * from './tokenizer.js';
 export * from './source.js';
 export * from './batches.js';
 export * from './mixed.js';
+export * from './dataset.js';
