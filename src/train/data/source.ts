@@ -145,11 +145,24 @@ export function tokenizeFile(path: string, tok: TextTokenizer): Int32Array {
   return out;
 }
 
+/** Text and JSON larger than this are tokenized ahead with `dsa tokenize` rather than into memory. */
+export const MAX_IN_MEMORY_BYTES = 256 * 2 ** 20;
+
+function checkInMemorySize(path: string): void {
+  const size = fs.statSync(path, { throwIfNoEntry: false })?.size;
+  if (size !== undefined && size > MAX_IN_MEMORY_BYTES) {
+    throw new Error(`${path}: ${(size / 2 ** 20).toFixed(0)} MiB is too large to tokenize in memory (limit ${MAX_IN_MEMORY_BYTES / 2 ** 20} MiB); write a token file first with \`dsa tokenize\``);
+  }
+}
+
 /** Opens a token stream from a file (see the module comment for the formats). */
 export function openTokenSource(path: string, opts: OpenOptions = {}): TokenSource {
   const ext = extname(path).toLowerCase();
   if (ext === '.safetensors') return openSafetensors(path);
-  if (ext === '.json') return new MemoryTokens(jsonIds(path), path);
+  if (ext === '.json') {
+    checkInMemorySize(path);
+    return new MemoryTokens(jsonIds(path), path);
+  }
   const header = ext === '.jsonl' ? null : readTokenFileHeader(path);
   if (header) return new FileTokens(path, TOKEN_FILE_HEADER_BYTES, header.tokens, header.dtype, header.vocabSize || null);
   if (ext === '.bin' || ext === '.tok') {
@@ -159,6 +172,7 @@ export function openTokenSource(path: string, opts: OpenOptions = {}): TokenSour
     if (size % bytes !== 0) throw new Error(`${path}: ${size} bytes is not a whole number of ${opts.dtype} ids`);
     return new FileTokens(path, 0, size / bytes, opts.dtype);
   }
+  checkInMemorySize(path);
   const tok = typeof opts.tokenizer === 'object' ? opts.tokenizer : loadTokenizer(opts.tokenizer);
   return new MemoryTokens(tokenizeFile(path, tok), path, tok.vocabSize);
 }

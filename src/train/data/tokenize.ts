@@ -1,9 +1,10 @@
 /**
  * Text files to a token file (`dsa tokenize`): each document's ids followed by EOS (see
  * documentIds), written piece by piece so the corpus never sits in memory whole. A `.jsonl` file
- * is streamed line by line, one document a line; any other file is one document.
+ * is streamed line by line, one document a line; any other file is one document, read in pieces
+ * cut at blank lines when it is large.
  */
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { readTextFile } from '../../io/text-file.js';
@@ -19,17 +20,48 @@ export interface TokenizeResult {
   vocabSize: number;
 }
 
-/** The documents of a file. */
-async function* documents(path: string): AsyncGenerator<{ text: string }> {
+/** Plain text files larger than this are encoded in pieces (see textPieces). */
+export const PIECE_BYTES = 16 * 2 ** 20;
+
+/** A piece of a document's text; `first`/`last` say whether it starts or ends the document. */
+interface Piece {
+  text: string;
+  first: boolean;
+  last: boolean;
+}
+
+/**
+ * A large text file in pieces of about PIECE_BYTES, each cut after a blank line (where
+ * tokenizers' pre-tokenizers split anyway), so memory stays bounded; a piece with no blank line
+ * in it grows until one comes.
+ */
+async function* textPieces(path: string, pieceBytes: number): AsyncGenerator<Piece> {
+  let pending = '';
+  let first = true;
+  for await (const chunk of createReadStream(path, { encoding: 'utf8', highWaterMark: Math.min(2 ** 20, pieceBytes) })) {
+    pending += chunk as string;
+    if (pending.length < pieceBytes) continue;
+    const cut = pending.lastIndexOf('\n\n');
+    if (cut < 0) continue;
+    yield { text: pending.slice(0, cut + 2), first, last: false };
+    first = false;
+    pending = pending.slice(cut + 2);
+  }
+  yield { text: pending, first, last: true };
+}
+
+/** The documents of a file, in pieces. */
+async function* documents(path: string, pieceBytes: number): AsyncGenerator<Piece> {
   if (extname(path).toLowerCase() !== '.jsonl') {
-    yield { text: readTextFile(path) };
+    if (statSync(path).size <= pieceBytes) yield { text: readTextFile(path), first: true, last: true };
+    else yield* textPieces(path, pieceBytes);
     return;
   }
   const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
   let n = 0;
   for await (const line of lines) {
     n++;
-    if (line.trim() !== '') yield { text: jsonlText(line, `${path}:${n}`) };
+    if (line.trim() !== '') yield { text: jsonlText(line, `${path}:${n}`), first: true, last: true };
   }
 }
 
@@ -38,6 +70,7 @@ export async function tokenizeFiles(
   out: string,
   tok: TextTokenizer,
   onFile: (file: string, documents: number, tokens: number) => void = () => {},
+  pieceBytes = PIECE_BYTES,
 ): Promise<TokenizeResult> {
   for (const f of inputs) if (!existsSync(f)) throw new Error(`${f}: file not found`); // before writing anything
   const w = new TokenFileWriter(out, tok.vocabSize);
@@ -45,10 +78,10 @@ export async function tokenizeFiles(
   let textBytes = 0;
   try {
     for (const f of inputs) {
-      for await (const d of documents(f)) {
-        w.write(documentIds(tok, d.text));
+      for await (const d of documents(f, pieceBytes)) {
+        w.write(documentIds(tok, d.text, d));
         textBytes += Buffer.byteLength(d.text);
-        docs++;
+        if (d.last) docs++;
       }
       onFile(f, docs, w.length);
     }
