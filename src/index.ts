@@ -17,3 +17,14 @@ export { SafetensorsFile, SafetensorsError } from './io/safetensors.js';
 export { writeSafetensors } from './io/safetensors-writer.js';
 export { Sampler, Rng } from './generate/sampler.js';
 export * from './numerics/index.js';
+export {
+  openTokenSource, MemoryTokens, FileTokens, TokenFileWriter, writeTokenFile, readTokenFileHeader, loadTokenizer, ByteTokenizer, HfTokenizer,
+  TokenBatchLoader, MixedBatchLoader, splitRange, validationBatches, checkBatchVocab,
+  type TokenSource, type TextTokenizer, type Batch, type BatchSource, type LoaderState,
+} from './train/data/index.js';
+export {
+  createTask, PasskeyTask, RecallTask, TaskBatchLoader, evaluate as evaluateTask, modelLogitsFn, taskTable, accuracyPlot,
+  type SyntheticTask, type TaskSample, type TaskEval, type LogitsFn, type BatchLogitsFn,
+} from './train/tasks/index.js';
+export { MetricsLogger, readMetrics, type MetricRecord } from './train/metrics.js';
+export { plotMetrics, metricsPlotSpec } from './train/plot-metrics.js';

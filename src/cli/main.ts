@@ -17,6 +17,7 @@ import { addCost } from './cost.js';
 import { addTrain } from './train.js';
 import { addEval } from './eval.js';
 import { addExperiment } from './experiment.js';
+import { addPlot, addTokenize } from './train-data.js';
 import { io, withIo, type CliIo } from './io.js';
 
 function intArg(name: string, min: number) {
@@ -227,6 +228,8 @@ export function buildProgram(): Command {
   addTrain(program);
   addEval(program);
   addExperiment(program);
+  addTokenize(program);
+  addPlot(program);
 
   return program;
 }

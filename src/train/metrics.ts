@@ -2,7 +2,8 @@
  * The metrics log of a training run: JSON lines, one object per logged step, e.g.
  *   {"step":120,"stage":"dense","loss":3.52,"lr":0.0006,"grad_norm":0.81,"tokens_per_s":5120,"elapsed_s":61.2}
  * Field names are snake_case; `step` is required, everything else is free (validation losses,
- * KL, recall, …). Each line is written with one write call; a run killed mid-write leaves at most
+ * KL, recall, …). A non-finite number is written as a string ("NaN", "Infinity": JSON has no such
+ * numbers, and a diverged loss should stay visible), and read back as that string. Each line is written with one write call; a run killed mid-write leaves at most
  * a partial last line, which readMetrics skips and MetricsLogger.open cuts off before appending.
  */
 import * as fs from 'node:fs';

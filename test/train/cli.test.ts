@@ -1,68 +1,73 @@
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { readMetrics } from '../../src/train/metrics.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { cli } from '../helpers/cli.js';
-import { tinyTrainConfig } from './model-helpers.js';
+import { openTokenSource, readTokenFileHeader } from '../../src/train/data/index.js';
+import { tempDir, tinyTokenizerJson } from './helpers.js';
 
-const root = mkdtempSync(join(tmpdir(), 'dsa-train-cli-'));
-after(() => rmSync(root, { recursive: true, force: true }));
-const config = join(root, 'config.json');
-writeFileSync(config, JSON.stringify(tinyTrainConfig({ vocab_size: 40, index_topk: 4 })));
-const task = ['--task', 'recall', '--pairs', '2', '--queries', '2'];
-const shape = ['--batch', '2', '--seq-len', '32'];
+const dir = tempDir('dsa-traincli-');
+const at = (f: string): string => path.join(dir, f);
 
-test('dsa train: dense → resume → warmup → sparse, then dsa eval', async () => {
-  const dense = join(root, 'dense');
-  let r = await cli(['train', '--stage', 'dense', '--config', config, ...task, ...shape, '--steps', '3', '--out', dense, '--save-every', '2']);
+test('dsa tokenize: text and JSON lines to a token file, byte-level or through a tokenizer.json', async () => {
+  fs.writeFileSync(at('a.txt'), 'hello hello');
+  fs.writeFileSync(at('b.jsonl'), '{"text": "hello"}\n"hi"\n');
+  let r = await cli(['tokenize', at('a.txt'), at('b.jsonl'), '--out', at('bytes.bin')]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /dense: step 3, loss \d/);
-  assert.match(r.stderr, /stage dense, .*task recall/);
-  for (const f of ['config.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json', 'metrics.jsonl']) assert.ok(existsSync(join(dense, f)), f);
-  r = await cli(['train', '--stage', 'dense', ...task, '--steps', '5', '--out', dense, '--resume']);
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /resuming .* at step 3\/5/);
-  const { records } = readMetrics(join(dense, 'metrics.jsonl'));
-  assert.deepEqual(records.map((x) => x.step), [1, 2, 3, 4, 5]);
-  assert.ok(records.every((x) => typeof x.loss === 'number' && typeof x.tokens_per_s === 'number' && x.stage === 'dense'));
+  assert.match(r.stdout, /^3 document\(s\), 21 tokens from 18 bytes of text \(0\.86 bytes\/token; tokenizer bytes, vocabulary 259, uint16 ids\)/);
+  const src = openTokenSource(at('bytes.bin'));
+  assert.equal(new TextDecoder().decode(Uint8Array.from(src.read(0, 11))), 'hello hello');
+  assert.deepEqual(Array.from(src.read(11, 10)), [257, 104, 101, 108, 108, 111, 257, 104, 105, 257]);
 
-  const warm = join(root, 'warm');
-  r = await cli(['train', '--stage', 'warmup', '--model', dense, ...task, ...shape, '--steps', '2', '--out', warm]);
+  fs.writeFileSync(at('tokenizer.json'), JSON.stringify(tinyTokenizerJson()));
+  r = await cli(['tokenize', at('b.jsonl'), '--out', at('bpe.bin'), '--tokenizer', at('tokenizer.json')]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /indexer KL/);
-  const sparse = join(root, 'sparse');
-  r = await cli(['train', '--stage', 'sparse', '--model', warm, ...task, ...shape, '--steps', '2', '--topk', '4', '--out', sparse]);
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /top-k 4 \(k\/L = 1\/8\.0\)/);
+  assert.deepEqual(readTokenFileHeader(at('bpe.bin')), { version: 1, dtype: 'U16', tokens: 5, vocabSize: 261 });
+  assert.deepEqual(Array.from(openTokenSource(at('bpe.bin')).read(0, 5)), [260, 0, 105, 106, 0]);
 
-  const json = join(root, 'eval.json');
-  r = await cli(['eval', '--model', sparse, ...task, '--seq-len', '32', '--topk', '4', '--samples', '4', '--batches', '1', '--batch', '2', '--json', json]);
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /LM loss .* dense \d.*DSA top-4/);
-  assert.match(r.stdout, /indexer recall at top-4 .*per layer: [\d.]+%, [\d.]+%/);
-  const report = JSON.parse(readFileSync(json, 'utf8'));
-  assert.deepEqual(report.accuracy.map((a: { contextLength: number }) => a.contextLength), [32, 64, 128]);
-  assert.equal(report.recallPerLayer.length, 2);
+  r = await cli(['tokenize', at('a.txt'), at('missing.txt'), '--out', at('x.bin')]);
+  assert.deepEqual([r.code, r.stderr], [1, `dsa: ${at('missing.txt')}: file not found\n`]);
+  fs.writeFileSync(at('bad.jsonl'), '{"text": "ok"}\n{"text": 5}\n');
+  r = await cli(['tokenize', at('bad.jsonl'), '--out', at('x.bin')]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /bad\.jsonl:2: expected \{"text": "\.\.\."\} or a JSON string/);
+  assert.ok(!fs.existsSync(at('x.bin')) && !fs.existsSync(at('x.bin.tmp')), 'no partial output');
 });
 
-test('dsa train: bad input gets a clear error', async () => {
-  let r = await cli(['train', '--stage', 'bogus', '--out', join(root, 'x'), ...task]);
-  assert.notEqual(r.code, 0);
-  assert.match(r.stderr, /--stage must be one of dense, warmup, sparse/);
-  r = await cli(['train', '--stage', 'dense', '--out', join(root, 'x'), '--config', config]);
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /give exactly one of --data FILE or --task/);
-  r = await cli(['train', '--stage', 'dense', '--out', join(root, 'x'), '--model', join(root, 'nope'), ...task]);
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /model directory not found/);
-  const badConfig = join(root, 'bad.json');
-  writeFileSync(badConfig, JSON.stringify({ ...tinyTrainConfig(), hidden_size: -1 }));
-  r = await cli(['train', '--stage', 'dense', '--out', join(root, 'x'), '--config', badConfig, ...task]);
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /hidden_size/);
-  r = await cli(['train', '--stage', 'dense', '--out', join(root, 'x'), '--config', config, '--task', 'nosuch']);
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /unknown task 'nosuch'/);
+test('dsa plot: several runs to SVG and PNG, with a summary per line', async () => {
+  fs.mkdirSync(at('dense'));
+  fs.mkdirSync(at('sparse'));
+  const line = (o: object): string => `${JSON.stringify(o)}\n`;
+  fs.writeFileSync(at('dense/metrics.jsonl'), Array.from({ length: 30 }, (_, i) => line({ step: i, stage: 'dense', loss: 5 - i / 10 })).join(''));
+  // A killed run: the last line is cut.
+  fs.writeFileSync(
+    at('sparse/metrics.jsonl'),
+    Array.from({ length: 20 }, (_, i) => line({ step: i, stage: i < 10 ? 'warmup' : 'sparse', loss: 5.2 - i / 10, kl: 2 / (i + 1) })).join('') + '{"step":20,"lo',
+  );
+  const svg = at('loss.svg');
+  let r = await cli(['plot', '--metrics', at('dense/metrics.jsonl'), '--metrics', at('sparse/metrics.jsonl'), '--y', 'loss', '--smooth', '0.5', '--out', svg]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /sparse\/metrics\.jsonl: skipped a partial last line/);
+  assert.match(r.stdout, /^dense loss: 5 → 2\.1 over step 0\.\.29 \(30 points, min 2\.1 at 29\)\nsparse · warmup loss: 5\.2 → 4\.3 over step 0\.\.9 /);
+  assert.match(r.stdout, /sparse · sparse loss: 4\.2 → 3\.3 over step 10\.\.19 \(10 points/);
+  assert.match(r.stdout, /wrote .*loss\.svg\n$/);
+  const text = fs.readFileSync(svg, 'utf8');
+  for (const s of ['dense', 'sparse · warmup', 'sparse · sparse']) assert.ok(text.includes(`>${s}<`), `legend entry ${s}`);
+
+  const png = at('curves.png');
+  r = await cli(['plot', '--metrics', at('sparse/metrics.jsonl'), '--label', 'dsa', '--y', 'loss,kl', '--out', png]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual([...fs.readFileSync(png).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  assert.match(r.stdout, /^warmup kl: 2 → 0\.2 over step 0\.\.9/m);
+
+  r = await cli(['plot', '--metrics', at('dense/metrics.jsonl'), '--y', 'kl', '--out', svg]);
+  assert.deepEqual([r.code, r.stderr], [1, "dsa: no record has a numeric 'kl' to plot (fields: step, loss)\n"]);
+  r = await cli(['plot', '--metrics', at('dense/metrics.jsonl'), '--label', 'a', '--label', 'b', '--out', svg]);
+  assert.match(r.stderr, /--label: 2 labels for 1 metrics files/);
+  r = await cli(['plot', '--metrics', at('dense/metrics.jsonl'), '--out', at('loss.pdf')]);
+  assert.match(r.stderr, /must end in \.svg or \.png/);
+  r = await cli(['plot', '--metrics', at('dense/metrics.jsonl'), '--smooth', '1', '--out', svg]);
+  assert.match(r.stderr, /--smooth must be a number in \[0, 1\)/);
+  r = await cli(['plot', '--metrics', at('nope.jsonl'), '--out', svg]);
+  assert.match(r.stderr, /nope\.jsonl: file not found/);
 });

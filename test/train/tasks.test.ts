@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../../src/generate/sampler.js';
-import { createTask, evaluate, evalSample, passkeyTask, recallTask, TaskBatchLoader, type SyntheticTask, type TaskSample } from '../../src/train/tasks/index.js';
+import { accuracyPlot, createTask, evaluate, evalSample, passkeyTask, recallTask, TaskBatchLoader, taskTable, type SyntheticTask, type TaskSample } from '../../src/train/tasks/index.js';
+import { MemoryTokens, MixedBatchLoader, TokenBatchLoader } from '../../src/train/data/index.js';
 
 /** Checks what every sample must satisfy: length, BOS, mask = answer spans, answers copied from the record with the asked key. */
 function checkSample(task: SyntheticTask & { keyLength: number; valueLength: number }, s: TaskSample, L: number): void {
@@ -168,4 +169,39 @@ test('task batches: the mask marks the answers, and a restored loader continues 
   const other = new TaskBatchLoader(recallTask(64, { pairs: 7, queries: 3 }), opts);
   assert.throws(() => other.restore(a.state()), /its data is "recall\(V=64,keyLength=1,valueLength=1,pairs=7,queries=3\)"/);
   assert.throws(() => new TaskBatchLoader(task, { ...opts, seqLen: 20 }), /seq_len 20 is shorter than the task needs \(36\)/);
+});
+
+test('a mixture of text and task batches: picked by weight, deterministic, masks made uniform', () => {
+  const text = new TokenBatchLoader(new MemoryTokens(Int32Array.from({ length: 2000 }, (_, i) => 100 + (i % 150)), 'text'), { seqLen: 64, batchSize: 2, seed: 1 });
+  const task = new TaskBatchLoader(passkeyTask(259), { seqLen: 64, batchSize: 2, seed: 1 });
+  const mix = new MixedBatchLoader([{ source: text, weight: 3 }, { source: task, weight: 1 }], 5);
+  const parts = Array.from({ length: 400 }, (_, i) => mix.partAt(i));
+  const share = parts.filter((p) => p === 1).length / parts.length;
+  assert.ok(Math.abs(share - 0.25) < 0.07, `task share ${share}`);
+  for (let i = 0; i < 8; i++) {
+    const b = mix.next();
+    const from = parts[i] === 0 ? text.batchAt(i) : task.batchAt(i);
+    assert.deepEqual(b.inputs, from.inputs);
+    assert.equal(b.mask!.reduce((a, v) => a + v, 0), parts[i] === 0 ? 128 : 8);
+  }
+  const again = new MixedBatchLoader([{ source: text, weight: 3 }, { source: task, weight: 1 }], 5);
+  again.restore(mix.state());
+  assert.deepEqual(again.next(), mix.batchAt(8));
+  assert.throws(() => new MixedBatchLoader([{ source: text, weight: 1 }, { source: new TaskBatchLoader(passkeyTask(259), { seqLen: 32, batchSize: 2, seed: 1 }), weight: 1 }], 1), /same shape \(got 2×64 and 2×32\)/);
+});
+
+test('reports: a table of results and accuracy against context length', async () => {
+  const task = passkeyTask(259);
+  const c = cheat(task);
+  const rows = [];
+  for (const L of [128, 256, 512]) {
+    rows.push({ label: 'cheat', result: await evaluate(task, (t, p) => c(t, p), { contextLength: L, samples: 5, seed: 1 }) });
+    rows.push({ label: 'random', result: await evaluate(task, (_t, p) => new Float32Array(p.length * 259), { contextLength: L, samples: 5, seed: 1 }) });
+  }
+  const table = taskTable(rows);
+  assert.match(table, /^task\s+model\s+context\s+samples\s+accuracy/);
+  assert.match(table, /passkey\s+cheat\s+512\s+5\s+100\.0%\s+100\.0%\s+2\.2e-10/);
+  assert.match(table, /passkey\s+random\s+128\s+5\s+0\.0%/);
+  const svg = await accuracyPlot(rows, { trainLength: 256 });
+  for (const s of ['cheat', 'random', 'training length', 'passkey accuracy by context length']) assert.ok(svg.includes(s), s);
 });

@@ -4,3 +4,5 @@ export * from './token-file.js';
 export * from './tokenizer.js';
 export * from './source.js';
 export * from './batches.js';
+export * from './mixed.js';
+export * from './dataset.js';

@@ -110,21 +110,24 @@ function jsonIds(path: string): Int32Array {
   return Int32Array.from(arr as number[]);
 }
 
-/** The texts of a JSON-lines file: each line `{"text": "..."}` or a JSON string; blank lines skipped. */
+/** The text of one JSON-lines line: `{"text": "..."}` or a JSON string; `where` names the line in errors. */
+export function jsonlText(line: string, where: string): string {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (e) {
+    throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
+  }
+  const t = typeof v === 'string' ? v : v !== null && typeof v === 'object' ? (v as { text?: unknown }).text : undefined;
+  if (typeof t !== 'string') throw new Error(`${where}: expected {"text": "..."} or a JSON string`);
+  return t;
+}
+
+/** The texts of a JSON-lines file, blank lines skipped. */
 export function jsonlTexts(path: string, text = readTextFile(path)): string[] {
   const out: string[] = [];
-  const lines = text.split('\n');
-  lines.forEach((line, i) => {
-    if (line.trim() === '') return;
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch (e) {
-      throw new Error(`${path}:${i + 1}: not valid JSON (${(e as Error).message})`);
-    }
-    const t = typeof v === 'string' ? v : v !== null && typeof v === 'object' ? (v as { text?: unknown }).text : undefined;
-    if (typeof t !== 'string') throw new Error(`${path}:${i + 1}: expected {"text": "..."} or a JSON string`);
-    out.push(t);
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() !== '') out.push(jsonlText(line, `${path}:${i + 1}`));
   });
   return out;
 }
@@ -142,11 +145,24 @@ export function tokenizeFile(path: string, tok: TextTokenizer): Int32Array {
   return out;
 }
 
+/** Text and JSON larger than this are tokenized ahead with `dsa tokenize` rather than into memory. */
+export const MAX_IN_MEMORY_BYTES = 256 * 2 ** 20;
+
+function checkInMemorySize(path: string): void {
+  const size = fs.statSync(path, { throwIfNoEntry: false })?.size;
+  if (size !== undefined && size > MAX_IN_MEMORY_BYTES) {
+    throw new Error(`${path}: ${(size / 2 ** 20).toFixed(0)} MiB is too large to tokenize in memory (limit ${MAX_IN_MEMORY_BYTES / 2 ** 20} MiB); write a token file first with \`dsa tokenize\``);
+  }
+}
+
 /** Opens a token stream from a file (see the module comment for the formats). */
 export function openTokenSource(path: string, opts: OpenOptions = {}): TokenSource {
   const ext = extname(path).toLowerCase();
   if (ext === '.safetensors') return openSafetensors(path);
-  if (ext === '.json') return new MemoryTokens(jsonIds(path), path);
+  if (ext === '.json') {
+    checkInMemorySize(path);
+    return new MemoryTokens(jsonIds(path), path);
+  }
   const header = ext === '.jsonl' ? null : readTokenFileHeader(path);
   if (header) return new FileTokens(path, TOKEN_FILE_HEADER_BYTES, header.tokens, header.dtype, header.vocabSize || null);
   if (ext === '.bin' || ext === '.tok') {
@@ -156,6 +172,7 @@ export function openTokenSource(path: string, opts: OpenOptions = {}): TokenSour
     if (size % bytes !== 0) throw new Error(`${path}: ${size} bytes is not a whole number of ${opts.dtype} ids`);
     return new FileTokens(path, 0, size / bytes, opts.dtype);
   }
+  checkInMemorySize(path);
   const tok = typeof opts.tokenizer === 'object' ? opts.tokenizer : loadTokenizer(opts.tokenizer);
   return new MemoryTokens(tokenizeFile(path, tok), path, tok.vocabSize);
 }

@@ -115,11 +115,13 @@ export function loadTokenizer(path?: string): TextTokenizer {
 
 /**
  * The ids of one document for a token stream: its text followed by EOS (which also separates it
- * from the next document), or preceded by BOS when the tokenizer has no EOS.
+ * from the next document), or preceded by BOS when the tokenizer has no EOS. A document encoded in
+ * pieces passes `first`/`last` so the marker goes only where the document starts or ends.
  */
-export function documentIds(tok: TextTokenizer, text: string): number[] {
+export function documentIds(tok: TextTokenizer, text: string, piece: { first: boolean; last: boolean } = { first: true, last: true }): number[] {
   const ids = tok.encode(text);
-  if (tok.eosId !== null) ids.push(tok.eosId);
-  else if (tok.bosId !== null) ids.unshift(tok.bosId);
+  if (tok.eosId !== null) {
+    if (piece.last) ids.push(tok.eosId);
+  } else if (tok.bosId !== null && piece.first) ids.unshift(tok.bosId);
   return ids;
 }
