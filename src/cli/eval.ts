@@ -2,6 +2,8 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CpuTrainBackend } from '../autograd/cpu-backend.js';
+import { CpuBackend } from '../backend/cpu.js';
+import { decodeCost } from '../train/decode-cost.js';
 import { TrainModel } from '../train/model.js';
 import { evaluateModel, formatReport } from '../train/report.js';
 import { io } from './io.js';
@@ -27,9 +29,16 @@ export function addEval(program: Command): void {
     .option('--batches <n>', 'held-out batches for loss and recall', intOpt('--batches', 1), 4)
     .option('--batch <n>', 'sequences per batch', intOpt('--batch', 1), 4)
     .option('--seed <n>', 'training seed (held-out data is drawn apart from it)', intOpt('--seed', 0), 1)
+    .option('--decode-cost <contexts>', 'also time greedy decode steps in the inference engine at these contexts (e.g. 1024,4096), dense vs DSA')
     .option('--json <file>', 'also write the report as JSON')
-    .action(async (o: { model: string; seqLen: number; topk?: number; lengths: string; samples: number; batches: number; batch: number; seed: number; json?: string } & Parameters<typeof dataSpec>[0]) => {
+    .action(async (o: { model: string; seqLen: number; topk?: number; lengths: string; samples: number; batches: number; batch: number; seed: number; json?: string; decodeCost?: string } & Parameters<typeof dataSpec>[0]) => {
       const model = TrainModel.load(o.model);
+      if (o.decodeCost && !o.data && !o.task) {
+        const costs = await decodeCost(o.model, new CpuBackend(), multiples(o.decodeCost).map(Math.round));
+        for (const c of costs) io().out(`decode at ${c.context}: dense ${c.denseMs.toFixed(2)} ms, DSA ${c.sparseMs.toFixed(2)} ms per step (${c.ratio.toFixed(2)}×)\n`);
+        if (o.json) writeFileSync(o.json, `${JSON.stringify({ decodeCost: costs }, null, 2)}\n`);
+        return;
+      }
       const report = await evaluateModel(model, new CpuTrainBackend(), dataSpec(o), {
         seqLen: o.seqLen,
         topk: o.topk ?? model.config.indexTopk,
@@ -40,6 +49,8 @@ export function addEval(program: Command): void {
         seed: o.seed,
       });
       io().out(formatReport(report));
-      if (o.json) writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+      const costs = o.decodeCost ? await decodeCost(o.model, new CpuBackend(), multiples(o.decodeCost).map(Math.round)) : [];
+      for (const c of costs) io().out(`decode at ${c.context}: dense ${c.denseMs.toFixed(2)} ms, DSA ${c.sparseMs.toFixed(2)} ms per step (${c.ratio.toFixed(2)}×)\n`);
+      if (o.json) writeFileSync(o.json, `${JSON.stringify({ ...report, decodeCost: costs }, null, 2)}\n`);
     });
 }

@@ -35,7 +35,7 @@ export function smallConfigJson(overrides: Record<string, unknown> = {}): Record
     qk_rope_head_dim: 8,
     v_head_dim: 16,
     rope_scaling: null,
-    max_position_embeddings: 4096,
+    max_position_embeddings: 32768,
     index_n_heads: 4,
     index_head_dim: 32,
     index_topk: 16,

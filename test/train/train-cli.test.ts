@@ -45,6 +45,10 @@ test('dsa train: dense → resume → warmup → sparse, then dsa eval', async (
   const report = JSON.parse(readFileSync(json, 'utf8'));
   assert.deepEqual(report.accuracy.map((a: { contextLength: number }) => a.contextLength), [32, 64, 128]);
   assert.equal(report.recallPerLayer.length, 2);
+
+  r = await cli(['eval', '--model', sparse, '--decode-cost', '48']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^decode at 48: dense [\d.]+ ms, DSA [\d.]+ ms per step \([\d.]+×\)\n$/);
 });
 
 test('dsa train: bad input gets a clear error', async () => {
