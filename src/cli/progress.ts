@@ -61,15 +61,17 @@ export function stepProgressBar(label: string, total: number, every = 10): StepP
     `${label} step ${done}/${total} | loss ${f.loss.toFixed(4)} | ${f.tokensPerS.toFixed(0)} tok/s | ETA ${Math.max(0, eta).toFixed(0)} s\n`;
   const started = Date.now();
   let first = -1;
+  // Seconds per step since the first update (which may come after a resume).
   const etaOf = (done: number) => {
-    if (first < 0) first = done;
-    const per = (Date.now() - started) / 1000 / Math.max(done - first + 1, 1);
+    if (first < 0) first = done - 1;
+    const per = (Date.now() - started) / 1000 / Math.max(done - first, 1);
     return per * (total - done);
   };
   if (process.stderr.isTTY !== true) {
     return {
       update: (done, f) => {
-        if (done % every === 0 || done === total) io().err(line(done, f, etaOf(done)));
+        const eta = etaOf(done);
+        if (done % every === 0 || done === total) io().err(line(done, f, eta));
       },
       stop: () => {},
     };

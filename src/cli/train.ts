@@ -44,18 +44,19 @@ export function dataOptions(cmd: Command): Command {
   return cmd
     .option('--data <file>', 'training tokens: llm.c .bin, safetensors, JSON ids, or text (.txt/.jsonl) through --tokenizer')
     .option('--tokenizer <file>', 'tokenizer.json for text data (default: byte-level)')
-    .option('--task <name>', 'synthetic data generated on the fly: passkey or recall (multi-key associative recall)')
+    .option('--task <name>', 'synthetic data generated on the fly: passkey or recall (multi-key associative recall); with --data, mixed in')
+    .option('--task-weight <x>', 'share of task batches when mixed with --data (default 0.5)', numOpt('--task-weight', 0))
     .option('--pairs <n>', 'recall: key→value records per sequence', intOpt('--pairs', 1))
     .option('--queries <n>', 'recall: questions per sequence', intOpt('--queries', 1))
     .option('--key-length <n>', 'ids per key', intOpt('--key-length', 1))
     .option('--value-length <n>', 'ids per value (the answer)', intOpt('--value-length', 1));
 }
 
-export function dataSpec(o: { data?: string; tokenizer?: string; task?: string; pairs?: number; queries?: number; keyLength?: number; valueLength?: number }): DataSpec {
+export function dataSpec(o: { data?: string; tokenizer?: string; task?: string; taskWeight?: number; pairs?: number; queries?: number; keyLength?: number; valueLength?: number }): DataSpec {
   const taskOptions = Object.fromEntries(
     Object.entries({ pairs: o.pairs, queries: o.queries, keyLength: o.keyLength, valueLength: o.valueLength }).filter(([, v]) => v !== undefined),
   );
-  return { data: o.data, tokenizer: o.tokenizer, task: o.task, taskOptions };
+  return { data: o.data, tokenizer: o.tokenizer, task: o.task, taskOptions, taskWeight: o.taskWeight };
 }
 
 interface TrainCliOptions {

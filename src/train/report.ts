@@ -49,8 +49,8 @@ export async function evaluateModel(model: TrainModel, backend: TrainBackend, sp
   const recallPerLayer = meanOver((r) => r.perLayer);
   const recallCeilingPerLayer = meanOver((r) => r.oraclePerLayer);
   const accuracy: AccuracyAt[] = [];
-  if (spec.task) {
-    const task = taskOf(spec, model.config.vocabSize);
+  const task = taskOf(spec, model.config.vocabSize);
+  if (task) {
     const lengths = s.lengths.map((m) => Math.round(m * s.seqLen));
     const common = { samples: s.samples, seed: s.seed, topk: s.topk, batchSize: s.batchSize };
     const dense = await taskAccuracy(model, backend, task, lengths, { ...common, attention: 'dense' });

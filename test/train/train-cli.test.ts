@@ -57,7 +57,7 @@ test('dsa train: bad input gets a clear error', async () => {
   assert.match(r.stderr, /--stage must be one of dense, warmup, sparse/);
   r = await cli(['train', '--stage', 'dense', '--out', join(root, 'x'), '--config', config]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /give exactly one of --data FILE or --task/);
+  assert.match(r.stderr, /no training data: give a data file or a task/);
   r = await cli(['train', '--stage', 'dense', '--out', join(root, 'x'), '--model', join(root, 'nope'), ...task]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /model directory not found/);
