@@ -84,13 +84,17 @@ export interface ExperimentResult {
   recall_after_per_layer: number[];
   /** The target's own top-k mass after the warm-up: what a perfect indexer would reach. */
   recall_ceiling_per_layer: number[];
+  /** The dense control: pre-training plus as many dense steps as the sparse stage had, dense attention. */
   loss_dense: number;
+  /** After the dense stage alone. */
+  loss_dense_pretrained: number;
   /** The dense model run with DSA right after the warm-up, before sparse training. */
   loss_sparse_before_training: number;
   loss_sparse: number;
   needle_acc_dense: number;
   needle_acc_sparse: number;
-  needle_by_length: Array<{ context_length: number; dense: number; sparse: number; chance: number }>;
+  /** Accuracy of the dense control, of the pre-trained model, and of the DSA model, by context length. */
+  needle_by_length: Array<{ context_length: number; dense: number; dense_pretrained: number; sparse: number; chance: number }>;
   tokens_per_s: Record<Stage, number>;
   seconds: Record<Stage | 'eval', number>;
   final_loss: Record<Stage, number>;
@@ -105,23 +109,23 @@ export interface ExperimentHooks {
 }
 
 export async function runExperiment(plan: ExperimentPlan, backend: TrainBackend, hooks: ExperimentHooks = {}): Promise<ExperimentResult> {
-  const model = TrainModel.init(plan.config, plan.seed);
+  let model = TrainModel.init(plan.config, plan.seed);
   const evalSettings: EvalSettings = { ...plan.eval, seqLen: plan.seqLen, topk: plan.topk, seed: plan.seed };
   const seconds = { dense: 0, warmup: 0, sparse: 0, eval: 0 };
   const tokensPerS = { dense: 0, warmup: 0, sparse: 0 };
   const finalLoss = { dense: NaN, warmup: NaN, sparse: NaN };
 
-  const train = (stage: Stage) => {
-    const s = plan.stages[stage];
+  const train = (stage: Stage, s: StagePlan = plan.stages[stage], subdir: string = stage) => {
     const loader = trainLoader(plan.data, model.config.vocabSize, plan.batch, plan.seqLen, plan.seed);
     const opts = defaultTrainOptions(stage, { steps: s.steps, lr: s.lr, warmupSteps: s.warmupSteps, batch: plan.batch, seqLen: plan.seqLen, topk: plan.topk });
     const trainer = new Trainer(model, backend, loader, opts);
     hooks.onStage?.(stage, s.steps);
-    const dir = hooks.outDir ? join(hooks.outDir, stage) : undefined;
+    const dir = hooks.outDir ? join(hooks.outDir, subdir) : undefined;
     const logger = dir ? (saveTrainer(trainer, dir), MetricsLogger.open(join(dir, 'metrics.jsonl'))) : undefined;
     const started = performance.now();
     try {
       const steps = runTrainer(trainer, { outDir: dir, saveEvery: 0, logger, onStep: hooks.onStep });
+      if (subdir !== stage) return;
       seconds[stage] = (performance.now() - started) / 1000;
       tokensPerS[stage] = steps.reduce((a, m) => a + m.tokens, 0) / seconds[stage];
       finalLoss[stage] = steps.slice(-10).reduce((a, m) => a + m.loss, 0) / Math.min(10, steps.length);
@@ -139,10 +143,19 @@ export async function runExperiment(plan: ExperimentPlan, backend: TrainBackend,
 
   train('dense');
   const afterDense = await evaluate('after dense pre-training');
+  const pretrained = new Map([...model.params].map(([name, p]) => [name, Float32Array.from(p)]));
   train('warmup');
   const afterWarmup = await evaluate('after indexer warm-up');
   train('sparse');
   const afterSparse = await evaluate('after sparse training');
+  // The control: the pre-trained model trained on densely for as many steps as the sparse stage,
+  // so dense and DSA are compared after the same training.
+  const dsa = model;
+  model = new TrainModel(plan.config);
+  for (const [name, p] of pretrained) model.params.set(name, p);
+  train('dense', plan.stages.sparse, 'dense-control');
+  const control = await evaluate('dense control (pre-training + as many dense steps as the sparse stage)');
+  model = dsa;
 
   return {
     plan: plan.name,
@@ -155,12 +168,19 @@ export async function runExperiment(plan: ExperimentPlan, backend: TrainBackend,
     recall_before_per_layer: afterDense.recallPerLayer,
     recall_after_per_layer: afterWarmup.recallPerLayer,
     recall_ceiling_per_layer: afterWarmup.recallCeilingPerLayer,
-    loss_dense: afterDense.lossDense,
+    loss_dense: control.lossDense,
+    loss_dense_pretrained: afterDense.lossDense,
     loss_sparse_before_training: afterWarmup.lossSparse,
     loss_sparse: afterSparse.lossSparse,
-    needle_acc_dense: afterDense.accuracy[0]?.dense ?? NaN,
+    needle_acc_dense: control.accuracy[0]?.dense ?? NaN,
     needle_acc_sparse: afterSparse.accuracy[0]?.sparse ?? NaN,
-    needle_by_length: afterDense.accuracy.map((a, i) => ({ context_length: a.contextLength, dense: a.dense, sparse: afterSparse.accuracy[i]!.sparse, chance: a.chance })),
+    needle_by_length: control.accuracy.map((a, i) => ({
+      context_length: a.contextLength,
+      dense: a.dense,
+      dense_pretrained: afterDense.accuracy[i]!.dense,
+      sparse: afterSparse.accuracy[i]!.sparse,
+      chance: a.chance,
+    })),
     tokens_per_s: tokensPerS,
     seconds,
     final_loss: finalLoss,

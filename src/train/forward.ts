@@ -99,7 +99,8 @@ export function forward(model: TrainModel, backend: TrainBackend, ids: Int32Arra
     const x = rmsNorm(g, h, v(`${pre}.input_layernorm.weight`), cfg.rmsNormEps);
     const proj = mlaProjections(ctx, x);
     const ix = needIndexer ? indexerInputs(ctx, x, proj.cq) : null;
-    const scores = ix ? fullIndexScores(backend, ix, causal, idxDims) : null;
+    // Scores of every causal key: for the selection (DSA) and for recall traces; the warm-up's KL computes its own.
+    const scores = ix && (opts.attention === 'sparse' || opts.trace) ? fullIndexScores(backend, ix, causal, idxDims) : null;
     const keys = opts.attention === 'sparse' ? selectTopk(causal, scores!, topk) : causal;
     const { out, probs } = mlaAttend(ctx, proj, keys);
     const target = attentionTarget(probs, cfg.numHeads, keys);
