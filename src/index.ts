@@ -28,3 +28,12 @@ export {
 } from './train/tasks/index.js';
 export { MetricsLogger, readMetrics, type MetricRecord } from './train/metrics.js';
 export { plotMetrics, metricsPlotSpec } from './train/plot-metrics.js';
+export { Tape, Var, CpuTrainBackend, type TrainBackend } from './autograd/index.js';
+export { TrainModel, smallConfigJson } from './train/model.js';
+export { Trainer, defaultTrainOptions, type TrainOptions, type StepMetrics } from './train/trainer.js';
+export { saveTrainer, loadTrainer } from './train/checkpoint.js';
+export { forward as trainForward } from './train/forward.js';
+export { indexerRecall } from './train/recall.js';
+export { evaluateModel } from './train/report.js';
+export { runExperiment, smokePlan, fullPlan } from './train/experiment.js';
+export type { Stage } from './train/stages.js';
