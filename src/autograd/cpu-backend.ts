@@ -24,7 +24,7 @@ function axpy(c: number, x: Float32Array, xo: number, y: Float32Array, yo: numbe
 }
 
 export class CpuTrainBackend implements TrainBackend {
-  readonly name = 'cpu';
+  readonly name: string = 'cpu';
 
   matmulNT(x: Float32Array, w: Float32Array, m: number, k: number, n: number): Float32Array {
     const y = new Float32Array(m * n);

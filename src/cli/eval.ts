@@ -1,7 +1,7 @@
 /** `dsa eval`: LM loss (dense and DSA), indexer recall per layer, task accuracy by context length. */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { CpuTrainBackend } from '../autograd/cpu-backend.js';
+import { createTrainBackend } from '../autograd/create.js';
 import { CpuBackend } from '../backend/cpu.js';
 import { decodeCost } from '../train/decode-cost.js';
 import { TrainModel } from '../train/model.js';
@@ -39,7 +39,8 @@ export function addEval(program: Command): void {
         if (o.json) writeFileSync(o.json, `${JSON.stringify({ decodeCost: costs }, null, 2)}\n`);
         return;
       }
-      const report = await evaluateModel(model, new CpuTrainBackend(), dataSpec(o), {
+      const backend = createTrainBackend();
+      const report = await evaluateModel(model, backend, dataSpec(o), {
         seqLen: o.seqLen,
         topk: o.topk ?? model.config.indexTopk,
         batches: o.batches,
@@ -47,7 +48,7 @@ export function addEval(program: Command): void {
         lengths: multiples(o.lengths),
         samples: o.samples,
         seed: o.seed,
-      });
+      }).finally(() => backend.close());
       io().out(formatReport(report));
       const costs = o.decodeCost ? await decodeCost(o.model, new CpuBackend(), multiples(o.decodeCost).map(Math.round)) : [];
       for (const c of costs) io().out(`decode at ${c.context}: dense ${c.denseMs.toFixed(2)} ms, DSA ${c.sparseMs.toFixed(2)} ms per step (${c.ratio.toFixed(2)}×)\n`);

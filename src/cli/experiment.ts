@@ -1,7 +1,7 @@
 /** `dsa experiment [--smoke] --json FILE`: dense pre-training → indexer warm-up → sparse training, with the measurements of docs/training.md. */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { CpuTrainBackend } from '../autograd/cpu-backend.js';
+import { createTrainBackend } from '../autograd/create.js';
 import { fullPlan, runExperiment, smokePlan, type ExperimentPlan } from '../train/experiment.js';
 import type { Stage } from '../train/stages.js';
 import { io } from './io.js';
@@ -56,7 +56,8 @@ export function addExperiment(program: Command): void {
     .action(async (o: ExperimentCliOptions) => {
       const plan = planFrom(o);
       let bar: StepProgress | null = null;
-      const result = await runExperiment(plan, new CpuTrainBackend(), {
+      const backend = createTrainBackend();
+      const result = await runExperiment(plan, backend, {
         outDir: o.out,
         onStage: (stage, steps) => {
           bar?.stop();
@@ -67,7 +68,7 @@ export function addExperiment(program: Command): void {
           bar?.stop();
           io().err(text);
         },
-      });
+      }).finally(() => backend.close());
       writeFileSync(o.json, `${JSON.stringify(result, null, 2)}\n`);
       const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : 'n/a');
       io().out(

@@ -6,7 +6,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { CpuTrainBackend } from '../autograd/cpu-backend.js';
+import type { TrainBackend } from '../autograd/backend.js';
+import { createTrainBackend } from '../autograd/create.js';
 import { loadJsonFile } from '../io/checkpoint.js';
 import { isTrainerCheckpoint, loadTrainer } from '../train/checkpoint.js';
 import { describeData, trainLoader, type DataSpec } from '../train/loaders.js';
@@ -86,7 +87,15 @@ interface TrainCliOptions {
 }
 
 export async function runTrainCommand(o: TrainCliOptions): Promise<void> {
-  const backend = new CpuTrainBackend();
+  const backend = createTrainBackend();
+  try {
+    await trainWith(backend, o);
+  } finally {
+    backend.close();
+  }
+}
+
+async function trainWith(backend: TrainBackend, o: TrainCliOptions): Promise<void> {
   const spec = dataSpec(o);
   const resuming = o.resume && isTrainerCheckpoint(o.out);
   let trainer: Trainer;
