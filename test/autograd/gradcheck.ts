@@ -63,3 +63,15 @@ export function gradCheck(name: string, inputs: Var[], f: (g: Tape) => Var, opts
     assert.ok(rel < tol, `${name}: input ${which} gradient relative error ${rel.toExponential(2)} ≥ ${tol}`);
   }
 }
+
+/** Asserts max |a − b| ≤ rel · max(max |b|, 1). */
+export function assertClose(a: Float32Array, b: Float32Array, rel: number, what: string): void {
+  assert.equal(a.length, b.length, `${what}: lengths differ`);
+  let diff = 0;
+  let norm = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    norm = Math.max(norm, Math.abs(b[i]!));
+  }
+  assert.ok(diff <= rel * Math.max(norm, 1), `${what}: max difference ${diff} (max |value| ${norm})`);
+}

@@ -6,22 +6,13 @@ import { TrainModel } from '../../src/train/model.js';
 import { defaultTrainOptions, Trainer } from '../../src/train/trainer.js';
 import { Rng } from '../../src/generate/sampler.js';
 import { CountLoader, tinyTrainConfig } from '../train/model-helpers.js';
-import { randn } from './gradcheck.js';
+import { assertClose, randn } from './gradcheck.js';
 
 const wasm = new WasmTrainBackend(2);
 after(() => wasm.close());
 const ts = new CpuTrainBackend();
 
-function close(a: Float32Array, b: Float32Array, what: string): void {
-  assert.equal(a.length, b.length);
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    norm = Math.max(norm, Math.abs(b[i]!));
-  }
-  assert.ok(diff <= 1e-5 * Math.max(norm, 1), `${what}: max difference ${diff} (max |value| ${norm})`);
-}
+const close = (a: Float32Array, b: Float32Array, what: string) => assertClose(a, b, 1e-5, what);
 
 test('WASM matmuls (x·wᵀ, dx += dy·w, dw += dyᵀ·x) equal the TypeScript ones, at sizes split across threads', () => {
   const rng = new Rng(3);

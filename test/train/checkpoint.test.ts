@@ -12,6 +12,7 @@ import { TrainModel } from '../../src/train/model.js';
 import { stageForward, type Stage } from '../../src/train/stages.js';
 import { defaultTrainOptions, Trainer } from '../../src/train/trainer.js';
 import { CountLoader, tinyTrainConfig } from './model-helpers.js';
+import { assertClose } from '../autograd/gradcheck.js';
 
 const backend = new CpuTrainBackend();
 const root = mkdtempSync(join(tmpdir(), 'dsa-train-ckpt-'));
@@ -58,12 +59,5 @@ test('a trained checkpoint loads in the inference engine, whose logits match tra
   const seq = engine.createCache(64).newSequence();
   const out = engine.step(seq, ids, { mode: 'prefill', dense: true }, 'all')!;
   const infer = (await cpu.read(out)) as Float32Array;
-  assert.equal(infer.length, train.length);
-  let maxDiff = 0;
-  let maxAbs = 0;
-  for (let i = 0; i < infer.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(infer[i]! - train[i]!));
-    maxAbs = Math.max(maxAbs, Math.abs(train[i]!));
-  }
-  assert.ok(maxDiff <= 1e-4 * Math.max(maxAbs, 1), `inference vs training logits differ by ${maxDiff} (max |logit| ${maxAbs})`);
+  assertClose(infer, train, 1e-4, 'inference vs training logits');
 });
