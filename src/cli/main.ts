@@ -13,6 +13,7 @@ import { writeRandomModel } from '../model/random-model.js';
 import { benchTopkCommand } from '../bench/topk.js';
 import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShapes, type OurFormat } from '../bench/matmul.js';
 import { addBenchAttention } from './bench.js';
+import { addBenchTrain } from '../bench/train.js';
 import { addCost } from './cost.js';
 import { addTrain } from './train.js';
 import { addEval } from './eval.js';
@@ -166,6 +167,7 @@ export function buildProgram(): Command {
 
   const bench = program.command('bench').description('benchmarks: print their setup and numbers');
   addBenchAttention(bench);
+  addBenchTrain(bench);
   bench
     .command('topk')
     .description('CPU top-k selection per row: quickselect (reference) against radix selection')

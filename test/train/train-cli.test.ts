@@ -70,3 +70,10 @@ test('dsa train: bad input gets a clear error', async () => {
   assert.equal(r.code, 1);
   assert.match(r.stderr, /unknown task 'nosuch'/);
 });
+
+test('dsa bench train prints its setup and a row per kernel and stage', async () => {
+  const r = await cli(['bench', 'train', '--seq-len', '32', '--batch', '1', '--topk', '4', '--steps', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^setup: .*passkey batches 1 × 32, top-k 4/);
+  for (const k of ['ts', 'wasm']) for (const s of ['dense', 'warmup', 'sparse']) assert.match(r.stdout, new RegExp(`${k} +${s} +[\\d.]+ +\\d+`));
+});
