@@ -101,6 +101,7 @@ async function trainWith(backend: TrainBackend, o: TrainCliOptions): Promise<voi
   let trainer: Trainer;
   if (resuming) {
     const state = loadJsonFile(join(o.out, 'trainer_state.json'), 'the trainer state') as { options: TrainOptions };
+    if (state.options?.stage !== o.stage) throw new Error(`${o.out}: holds a '${String(state.options?.stage)}' run, not '${o.stage}' (resume it with --stage ${String(state.options?.stage)}, or train into another --out)`);
     const model = loadJsonFile(join(o.out, 'config.json'), 'the model config') as { vocab_size: number };
     const loader = trainLoader(spec, model.vocab_size, state.options.batch, state.options.seqLen, o.seed);
     trainer = loadTrainer(o.out, backend, loader, { steps: o.steps });
