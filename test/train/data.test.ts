@@ -64,6 +64,7 @@ test('token files: bad ids, truncation and headerless files give clear errors', 
   fs.writeFileSync(neg, new Uint8Array(new Int32Array([3, -1]).buffer));
   assert.throws(() => openTokenSource(neg, { dtype: 'I32' }).read(0, 2), /token id -1 at index 1 is not a valid id/);
   assert.throws(() => openTokenSource(path.join(dir, 'missing.bin')), /missing\.bin: file not found/);
+  assert.throws(() => openTokenSource(dir), /: is a directory, not a file/);
 });
 
 test('token sources: safetensors, JSON ids, text and JSON lines', () => {
