@@ -1,4 +1,5 @@
 /** `dsa plot` (loss curves from metrics logs) and `dsa tokenize` (text to a token file). */
+import { dirname, join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { writePlot } from '../bench/plot.js';
 import { readMetrics } from '../train/metrics.js';
@@ -29,7 +30,8 @@ export interface PlotCommandOptions {
   smooth: number;
   title?: string;
   maxPoints: number;
-  out: string;
+  /** Default: FIELDS.svg beside the first metrics file (e.g. run/loss-kl.svg). */
+  out?: string;
 }
 
 const fmt = (v: number): string => (Math.abs(v) >= 1000 ? String(Math.round(v * 100) / 100) : String(Number(v.toPrecision(4))));
@@ -38,7 +40,10 @@ const fmt = (v: number): string => (Math.abs(v) >= 1000 ? String(Math.round(v * 
 export async function runPlot(o: PlotCommandOptions): Promise<string> {
   if (o.metrics.length === 0) throw new Error('--metrics: give at least one metrics .jsonl file');
   if (o.label.length > 0 && o.label.length !== o.metrics.length) throw new Error(`--label: ${o.label.length} labels for ${o.metrics.length} metrics files (give one per file, in order)`);
-  if (!/\.(svg|png)$/i.test(o.out)) throw new Error(`--out: ${o.out} must end in .svg or .png`);
+  const y = o.y.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (y.length === 0) throw new Error('--y: give at least one field');
+  const out = o.out ?? join(dirname(o.metrics[0]!), `${y.join('-').replace(/[^\w.-]+/g, '_')}.svg`);
+  if (!/\.(svg|png)$/i.test(out)) throw new Error(`--out: ${out} must end in .svg or .png`);
   const runs: MetricsRun[] = o.metrics.map((file, i) => {
     const { records, partialLastLine } = readMetrics(file);
     if (partialLastLine) io().err(`${file}: skipped a partial last line (a run killed while writing)\n`);
@@ -49,16 +54,14 @@ export async function runPlot(o: PlotCommandOptions): Promise<string> {
   runs.forEach((r, i) => {
     if (labels.indexOf(r.label) !== i) r.label = o.metrics[i]!;
   });
-  const y = o.y.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (y.length === 0) throw new Error('--y: give at least one field');
   const opts: MetricsPlotOptions = { y, x: o.x, smooth: o.smooth, title: o.title, maxPoints: o.maxPoints };
-  writePlot(o.out, await plotMetrics(runs, opts));
+  writePlot(out, await plotMetrics(runs, opts));
   const lines = metricsCurves(runs, { ...opts, smooth: 0, maxPoints: Infinity }).map((c) => {
     const p = c.points;
     const min = p.reduce((a, b) => (b.value < a.value ? b : a));
     return `${c.series} ${c.metric}: ${fmt(p[0]!.value)} → ${fmt(p.at(-1)!.value)} over ${o.x} ${fmt(p[0]!.x)}..${fmt(p.at(-1)!.x)} (${p.length} points, min ${fmt(min.value)} at ${fmt(min.x)})`;
   });
-  return `${lines.join('\n')}\nwrote ${o.out}\n`;
+  return `${lines.join('\n')}\nwrote ${out}\n`;
 }
 
 export function addPlot(program: Command): void {
@@ -72,7 +75,7 @@ export function addPlot(program: Command): void {
     .option('--smooth <w>', 'exponential moving average weight in [0, 1) (0 = raw; the raw curve is drawn faintly behind)', smoothArg, 0)
     .option('--title <text>', 'chart title')
     .option('--max-points <n>', 'points kept per line (evenly thinned beyond)', pointsArg, 1000)
-    .requiredOption('--out <file>', 'output .svg or .png')
+    .option('--out <file>', 'output .svg or .png (default: FIELDS.svg beside the first metrics file, e.g. run/loss.svg)')
     .action(async (o: PlotCommandOptions) => {
       io().out(await runPlot(o));
     });

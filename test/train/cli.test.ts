@@ -60,6 +60,12 @@ test('dsa plot: several runs to SVG and PNG, with a summary per line', async () 
   assert.deepEqual([...fs.readFileSync(png).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   assert.match(r.stdout, /^warmup kl: 2 → 0\.2 over step 0\.\.9/m);
 
+  // Without --out: FIELDS.svg beside the first metrics file.
+  r = await cli(['plot', '--metrics', at('sparse/metrics.jsonl'), '--y', 'loss,kl']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /wrote .*sparse\/loss-kl\.svg\n$/);
+  assert.ok(fs.readFileSync(at('sparse/loss-kl.svg'), 'utf8').startsWith('<svg'));
+
   r = await cli(['plot', '--metrics', at('dense/metrics.jsonl'), '--y', 'kl', '--out', svg]);
   assert.deepEqual([r.code, r.stderr], [1, "dsa: no record has a numeric 'kl' to plot (fields: step, loss)\n"]);
   r = await cli(['plot', '--metrics', at('dense/metrics.jsonl'), '--label', 'a', '--label', 'b', '--out', svg]);

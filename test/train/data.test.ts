@@ -120,6 +120,13 @@ test('tokenizers: byte-level fallback and a tokenizer.json', () => {
   assert.deepEqual(Array.from(s.read(0, s.length)), [260, 0]);
   assert.equal(s.vocabSize, 261);
 
+  // tokenizer_config.json beside it names the specials: here BOS is the byte 'h' (id 105), EOS none.
+  fs.writeFileSync(path.join(tdir, 'tokenizer_config.json'), JSON.stringify({ bos_token: { content: 'h' }, eos_token: '<missing>' }));
+  const configured = loadTokenizer(tdir);
+  assert.deepEqual([configured.bosId, configured.eosId], [105, null]);
+  fs.writeFileSync(txt, 'hello');
+  assert.deepEqual(Array.from(openTokenSource(txt, { tokenizer: configured }).read(0, 2)), [105, 260]);
+
   fs.writeFileSync(path.join(dir, 'notatok.json'), '{"vocab": {}}');
   assert.throws(() => loadTokenizer(path.join(dir, 'notatok.json')), /not a tokenizer\.json \(no "model" key\)/);
 });
