@@ -14,7 +14,7 @@ import { benchTopkCommand } from '../bench/topk.js';
 import { benchMatmulCommand, defaultShapes, OUR_FORMATS, parseShapes, quickShapes, type OurFormat } from '../bench/matmul.js';
 import { addBenchAttention } from './bench.js';
 import { addCost } from './cost.js';
-import { addPlot, addTokenize } from './train-data.js';
+import { addPlot, addTask, addTokenize } from './train-data.js';
 import { io, withIo, type CliIo } from './io.js';
 
 function intArg(name: string, min: number) {
@@ -224,6 +224,7 @@ export function buildProgram(): Command {
   addCost(program);
   addTokenize(program);
   addPlot(program);
+  addTask(program);
 
   return program;
 }

@@ -77,3 +77,20 @@ test('dsa plot: several runs to SVG and PNG, with a summary per line', async () 
   r = await cli(['plot', '--metrics', at('nope.jsonl'), '--out', svg]);
   assert.match(r.stderr, /nope\.jsonl: file not found/);
 });
+
+test('dsa task: samples one a line, or as JSON lines', async () => {
+  let r = await cli(['task', 'passkey', '--vocab', '259', '--context', '40', '--samples', '2', '--seed', '3']);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.equal(lines.length, 2);
+  for (const l of lines) assert.match(l, /^B (…×\d+ )?N k(\d+) k(\d+) : v(\d+) v(\d+) v(\d+) v(\d+) (…×\d+ )?\? k\2 k\3 : \[v\4\] \[v\5\] \[v\6\] \[v\7\]$/);
+  r = await cli(['task', 'recall', '--vocab', '64', '--context', '60', '--pairs', '4', '--queries', '2', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as { tokens: number[]; mask: number[]; answers: { start: number; length: number }[] };
+  assert.deepEqual([s.tokens.length, s.mask.length, s.answers.length], [61, 60, 2]);
+  assert.equal(s.mask.reduce((a, v) => a + v, 0), 2);
+  r = await cli(['task', 'recall', '--vocab', '64', '--context', '20']);
+  assert.deepEqual([r.code, r.stderr], [1, 'dsa: recall: context length must be an integer ≥ 48, got 20\n']);
+  r = await cli(['task', 'passkey', '--vocab', '0', '--context', '20']);
+  assert.match(r.stderr, /--vocab must be an integer ≥ 1/);
+});
