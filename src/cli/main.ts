@@ -18,7 +18,7 @@ import { addCost } from './cost.js';
 import { addTrain } from './train.js';
 import { addEval } from './eval.js';
 import { addExperiment } from './experiment.js';
-import { addPlot, addTokenize } from './train-data.js';
+import { addPlot, addTask, addTokenize } from './train-data.js';
 import { io, withIo, type CliIo } from './io.js';
 
 function intArg(name: string, min: number) {
@@ -232,6 +232,7 @@ export function buildProgram(): Command {
   addExperiment(program);
   addTokenize(program);
   addPlot(program);
+  addTask(program);
 
   return program;
 }

@@ -1,10 +1,13 @@
-/** `dsa plot` (loss curves from metrics logs) and `dsa tokenize` (text to a token file). */
+/** `dsa plot` (loss curves from metrics logs), `dsa tokenize` (text to a token file) and `dsa task` (synthetic task samples). */
+import { dirname, join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { writePlot } from '../bench/plot.js';
 import { readMetrics } from '../train/metrics.js';
 import { metricsCurves, plotMetrics, runLabel, type MetricsPlotOptions, type MetricsRun } from '../train/plot-metrics.js';
 import { loadTokenizer } from '../train/data/tokenizer.js';
 import { tokenizeFiles } from '../train/data/tokenize.js';
+import { checkSeed } from '../train/data/seed.js';
+import { createTask, describeSample, evalSample, TASK_NAMES } from '../train/tasks/index.js';
 import { io } from './io.js';
 
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
@@ -15,10 +18,12 @@ function smoothArg(value: string): number {
   return n;
 }
 
-function pointsArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 2) throw new InvalidArgumentError('--max-points must be an integer ≥ 2');
-  return n;
+function countArg(name: string, min = 1) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    return n;
+  };
 }
 
 export interface PlotCommandOptions {
@@ -29,7 +34,8 @@ export interface PlotCommandOptions {
   smooth: number;
   title?: string;
   maxPoints: number;
-  out: string;
+  /** Default: FIELDS.svg beside the first metrics file (e.g. run/loss-kl.svg). */
+  out?: string;
 }
 
 const fmt = (v: number): string => (Math.abs(v) >= 1000 ? String(Math.round(v * 100) / 100) : String(Number(v.toPrecision(4))));
@@ -38,7 +44,10 @@ const fmt = (v: number): string => (Math.abs(v) >= 1000 ? String(Math.round(v * 
 export async function runPlot(o: PlotCommandOptions): Promise<string> {
   if (o.metrics.length === 0) throw new Error('--metrics: give at least one metrics .jsonl file');
   if (o.label.length > 0 && o.label.length !== o.metrics.length) throw new Error(`--label: ${o.label.length} labels for ${o.metrics.length} metrics files (give one per file, in order)`);
-  if (!/\.(svg|png)$/i.test(o.out)) throw new Error(`--out: ${o.out} must end in .svg or .png`);
+  const y = o.y.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (y.length === 0) throw new Error('--y: give at least one field');
+  const out = o.out ?? join(dirname(o.metrics[0]!), `${y.join('-').replace(/[^\w.-]+/g, '_')}.svg`);
+  if (!/\.(svg|png)$/i.test(out)) throw new Error(`--out: ${out} must end in .svg or .png`);
   const runs: MetricsRun[] = o.metrics.map((file, i) => {
     const { records, partialLastLine } = readMetrics(file);
     if (partialLastLine) io().err(`${file}: skipped a partial last line (a run killed while writing)\n`);
@@ -49,16 +58,14 @@ export async function runPlot(o: PlotCommandOptions): Promise<string> {
   runs.forEach((r, i) => {
     if (labels.indexOf(r.label) !== i) r.label = o.metrics[i]!;
   });
-  const y = o.y.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (y.length === 0) throw new Error('--y: give at least one field');
   const opts: MetricsPlotOptions = { y, x: o.x, smooth: o.smooth, title: o.title, maxPoints: o.maxPoints };
-  writePlot(o.out, await plotMetrics(runs, opts));
+  writePlot(out, await plotMetrics(runs, opts));
   const lines = metricsCurves(runs, { ...opts, smooth: 0, maxPoints: Infinity }).map((c) => {
     const p = c.points;
     const min = p.reduce((a, b) => (b.value < a.value ? b : a));
     return `${c.series} ${c.metric}: ${fmt(p[0]!.value)} → ${fmt(p.at(-1)!.value)} over ${o.x} ${fmt(p[0]!.x)}..${fmt(p.at(-1)!.x)} (${p.length} points, min ${fmt(min.value)} at ${fmt(min.x)})`;
   });
-  return `${lines.join('\n')}\nwrote ${o.out}\n`;
+  return `${lines.join('\n')}\nwrote ${out}\n`;
 }
 
 export function addPlot(program: Command): void {
@@ -71,8 +78,8 @@ export function addPlot(program: Command): void {
     .option('--x <field>', 'the x axis field', 'step')
     .option('--smooth <w>', 'exponential moving average weight in [0, 1) (0 = raw; the raw curve is drawn faintly behind)', smoothArg, 0)
     .option('--title <text>', 'chart title')
-    .option('--max-points <n>', 'points kept per line (evenly thinned beyond)', pointsArg, 1000)
-    .requiredOption('--out <file>', 'output .svg or .png')
+    .option('--max-points <n>', 'points kept per line (evenly thinned beyond)', countArg('--max-points', 2), 1000)
+    .option('--out <file>', 'output .svg or .png (default: FIELDS.svg beside the first metrics file, e.g. run/loss.svg)')
     .action(async (o: PlotCommandOptions) => {
       io().out(await runPlot(o));
     });
@@ -95,5 +102,28 @@ export function addTokenize(program: Command): void {
       const s = (Date.now() - started) / 1000;
       const dtype = r.vocabSize <= 65536 ? 'uint16' : 'uint32';
       io().out(`${r.documents} document(s), ${r.tokens} tokens from ${r.textBytes} bytes of text (${(r.textBytes / Math.max(r.tokens, 1)).toFixed(2)} bytes/token; tokenizer ${tok.name}, vocabulary ${r.vocabSize}, ${dtype} ids) in ${s.toFixed(2)} s\nwrote ${o.out}\n`);
+    });
+}
+
+export function addTask(program: Command): void {
+  program
+    .command('task')
+    .description('show samples of a synthetic task (what training reads and evaluation scores), one a line, or as JSON')
+    .argument('<name>', `task: ${TASK_NAMES.join(', ')}`)
+    .requiredOption('--vocab <n>', "the model's vocabulary size", countArg('--vocab'))
+    .requiredOption('--context <n>', 'context length (tokens the model reads)', countArg('--context'))
+    .option('--samples <n>', 'how many', countArg('--samples'), 1)
+    .option('--seed <n>', 'evaluation seed (sample i is the i-th evaluation sample of this seed)', (v: string) => Number(v), 1)
+    .option('--pairs <n>', 'recall: key→value records', countArg('--pairs'))
+    .option('--queries <n>', 'recall: questions', countArg('--queries'))
+    .option('--key-length <n>', 'ids per key', countArg('--key-length'))
+    .option('--value-length <n>', 'ids per value (the answer)', countArg('--value-length'))
+    .option('--json', 'JSON lines {tokens, mask, answers}', false)
+    .action((name: string, o: { vocab: number; context: number; samples: number; seed: number; pairs?: number; queries?: number; keyLength?: number; valueLength?: number; json: boolean }) => {
+      const task = createTask(name, o.vocab, { pairs: o.pairs, queries: o.queries, keyLength: o.keyLength, valueLength: o.valueLength });
+      for (let i = 0; i < o.samples; i++) {
+        const s = evalSample(task, o.context, checkSeed(o.seed, '--seed'), i);
+        io().out(o.json ? `${JSON.stringify({ tokens: Array.from(s.tokens), mask: Array.from(s.mask), answers: s.answers })}\n` : `${describeSample(task.vocab, s)}\n`);
+      }
     });
 }

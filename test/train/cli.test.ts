@@ -60,6 +60,12 @@ test('dsa plot: several runs to SVG and PNG, with a summary per line', async () 
   assert.deepEqual([...fs.readFileSync(png).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   assert.match(r.stdout, /^warmup kl: 2 → 0\.2 over step 0\.\.9/m);
 
+  // Without --out: FIELDS.svg beside the first metrics file.
+  r = await cli(['plot', '--metrics', at('sparse/metrics.jsonl'), '--y', 'loss,kl']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /wrote .*sparse\/loss-kl\.svg\n$/);
+  assert.ok(fs.readFileSync(at('sparse/loss-kl.svg'), 'utf8').startsWith('<svg'));
+
   r = await cli(['plot', '--metrics', at('dense/metrics.jsonl'), '--y', 'kl', '--out', svg]);
   assert.deepEqual([r.code, r.stderr], [1, "dsa: no record has a numeric 'kl' to plot (fields: step, loss)\n"]);
   r = await cli(['plot', '--metrics', at('dense/metrics.jsonl'), '--label', 'a', '--label', 'b', '--out', svg]);
@@ -70,4 +76,21 @@ test('dsa plot: several runs to SVG and PNG, with a summary per line', async () 
   assert.match(r.stderr, /--smooth must be a number in \[0, 1\)/);
   r = await cli(['plot', '--metrics', at('nope.jsonl'), '--out', svg]);
   assert.match(r.stderr, /nope\.jsonl: file not found/);
+});
+
+test('dsa task: samples one a line, or as JSON lines', async () => {
+  let r = await cli(['task', 'passkey', '--vocab', '259', '--context', '40', '--samples', '2', '--seed', '3']);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.equal(lines.length, 2);
+  for (const l of lines) assert.match(l, /^B (…×\d+ )?N k(\d+) k(\d+) : v(\d+) v(\d+) v(\d+) v(\d+) (…×\d+ )?\? k\2 k\3 : \[v\4\] \[v\5\] \[v\6\] \[v\7\]$/);
+  r = await cli(['task', 'recall', '--vocab', '64', '--context', '60', '--pairs', '4', '--queries', '2', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as { tokens: number[]; mask: number[]; answers: { start: number; length: number }[] };
+  assert.deepEqual([s.tokens.length, s.mask.length, s.answers.length], [61, 60, 2]);
+  assert.equal(s.mask.reduce((a, v) => a + v, 0), 2);
+  r = await cli(['task', 'recall', '--vocab', '64', '--context', '20']);
+  assert.deepEqual([r.code, r.stderr], [1, 'dsa: recall: context length must be an integer ≥ 48, got 20\n']);
+  r = await cli(['task', 'passkey', '--vocab', '0', '--context', '20']);
+  assert.match(r.stderr, /--vocab must be an integer ≥ 1/);
 });

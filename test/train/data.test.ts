@@ -64,6 +64,7 @@ test('token files: bad ids, truncation and headerless files give clear errors', 
   fs.writeFileSync(neg, new Uint8Array(new Int32Array([3, -1]).buffer));
   assert.throws(() => openTokenSource(neg, { dtype: 'I32' }).read(0, 2), /token id -1 at index 1 is not a valid id/);
   assert.throws(() => openTokenSource(path.join(dir, 'missing.bin')), /missing\.bin: file not found/);
+  assert.throws(() => openTokenSource(dir), /: is a directory, not a file/);
 });
 
 test('token sources: safetensors, JSON ids, text and JSON lines', () => {
@@ -118,6 +119,13 @@ test('tokenizers: byte-level fallback and a tokenizer.json', () => {
   const s = openTokenSource(txt, { tokenizer: path.join(tdir, 'tokenizer.json') });
   assert.deepEqual(Array.from(s.read(0, s.length)), [260, 0]);
   assert.equal(s.vocabSize, 261);
+
+  // tokenizer_config.json beside it names the specials: here BOS is the byte 'h' (id 105), EOS none.
+  fs.writeFileSync(path.join(tdir, 'tokenizer_config.json'), JSON.stringify({ bos_token: { content: 'h' }, eos_token: '<missing>' }));
+  const configured = loadTokenizer(tdir);
+  assert.deepEqual([configured.bosId, configured.eosId], [105, null]);
+  fs.writeFileSync(txt, 'hello');
+  assert.deepEqual(Array.from(openTokenSource(txt, { tokenizer: configured }).read(0, 2)), [105, 260]);
 
   fs.writeFileSync(path.join(dir, 'notatok.json'), '{"vocab": {}}');
   assert.throws(() => loadTokenizer(path.join(dir, 'notatok.json')), /not a tokenizer\.json \(no "model" key\)/);

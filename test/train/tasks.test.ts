@@ -63,6 +63,7 @@ test('passkey: one needle at a random depth, the question at the end, for any le
   assert.notDeepEqual(t.sample(300, new Rng(5)).tokens, t.sample(300, new Rng(6)).tokens);
   assert.throws(() => t.sample(t.minContextLength - 1, new Rng(1)), /context length must be an integer ≥ 16/);
   assert.throws(() => passkeyTask(9), /at least 10 ids/);
+  assert.throws(() => passkeyTask(259, { valueLength: 0 }), /passkey: value length must be an integer ≥ 1, got 0/);
 });
 
 test('multi-key recall: distinct keys, every query answered by its record', () => {
@@ -77,6 +78,7 @@ test('multi-key recall: distinct keys, every query answered by its record', () =
   }
   assert.throws(() => recallTask(20, { pairs: 8 }), /8 distinct keys of 1 ids do not exist among 4 key symbols/);
   assert.throws(() => recallTask(259, { pairs: 2, queries: 3 }), /3 queries need at least as many pairs/);
+  assert.throws(() => recallTask(259, { pairs: 2.5 }), /recall: pairs must be an integer ≥ 1, got 2\.5/);
   assert.throws(() => createTask('sorting', 259), /unknown task 'sorting' \(known: passkey, recall\)/);
 });
 

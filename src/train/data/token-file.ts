@@ -59,7 +59,12 @@ export function readTokenFileHeader(path: string): TokenFileHeader | null {
 
 export function openRead(path: string): number {
   try {
-    return fs.openSync(path, 'r');
+    const fd = fs.openSync(path, 'r');
+    if (fs.fstatSync(fd).isDirectory()) {
+      fs.closeSync(fd);
+      throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    }
+    return fd;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new Error(`${path}: file not found`);

@@ -16,7 +16,11 @@ import type { SyntheticTask, TaskSample } from './task.js';
  */
 export type LogitsFn = (tokens: Int32Array, positions: Int32Array) => Float32Array | Promise<Float32Array>;
 
-/** Logits of a batch: `tokens` is [B, T]; returns [B, T, V], or [B, P, V] for the given positions (the same for every row). */
+/**
+ * Logits of a batch: `tokens` is [B, T]; returns [B, T, V], or [B, P, V] for the given positions
+ * (the same for every row). `positions` is empty when the rows' answers sit at different
+ * positions: then every position is wanted.
+ */
 export type BatchLogitsFn = (tokens: Int32Array, batch: number, positions: Int32Array) => Float32Array | Promise<Float32Array>;
 
 export interface EvalOptions {

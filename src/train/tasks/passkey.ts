@@ -3,7 +3,7 @@
  * in random filler, and at the end the question [QUERY key SEP] whose answer is the value.
  */
 import type { Rng } from '../../generate/sampler.js';
-import { checkContext, drawIds, layout, record, taskVocab, type SyntheticTask, type TaskSample, type TaskVocab } from './task.js';
+import { checkContext, countOption, drawIds, layout, record, taskVocab, type SyntheticTask, type TaskSample, type TaskVocab } from './task.js';
 
 export interface PasskeyOptions {
   /** Ids in the key (default 2). */
@@ -21,10 +21,8 @@ export class PasskeyTask implements SyntheticTask {
     readonly vocab: TaskVocab,
     opts: PasskeyOptions = {},
   ) {
-    this.keyLength = opts.keyLength ?? 2;
-    this.valueLength = opts.valueLength ?? 4;
-    if (!Number.isInteger(this.keyLength) || this.keyLength < 1) throw new RangeError(`passkey: key length must be an integer ≥ 1, got ${this.keyLength}`);
-    if (!Number.isInteger(this.valueLength) || this.valueLength < 1) throw new RangeError(`passkey: value length must be an integer ≥ 1, got ${this.valueLength}`);
+    this.keyLength = countOption(opts.keyLength, 2, 'passkey: key length');
+    this.valueLength = countOption(opts.valueLength, 4, 'passkey: value length');
   }
 
   /** BOS + record + question, less the one id not read. */

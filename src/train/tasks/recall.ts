@@ -5,7 +5,7 @@
  */
 import type { Rng } from '../../generate/sampler.js';
 import { randInt } from '../data/seed.js';
-import { checkContext, distinctKeys, drawIds, layout, record, taskVocab, type SyntheticTask, type TaskSample, type TaskVocab } from './task.js';
+import { checkContext, countOption, distinctKeys, drawIds, layout, record, taskVocab, type SyntheticTask, type TaskSample, type TaskVocab } from './task.js';
 
 export interface RecallOptions {
   /** Key→value records in the context (default 8). */
@@ -29,13 +29,10 @@ export class RecallTask implements SyntheticTask {
     readonly vocab: TaskVocab,
     opts: RecallOptions = {},
   ) {
-    this.pairs = opts.pairs ?? 8;
-    this.queries = opts.queries ?? Math.min(4, this.pairs);
-    this.keyLength = opts.keyLength ?? 1;
-    this.valueLength = opts.valueLength ?? 1;
-    for (const [k, v] of Object.entries({ pairs: this.pairs, queries: this.queries, 'key length': this.keyLength, 'value length': this.valueLength })) {
-      if (!Number.isInteger(v) || v < 1) throw new RangeError(`recall: ${k} must be an integer ≥ 1, got ${v}`);
-    }
+    this.pairs = countOption(opts.pairs, 8, 'recall: pairs');
+    this.queries = countOption(opts.queries, Math.min(4, this.pairs), 'recall: queries');
+    this.keyLength = countOption(opts.keyLength, 1, 'recall: key length');
+    this.valueLength = countOption(opts.valueLength, 1, 'recall: value length');
     if (this.queries > this.pairs) throw new RangeError(`recall: ${this.queries} queries need at least as many pairs (got ${this.pairs})`);
     const space = (vocab.keys.hi - vocab.keys.lo) ** this.keyLength;
     if (this.pairs > space) throw new RangeError(`recall: ${this.pairs} distinct keys of ${this.keyLength} ids do not exist among ${vocab.keys.hi - vocab.keys.lo} key symbols (use longer keys or a larger vocabulary)`);

@@ -1,6 +1,7 @@
 /** Task results for people: a table, and accuracy against context length as a plot. */
 import { linePlot } from '../../bench/plot.js';
 import type { TaskEval } from './evaluate.js';
+import type { TaskSample, TaskVocab } from './task.js';
 
 const pct = (v: number): string => (Number.isFinite(v) ? `${(100 * v).toFixed(1)}%` : '–');
 
@@ -37,4 +38,30 @@ export async function accuracyPlot(rows: ReadonlyArray<{ label: string; result: 
     data,
     rules: opts.trainLength ? [{ x: opts.trainLength, label: 'training length' }] : [],
   });
+}
+
+/**
+ * A sample as one readable line: BOS `B`, NEEDLE `N`, SEP `:`, QUERY `?`, keys `k<id>`, values
+ * `v<id>`, runs of filler as `…×n`, answers in brackets.
+ */
+export function describeSample(vocab: TaskVocab, s: TaskSample): string {
+  const answer = new Uint8Array(s.tokens.length);
+  for (const a of s.answers) answer.fill(1, a.start + 1, a.start + 1 + a.length);
+  const parts: string[] = [];
+  let filler = 0;
+  const flush = (): void => {
+    if (filler > 0) parts.push(`…×${filler}`);
+    filler = 0;
+  };
+  s.tokens.forEach((id, i) => {
+    if (id >= vocab.filler.lo && id < vocab.filler.hi) {
+      filler++;
+      return;
+    }
+    flush();
+    const name = id === vocab.bos ? 'B' : id === vocab.needle ? 'N' : id === vocab.sep ? ':' : id === vocab.query ? '?' : id < vocab.values.lo ? `k${id}` : `v${id}`;
+    parts.push(answer[i] ? `[${name}]` : name);
+  });
+  flush();
+  return parts.join(' ');
 }

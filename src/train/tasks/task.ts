@@ -76,6 +76,13 @@ export interface SyntheticTask {
   sample(contextLength: number, rng: Rng): TaskSample;
 }
 
+/** `value`, or `fallback` when undefined; a RangeError naming `what` unless it is an integer ≥ 1. */
+export function countOption(value: number | undefined, fallback: number, what: string): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${what} must be an integer ≥ 1, got ${v}`);
+  return v;
+}
+
 export function checkContext(task: SyntheticTask, contextLength: number): void {
   if (!Number.isInteger(contextLength) || contextLength < task.minContextLength) {
     throw new RangeError(`${task.name}: context length must be an integer ≥ ${task.minContextLength}, got ${contextLength}`);
