@@ -30,3 +30,23 @@ export { EngineRequest, RequestError, QueueFullError, type GenerationRequest, ty
 export { PrefixCache } from './engine/prefix-cache.js';
 export { startServer, type ServeOptions, type RunningServer } from './serve/server.js';
 export { createApp } from './serve/app.js';
+export {
+  openTokenSource, MemoryTokens, FileTokens, TokenFileWriter, writeTokenFile, readTokenFileHeader, loadTokenizer, ByteTokenizer, HfTokenizer,
+  TokenBatchLoader, MixedBatchLoader, splitRange, validationBatches, checkBatchVocab,
+  type TokenSource, type TextTokenizer as TrainTokenizer, type Batch, type BatchSource, type LoaderState,
+} from './train/data/index.js';
+export {
+  createTask, PasskeyTask, RecallTask, TaskBatchLoader, evaluate as evaluateTask, modelLogitsFn, taskTable, accuracyPlot,
+  type SyntheticTask, type TaskSample, type TaskEval, type LogitsFn, type BatchLogitsFn,
+} from './train/tasks/index.js';
+export { MetricsLogger, readMetrics, type MetricRecord } from './train/metrics.js';
+export { plotMetrics, metricsPlotSpec } from './train/plot-metrics.js';
+export { Tape, Var, CpuTrainBackend, type TrainBackend } from './autograd/index.js';
+export { TrainModel, smallConfigJson } from './train/model.js';
+export { Trainer, defaultTrainOptions, type TrainOptions, type StepMetrics } from './train/trainer.js';
+export { saveTrainer, loadTrainer } from './train/checkpoint.js';
+export { forward as trainForward } from './train/forward.js';
+export { indexerRecall } from './train/recall.js';
+export { evaluateModel } from './train/report.js';
+export { runExperiment, smokePlan, fullPlan } from './train/experiment.js';
+export type { Stage } from './train/stages.js';

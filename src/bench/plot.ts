@@ -13,6 +13,8 @@ export interface AxisSpec {
   title: string;
   /** Logarithmic scale of base 2, ticks at powers of two labelled 1K, 2K, … (x only). */
   log2?: boolean;
+  /** Whether the y scale must include zero (default true; x never does). */
+  zero?: boolean;
 }
 
 /** A vertical line at x, labelled. */
@@ -29,6 +31,10 @@ export interface LinePlot {
   series: string;
   data: readonly Record<string, unknown>[];
   rules?: readonly Rule[];
+  /** Where the legend sits inside the plot (default top-left). */
+  legend?: 'top-left' | 'top-right' | 'bottom-left' | 'bottom-right';
+  /** Mark each data point (default true; off for long curves). */
+  points?: boolean;
   width?: number;
   height?: number;
 }
@@ -53,11 +59,11 @@ export function linePlotSpec(p: LinePlot): TopLevelSpec {
       }
     : { title: p.x.title, grid: true };
   const x = { field: p.x.field, type: 'quantitative' as const, scale: xScale, axis: xAxis };
-  const y = { field: p.y.field, type: 'quantitative' as const, axis: { title: p.y.title, grid: true } };
+  const y = { field: p.y.field, type: 'quantitative' as const, axis: { title: p.y.title, grid: true }, ...(p.y.zero === false ? { scale: { zero: false } } : {}) };
   const lines = {
     data: { values: p.data as Record<string, unknown>[] },
-    mark: { type: 'line' as const, point: true },
-    encoding: { x, y, color: { field: p.series, type: 'nominal' as const, title: null, legend: { orient: 'top-left' as const } } },
+    mark: { type: 'line' as const, point: p.points ?? true },
+    encoding: { x, y, color: { field: p.series, type: 'nominal' as const, title: null, legend: { orient: p.legend ?? ('top-left' as const) } } },
   };
   const layers: object[] = [lines];
   if (p.rules && p.rules.length > 0) {
@@ -85,7 +91,12 @@ export function linePlotSpec(p: LinePlot): TopLevelSpec {
 
 /** Renders the plot to an SVG string. */
 export async function linePlot(p: LinePlot): Promise<string> {
-  const spec = compile(linePlotSpec(p)).spec;
+  return renderSvg(linePlotSpec(p));
+}
+
+/** Renders any vega-lite spec to an SVG string (headless). */
+export async function renderSvg(lite: TopLevelSpec): Promise<string> {
+  const spec = compile(lite).spec;
   const view = new vega.View(vega.parse(spec), { renderer: 'none' });
   try {
     return await view.toSVG();

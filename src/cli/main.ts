@@ -18,6 +18,11 @@ import { addCost } from './cost.js';
 import { addServe } from './serve.js';
 import { addBenchServe } from '../bench/serve.js';
 import { addMakeTiny, parseConfigOverrides } from './make-tiny.js';
+import { addBenchTrain } from '../bench/train.js';
+import { addTrain } from './train.js';
+import { addEval } from './eval.js';
+import { addExperiment } from './experiment.js';
+import { addPlot, addTask, addTokenize } from './train-data.js';
 import { io, withIo, type CliIo } from './io.js';
 
 function intArg(name: string, min: number) {
@@ -176,6 +181,7 @@ export function buildProgram(): Command {
   addBenchAttention(bench);
   addBenchGpu(bench);
   addBenchServe(bench);
+  addBenchTrain(bench);
   bench
     .command('topk')
     .description('CPU top-k selection per row: quickselect (reference) against radix selection')
@@ -236,6 +242,12 @@ export function buildProgram(): Command {
 
   addCost(program);
   addServe(program);
+  addTrain(program);
+  addEval(program);
+  addExperiment(program);
+  addTokenize(program);
+  addPlot(program);
+  addTask(program);
 
   return program;
 }
