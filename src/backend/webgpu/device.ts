@@ -264,11 +264,11 @@ export class GpuDevice {
     if (u.arena === null || u.arena !== this.arena) {
       const align = this.limits.minUniformBufferOffsetAlignment;
       const slot = Math.ceil(u.bytes.byteLength / align) * align;
-      if (this.arena && this.arena.used + slot > this.arena.capacity) this.flush();
       if (!this.arena) {
         const capacity = ARENA_SLOTS * Math.max(slot, align);
         this.arena = new UniformArena(this.device.createBuffer({ size: capacity, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }), capacity);
       }
+      if (this.arena.used + slot > this.arena.capacity) throw new GpuError(`WebGPU: ${u.bytes.byteLength} bytes of uniforms do not fit the arena`);
       u.arena = this.arena;
       u.offset = this.arena.used;
       this.arena.data.set(u.bytes, u.offset);
@@ -306,6 +306,15 @@ export class GpuDevice {
     const pipeline = this.pipeline(code);
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     if (workgroups.some((w) => w !== undefined && w > max)) throw new GpuError(`WebGPU: ${workgroups.join(' × ')} workgroups exceed ${max} per dimension`);
+    // Room in the arena for this dispatch's uniforms first: a submission in the middle of building
+    // the bind group would leave it pointing at an arena already handed over.
+    const arena = this.arena;
+    if (arena) {
+      const align = this.limits.minUniformBufferOffsetAlignment;
+      let need = 0;
+      for (const b of bindings) if (b instanceof UniformParams && b.arena !== arena) need += Math.ceil(b.bytes.byteLength / align) * align;
+      if (arena.used + need > arena.capacity) this.flush();
+    }
     const bindGroup = this.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       entries: bindings.flatMap((b, binding) => (b === null ? [] : [{ binding, resource: b instanceof UniformParams ? this.place(b) : { buffer: b } }])),
