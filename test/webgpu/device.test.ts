@@ -71,3 +71,20 @@ test('device: profiling gives one GPU time per dispatch, with the label set at t
   assert.deepEqual(times.map((k) => k.label), ['a', 'b', 'a']);
   for (const k of times) assert.ok(k.ms >= 0 && Number.isFinite(k.ms), `${k.label}: ${k.ms} ms`);
 });
+
+test('device: profiling by pass gives one time for consecutive dispatches, labelled by the first', async (t) => {
+  const g = gpu();
+  if (!g.startProfiling('pass')) {
+    t.skip('this adapter has no timestamp-query feature');
+    return;
+  }
+  const n = 64;
+  const x = upload(g, new Float32Array(n));
+  for (const label of ['first', 'second', 'third']) {
+    g.label = label;
+    g.dispatch(ADD_WGSL, [x, g.buffer(n * 4), g.uniforms(new Uint32Array(params(n, 1)))], [1]);
+  }
+  const times = await g.stopProfiling();
+  assert.deepEqual(times.map((k) => k.label), ['first']);
+  assert.ok(times[0]!.ms >= 0);
+});

@@ -171,6 +171,7 @@ export class GpuDevice {
   /** Buffers released while commands that use them were still unsubmitted. */
   private releaseAfterSubmit: GPUBuffer[] = [];
   private profiler: Profiler | null = null;
+  private profilePerDispatch = true;
   /** The uniform parameters of the commands being recorded. */
   private arena: UniformArena | null = null;
   /** The label stamped on the next dispatches while profiling (the op being run). */
@@ -321,15 +322,15 @@ export class GpuDevice {
     });
     if (this.profiler) {
       if (this.profiler.full) this.flush();
-      this.endPass();
-      this.pass = this.commands().beginComputePass({ timestampWrites: this.profiler.stamp(this.label) });
+      if (this.profilePerDispatch) this.endPass();
+      this.pass ??= this.commands().beginComputePass({ timestampWrites: this.profiler.stamp(this.label) });
     } else {
       this.pass ??= this.commands().beginComputePass();
     }
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup);
     this.pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
-    if (this.profiler) this.endPass();
+    if (this.profiler && this.profilePerDispatch) this.endPass();
     if (++this.pendingDispatches >= MAX_PENDING) this.flush();
   }
 
@@ -385,14 +386,21 @@ export class GpuDevice {
   }
 
   /** Starts timing every dispatch by timestamp queries (needs the 'timestamp-query' feature). */
-  startProfiling(): boolean {
+  /**
+   * Starts timing by timestamp queries (needs the 'timestamp-query' feature): each dispatch in a
+   * pass of its own ('dispatch': per-kernel times, but no overlap between kernels), or each pass of
+   * consecutive dispatches as recorded ('pass': the GPU's time for the work as it runs unprofiled,
+   * labelled with the label of its first dispatch).
+   */
+  startProfiling(granularity: 'dispatch' | 'pass' = 'dispatch'): boolean {
     if (!this.features.has('timestamp-query')) return false;
     this.flush();
     this.profiler ??= new Profiler(this.device);
+    this.profilePerDispatch = granularity === 'dispatch';
     return true;
   }
 
-  /** Stops profiling; returns the GPU time of each dispatch since startProfiling, in order. */
+  /** Stops profiling; returns the GPU time of each dispatch (or pass) since startProfiling, in order. */
   async stopProfiling(): Promise<KernelTime[]> {
     const p = this.profiler;
     if (!p) return [];

@@ -108,7 +108,7 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   }
   const out = gpu.buffer(a.rows * a.nKeys * 4);
   if (a.rows === 0 || a.nKeys === 0) return out;
-  const variant = a.variant ?? bestIndexerVariant(gpu, a.heads, a.dim);
+  const variant = a.variant ?? bestIndexerVariant(gpu, a.heads, a.dim, a.nKeys);
   if (variant === 'matrix-direct') {
     indexerScoresDirectGpu(gpu, a, out);
     return out;
@@ -141,8 +141,13 @@ function split(gpu: GpuDevice, n: number): [number, number] {
 export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct'] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
 
-/** The fastest variant the device offers for H heads of D dims. */
-export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number): IndexerVariant {
+/**
+ * The fastest variant the device offers for H heads of D dims and nKeys keys: on the H200 the
+ * shared-memory tensor-core kernel below 16K keys, the one reading f16 keys from storage above
+ * (docs/benchmarks.md); the f32 'tiled' kernel without tensor cores.
+ */
+export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number, nKeys = 0): IndexerVariant {
+  if (nKeys >= 16384 && indexerDirectAvailable(gpu, heads, dim)) return 'matrix-direct';
   return matrixPlan(gpu, heads, dim) ? 'matrix' : 'tiled';
 }
 
