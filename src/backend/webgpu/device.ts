@@ -172,6 +172,7 @@ export class GpuDevice {
   private releaseAfterSubmit: GPUBuffer[] = [];
   private profiler: Profiler | null = null;
   private profilePerDispatch = true;
+  private readonly scratches = new Map<string, GPUBuffer>();
   /** The uniform parameters of the commands being recorded. */
   private arena: UniformArena | null = null;
   /** The label stamped on the next dispatches while profiling (the op being run). */
@@ -236,6 +237,22 @@ export class GpuDevice {
     const b = this.device.createBuffer({ size, usage, mappedAtCreation: true });
     new Uint8Array(b.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     b.unmap();
+    return b;
+  }
+
+  /**
+   * A scratch buffer of at least `bytes` kept under `key` and reused by later calls (it grows when
+   * asked for more): for a kernel's temporaries, so a step does not allocate (and Dawn zero) them
+   * anew each time. Work recorded with it runs in order, so reuse is safe; its content is whatever
+   * the last user left.
+   */
+  scratch(key: string, bytes: number): GPUBuffer {
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    const have = this.scratches.get(key);
+    if (have && have.size >= size) return have;
+    if (have) this.release(have);
+    const b = this.buffer(Math.max(size, have ? Math.min(2 * have.size, this.limits.maxBufferSize) : 0));
+    this.scratches.set(key, b);
     return b;
   }
 

@@ -114,10 +114,10 @@ function grid(gpu: GpuDevice, groups: number): [number, number] {
   return [x, Math.ceil(groups / x)];
 }
 
-/** Decodes `n` rows of codes (padded with zero rows to `padded`) into a new f16 buffer. */
-function decodeRows(gpu: GpuDevice, codes: GPUBuffer, table: GPUBuffer | null, pageSize: number, n: number, padded: number, dim: number): GPUBuffer {
+/** Decodes `n` rows of codes (padded with zero rows to `padded`) into the f16 scratch buffer `key`. */
+function decodeRows(gpu: GpuDevice, key: string, codes: GPUBuffer, table: GPUBuffer | null, pageSize: number, n: number, padded: number, dim: number): GPUBuffer {
   const total = (padded * dim) / 4;
-  const halves = gpu.buffer(padded * dim * 2);
+  const halves = gpu.scratch(key, padded * dim * 2);
   const [gx, gy] = grid(gpu, Math.ceil(total / 256));
   gpu.dispatch(DECODE_WGSL, [codes, table ?? codes, halves, gpu.uniforms(Uint32Array.of(n, dim, table ? 1 : 0, pageSize, total, gx))], [gx, gy]);
   return halves;
@@ -129,8 +129,8 @@ export function indexerScoresDirectGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: G
     throw new GpuError(`indexerScoresGpu: the 'matrix-direct' variant needs subgroup-matrix f16 tensor cores and H, D multiples of 16 (H ${a.heads}, D ${a.dim})`);
   }
   const tiles = Math.ceil(a.nKeys / KT);
-  const qh = decodeRows(gpu, a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim);
-  const kh = decodeRows(gpu, a.kCache, a.table, a.pageSize, a.nKeys, tiles * KT, a.dim);
+  const qh = decodeRows(gpu, 'indexer.q', a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim);
+  const kh = decodeRows(gpu, 'indexer.k', a.kCache, a.table, a.pageSize, a.nKeys, tiles * KT, a.dim);
   let codes = scoreCodes.get(gpu);
   if (!codes) scoreCodes.set(gpu, (codes = new Map()));
   const key = `${a.heads}x${a.dim}`;
@@ -138,6 +138,4 @@ export function indexerScoresDirectGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: G
   if (!code) codes.set(key, (code = scoresWgsl(a.heads, a.dim)));
   const [gx, gz] = grid(gpu, tiles);
   gpu.dispatch(code, [qh, kh, a.w, a.kScale, a.table, a.positions, out, gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx))], [gx, a.rows, gz]);
-  gpu.release(qh);
-  gpu.release(kh);
 }

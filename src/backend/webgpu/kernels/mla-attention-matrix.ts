@@ -333,27 +333,26 @@ export function mlaAttentionMatrixGpu(
     u.set([rowOffset, total, groupsX], 13);
     return gpu.uniforms(u);
   };
-  const qh = gpu.buffer(rows * heads * row * 2);
+  const qh = gpu.scratch('mla.q', rows * heads * row * 2);
   const qTotal = rows * heads * row;
   const qg = grid(gpu, qTotal);
   gpu.dispatch(cached(gpu, 'prep', () => PREP_WGSL), [qLat, qPe, qh, params(0, rows, qTotal, qg[0])], qg);
-  const mKey = gpu.buffer(rows * heads * 4);
+  const mKey = gpu.buffer(rows * heads * 4); // zeros: the running maxima start below every key
   const idx = indices ?? gpu.buffer(4);
   const scoresCode = cached(gpu, `scores ${heads} ${row}`, () => scoresWgsl(heads, row));
   const valuesCode = cached(gpu, `values ${heads}`, () => valuesWgsl(heads));
   const combineCode = cached(gpu, 'combine', () => COMBINE_WGSL);
   for (let t0 = 0; t0 < rows; t0 += group) {
     const n = Math.min(group, rows - t0);
-    const S = gpu.buffer(n * heads * E * 4);
-    const oPart = gpu.buffer(n * splits * heads * r * 4);
-    const lPart = gpu.buffer(n * splits * heads * 2 * 4);
+    const S = gpu.scratch('mla.scores', n * heads * E * 4);
+    const oPart = gpu.scratch('mla.o', n * splits * heads * r * 4);
+    const lPart = gpu.scratch('mla.l', n * splits * heads * 2 * 4);
     gpu.dispatch(scoresCode, [qh, latent, table, positions, idx, S, mKey, params(t0, n, 0, 0)], [tiles, heads / 64, n]);
     gpu.dispatch(valuesCode, [latent, table, positions, idx, S, mKey, oPart, lPart, params(t0, n, 0, 0)], [splits, (heads / 64) * (r / 128), n]);
     const total = n * heads * r;
     const g = grid(gpu, total);
     gpu.dispatch(combineCode, [oPart, lPart, out, params(t0, n, total, g[0])], g);
-    for (const b of [S, oPart, lPart]) gpu.release(b);
   }
-  for (const b of indices ? [qh, mKey] : [qh, mKey, idx]) gpu.release(b);
+  for (const b of indices ? [mKey] : [mKey, idx]) gpu.release(b);
   return out;
 }
