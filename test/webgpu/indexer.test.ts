@@ -7,6 +7,9 @@ import { test } from 'node:test';
 import { INDEXER_VARIANTS, indexerVariantAvailable, indexerScoresGpu, type IndexerVariant } from '../../src/backend/webgpu/kernels/indexer.js';
 import { indexerScores } from '../../src/backend/cpu/kernels/indexer.js';
 import { readF32, rng, upload, useGpu } from './helpers.js';
+import { decodeRows } from '../../src/backend/webgpu/kernels/indexer-direct.js';
+import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
+import { f16ToF32 } from '../../src/numerics/f16.js';
 
 const gpu = useGpu();
 
@@ -132,4 +135,30 @@ for (const variant of ['naive', 'tiled'] as const) test(`indexer scores (${varia
   const want = indexerScores(q8, 2, 1, 1, w, keyCodes, kScale, { table, pageSize }, nKeys, positions);
   const got = await scoresGpu(q8, w, keyCodes, kScale, table, pageSize, positions, { rows: 2, heads: 1, dim: 1, nKeys }, variant);
   assert.deepEqual(Array.from(got), Array.from(want));
+});
+
+test('indexer (matrix-direct): FP8 rows decode to f16 exactly, in rows or in transposed tiles of 64, through the block table', async (t) => {
+  const g = gpu();
+  if (!g.features.has('shader-f16')) {
+    t.skip('this adapter has no shader-f16');
+    return;
+  }
+  const dim = 8;
+  const pageSize = 4;
+  const n = 70; // two tiles of 64, the second padded with zero rows
+  const table = Int32Array.from({ length: Math.ceil(n / pageSize) }, (_, i) => (i * 7) % 18);
+  const kc = codes(18 * pageSize * dim, rng(12));
+  for (const tile of [0, 64]) {
+    const padded = 128;
+    const out = decodeRows(g, `test.${tile}`, upload(g, kc), upload(g, table), pageSize, n, padded, dim, tile);
+    const halves = new Uint16Array(await g.read(out, padded * dim * 2));
+    for (let s = 0; s < padded; s++) {
+      const slot = s < n ? table[Math.floor(s / pageSize)]! * pageSize + (s % pageSize) : -1;
+      for (let d = 0; d < dim; d++) {
+        const at = tile === 0 ? s * dim + d : Math.floor(s / tile) * tile * dim + d * tile + (s % tile);
+        const want = slot < 0 ? 0 : E4M3_TABLE[kc[slot * dim + d]!]!;
+        assert.ok(Object.is(f16ToF32(halves[at]!), want) || (want === 0 && f16ToF32(halves[at]!) === 0), `tile ${tile}: key ${s} dim ${d}: ${f16ToF32(halves[at]!)} vs ${want}`);
+      }
+    }
+  }
 });

@@ -1,7 +1,8 @@
 /**
  * The lightning indexer on tensor cores, second form ('matrix-direct' in the kernel lab): the FP8
  * codes are first decoded to f16 in device memory (exact: every e4m3 value is an f16) — the keys in
- * logical order through the block table, the query rows as they are — and the score kernel then
+ * logical order through the block table, in tiles of 64 transposed, the query rows as they are —
+ * and the score kernel then
  * reads both operands of its f16 × f16 → f32 16×16×16 products straight from storage buffers
  * (subgroupMatrixLoad from storage was faster than from shared memory on the H200; see
  * docs/benchmarks.md). Per workgroup: one query row and 64 keys; S = q · kᵀ [H, 64] goes to shared
@@ -19,12 +20,18 @@ export function indexerDirectAvailable(gpu: GpuDevice, heads: number, dim: numbe
   return gpu.features.has('shader-f16') && gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16) && gpu.subgroupSize === 32 && heads % 16 === 0 && dim % 16 === 0;
 }
 
-/** Codes (four per u32) of `rows` rows of D → f16 (two per u32), rows in logical order; rows ≥ n are zeros. */
+/**
+ * Codes (four per u32) of `rows` rows of D → f16, rows in logical order, rows ≥ n zeros. With
+ * `tile` 0 row after row ([rows][D]); with tile T in tiles of T rows, each transposed ([D][T]), so
+ * the score kernel loads its key operand row-major. Invocations take consecutive rows of a tile
+ * (consecutive f16 stores).
+ */
 const DECODE_WGSL = /* wgsl */ `
-struct Params { n: u32, dim: u32, paged: u32, pageSize: u32, total: u32, groupsX: u32 }
+enable f16;
+struct Params { n: u32, dim: u32, paged: u32, pageSize: u32, total: u32, groupsX: u32, tile: u32 }
 @group(0) @binding(0) var<storage, read> codes: array<u32>;
 @group(0) @binding(1) var<storage, read> table: array<i32>;
-@group(0) @binding(2) var<storage, read_write> halves: array<u32>;
+@group(0) @binding(2) var<storage, read_write> halves: array<f16>;
 @group(0) @binding(3) var<uniform> p: Params;
 ${E4M3_DECODE_WGSL}
 @compute @workgroup_size(256)
@@ -32,15 +39,25 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let i = (wg.x + wg.y * p.groupsX) * 256u + lid.x; // one u32 of codes: four values
   if (i >= p.total) { return; }
   let words = p.dim / 4u;
-  let s = i / words;
+  var s = i / words;
+  var w = i % words;
+  if (p.tile > 0u) {
+    let perTile = p.tile * words;
+    s = (i / perTile) * p.tile + i % p.tile;
+    w = (i % perTile) / p.tile;
+  }
   var word = 0u;
   if (s < p.n) {
     var src = s;
     if (p.paged == 1u) { src = u32(table[s / p.pageSize]) * p.pageSize + s % p.pageSize; }
-    word = codes[src * words + i % words];
+    word = codes[src * words + w];
   }
-  halves[2u * i] = pack2x16float(vec2f(e4m3(word & 0xffu), e4m3((word >> 8u) & 0xffu)));
-  halves[2u * i + 1u] = pack2x16float(vec2f(e4m3((word >> 16u) & 0xffu), e4m3(word >> 24u)));
+  for (var j = 0u; j < 4u; j++) {
+    let d = 4u * w + j;
+    var at = s * p.dim + d;
+    if (p.tile > 0u) { at = (s / p.tile) * p.tile * p.dim + d * p.tile + s % p.tile; }
+    halves[at] = f16(e4m3((word >> (8u * j)) & 0xffu));
+  }
 }
 `;
 
@@ -78,7 +95,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     var acc = subgroup_matrix_result<f32, 16, 16>();
     for (var d = 0u; d < D; d += 16u) {
       let a = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qh, (t * H + hb * 16u) * D + d, false, D);
-      let b = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kh, (key0 + kb * 16u) * D + d, true, D);
+      let b = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kh, key0 * D + d * KT + kb * 16u, false, KT);
       acc = subgroupMatrixMultiplyAccumulate(a, b, acc);
     }
     subgroupMatrixStore(&sS, hb * 16u * KT + kb * 16u, acc, false, KT);
@@ -114,12 +131,12 @@ function grid(gpu: GpuDevice, groups: number): [number, number] {
   return [x, Math.ceil(groups / x)];
 }
 
-/** Decodes `n` rows of codes (padded with zero rows to `padded`) into the f16 scratch buffer `key`. */
-function decodeRows(gpu: GpuDevice, key: string, codes: GPUBuffer, table: GPUBuffer | null, pageSize: number, n: number, padded: number, dim: number): GPUBuffer {
+/** Decodes `n` rows of codes (padded with zero rows to `padded`) into the f16 scratch buffer `key` (tiles of `tile` rows transposed, or rows when 0). */
+export function decodeRows(gpu: GpuDevice, key: string, codes: GPUBuffer, table: GPUBuffer | null, pageSize: number, n: number, padded: number, dim: number, tile: number): GPUBuffer {
   const total = (padded * dim) / 4;
   const halves = gpu.scratch(key, padded * dim * 2);
   const [gx, gy] = grid(gpu, Math.ceil(total / 256));
-  gpu.dispatch(DECODE_WGSL, [codes, table ?? codes, halves, gpu.uniforms(Uint32Array.of(n, dim, table ? 1 : 0, pageSize, total, gx))], [gx, gy]);
+  gpu.dispatch(DECODE_WGSL, [codes, table ?? codes, halves, gpu.uniforms(Uint32Array.of(n, dim, table ? 1 : 0, pageSize, total, gx, tile))], [gx, gy]);
   return halves;
 }
 
@@ -129,8 +146,8 @@ export function indexerScoresDirectGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: G
     throw new GpuError(`indexerScoresGpu: the 'matrix-direct' variant needs subgroup-matrix f16 tensor cores and H, D multiples of 16 (H ${a.heads}, D ${a.dim})`);
   }
   const tiles = Math.ceil(a.nKeys / KT);
-  const qh = decodeRows(gpu, 'indexer.q', a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim);
-  const kh = decodeRows(gpu, 'indexer.k', a.kCache, a.table, a.pageSize, a.nKeys, tiles * KT, a.dim);
+  const qh = decodeRows(gpu, 'indexer.q', a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
+  const kh = decodeRows(gpu, 'indexer.k', a.kCache, a.table, a.pageSize, a.nKeys, tiles * KT, a.dim, KT);
   let codes = scoreCodes.get(gpu);
   if (!codes) scoreCodes.set(gpu, (codes = new Map()));
   const key = `${a.heads}x${a.dim}`;
