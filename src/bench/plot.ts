@@ -15,6 +15,8 @@ export interface AxisSpec {
   log2?: boolean;
   /** Whether the y scale must include zero (default true; x never does). */
   zero?: boolean;
+  /** Logarithmic scale of base 10 (y only). */
+  log10?: boolean;
 }
 
 /** A vertical line at x, labelled. */
@@ -31,8 +33,8 @@ export interface LinePlot {
   series: string;
   data: readonly Record<string, unknown>[];
   rules?: readonly Rule[];
-  /** Where the legend sits inside the plot (default top-left). */
-  legend?: 'top-left' | 'top-right' | 'bottom-left' | 'bottom-right';
+  /** Where the legend sits: inside the plot (default top-left), or to its right. */
+  legend?: 'top-left' | 'top-right' | 'bottom-left' | 'bottom-right' | 'right';
   /** Mark each data point (default true; off for long curves). */
   points?: boolean;
   width?: number;
@@ -59,11 +61,12 @@ export function linePlotSpec(p: LinePlot): TopLevelSpec {
       }
     : { title: p.x.title, grid: true };
   const x = { field: p.x.field, type: 'quantitative' as const, scale: xScale, axis: xAxis };
-  const y = { field: p.y.field, type: 'quantitative' as const, axis: { title: p.y.title, grid: true }, ...(p.y.zero === false ? { scale: { zero: false } } : {}) };
+  const yScale = p.y.log10 ? { scale: { type: 'log' as const, base: 10 } } : p.y.zero === false ? { scale: { zero: false } } : {};
+  const y = { field: p.y.field, type: 'quantitative' as const, axis: { title: p.y.title, grid: true }, ...yScale };
   const lines = {
     data: { values: p.data as Record<string, unknown>[] },
     mark: { type: 'line' as const, point: p.points ?? true },
-    encoding: { x, y, color: { field: p.series, type: 'nominal' as const, title: null, legend: { orient: p.legend ?? ('top-left' as const) } } },
+    encoding: { x, y, color: { field: p.series, type: 'nominal' as const, title: null, legend: { orient: p.legend ?? ('top-left' as const), labelLimit: 0 } } },
   };
   const layers: object[] = [lines];
   if (p.rules && p.rules.length > 0) {

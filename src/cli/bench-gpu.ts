@@ -1,5 +1,8 @@
 /** `dsa bench gpu`: the WebGPU kernel lab (src/bench/gpu/lab.ts): JSON lines on stdout, a summary table. */
 import { writeFileSync } from 'node:fs';
+import { readTextFile } from '../io/text-file.js';
+import { linePlot, writePlot } from '../bench/plot.js';
+import { coreLinePlot } from '../bench/gpu/plot.js';
 import type { Command } from 'commander';
 import { GpuDevice } from '../backend/webgpu/device.js';
 import { LAB_SECTIONS, runGpuLab } from '../bench/gpu/lab.js';
@@ -13,6 +16,26 @@ interface BenchGpuOptions {
   runs: number;
   matmulN: number;
   json?: string;
+  plot?: string;
+  from?: string;
+  peer?: string;
+}
+
+/** JSON lines of a file (blank lines skipped), with the line number in any error. */
+function readJsonLines(file: string, what: string): Record<string, unknown>[] {
+  return readTextFile(file, what)
+    .split('\n')
+    .map((l, i) => [l.trim(), i + 1] as const)
+    .filter(([l]) => l.length > 0)
+    .map(([l, n]) => {
+      try {
+        const v = JSON.parse(l) as unknown;
+        if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+        return v as Record<string, unknown>;
+      } catch (e) {
+        throw new Error(`${what} ${file}, line ${n}: ${(e as Error).message}`);
+      }
+    });
 }
 
 export function addBenchGpu(bench: Command): void {
@@ -25,7 +48,17 @@ export function addBenchGpu(bench: Command): void {
     .option('--runs <n>', 'timed runs per measurement (median reported)', intArg('--runs', 1), 5)
     .option('--matmul-n <n>', 'matmul size n × n × n', intArg('--matmul-n', 128), 8192)
     .option('--json <file>', 'also write the rows as JSON lines to a file')
+    .option('--plot <file>', 'draw the attention core, ms per step against context (.svg or .png)')
+    .option('--from <file>', 'no GPU: plot the rows of an earlier --json file (with --plot)')
+    .option('--peer <file>', "the PyTorch peer's JSON lines (shared/peers/torch_dsa_layer.py) to draw beside ours")
     .action(async (o: BenchGpuOptions) => {
+      const peer = o.peer ? readJsonLines(o.peer, '--peer') : [];
+      if (o.from) {
+        if (!o.plot) throw new Error('--from needs --plot (it only redraws a saved run)');
+        writePlot(o.plot, await linePlot(coreLinePlot(readJsonLines(o.from, '--from'), peer)));
+        io().out(`wrote ${o.plot}\n`);
+        return;
+      }
       const sections = o.sections.split(',').map((s) => s.trim()).filter(Boolean);
       const bad = sections.find((s) => !(LAB_SECTIONS as readonly string[]).includes(s));
       if (bad) throw new Error(`--sections: unknown section '${bad}' (known: ${LAB_SECTIONS.join(', ')})`);
@@ -53,6 +86,7 @@ export function addBenchGpu(bench: Command): void {
         gpu.destroy();
       }
       if (o.json) writeFileSync(o.json, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      if (o.plot && rows.some((r) => r.section === 'core')) writePlot(o.plot, await linePlot(coreLinePlot(rows, peer)));
       const core = rows.filter((r) => r.section === 'core');
       if (core.length > 0) {
         io().out('\nbatch  ctx      DSA ms (indexer / topk / attention / wuv)      dense ms   dense ÷ DSA\n');
