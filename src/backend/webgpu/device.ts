@@ -173,6 +173,7 @@ export class GpuDevice {
   private profiler: Profiler | null = null;
   private profilePerDispatch = true;
   private readonly scratches = new Map<string, GPUBuffer>();
+  private readonly generatedCache = new Map<string, unknown>();
   /** The uniform parameters of the commands being recorded. */
   private arena: UniformArena | null = null;
   /** The label stamped on the next dispatches while profiling (the op being run). */
@@ -220,6 +221,22 @@ export class GpuDevice {
     if (!this.features.has('subgroups')) return null;
     const info = this.adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
     return info.subgroupMinSize !== undefined && info.subgroupMinSize === info.subgroupMaxSize ? info.subgroupMinSize : null;
+  }
+
+  /**
+   * Workgroups for `count` items at `perGroup` items each (at least one), as [x, y] within the
+   * per-dimension limit (the kernel folds them back with wg.x + wg.y · x).
+   */
+  grid(count: number, perGroup = 1): [number, number] {
+    const groups = Math.max(1, Math.ceil(count / perGroup));
+    const x = Math.min(groups, this.limits.maxComputeWorkgroupsPerDimension);
+    return [x, Math.ceil(groups / x)];
+  }
+
+  /** A kernel source or plan generated once per device and key (`make` runs on the first ask). */
+  generated<T>(key: string, make: () => T): T {
+    if (!this.generatedCache.has(key)) this.generatedCache.set(key, make());
+    return this.generatedCache.get(key) as T;
   }
 
   /** Whether the adapter offers a subgroup-matrix shape (tensor cores) of these types. */

@@ -48,12 +48,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 
 /** Fills `words` u32 words of a buffer. */
 export function fillGpu(gpu: GpuDevice, buf: GPUBuffer, words: number, kind: FillKind, seed: number, lo = -1, hi = 1): void {
-  const groups = Math.ceil(words / 256);
-  const gx = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
+  const g = gpu.grid(words, 256);
   const params = new ArrayBuffer(24);
-  new Uint32Array(params).set([words, KIND[kind], seed >>> 0, gx]);
+  new Uint32Array(params).set([words, KIND[kind], seed >>> 0, g[0]]);
   new Float32Array(params).set([lo, hi], 4);
-  gpu.dispatch(FILL_WGSL, [buf, gpu.uniforms(new Uint32Array(params))], [gx, Math.ceil(groups / gx)]);
+  gpu.dispatch(FILL_WGSL, [buf, gpu.uniforms(new Uint32Array(params))], g);
 }
 
 /** A new buffer of `bytes` filled as `kind`. */

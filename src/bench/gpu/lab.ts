@@ -112,12 +112,11 @@ async function copySection(gpu: GpuDevice, o: LabOptions): Promise<number> {
   const n = bytes / 16;
   const src = randomBuffer(gpu, bytes, 'f32', 1);
   const dst = gpu.buffer(bytes);
-  const groups = Math.ceil(n / 256);
-  const gx = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
-  const params = gpu.uniforms(Uint32Array.of(n, gx, 0, 0));
+  const g = gpu.grid(n, 256);
+  const params = gpu.uniforms(Uint32Array.of(n, g[0], 0, 0));
   const t = await gpuTimes(gpu, o.runs, () => {
     gpu.label = 'copy';
-    gpu.dispatch(COPY_WGSL, [src, dst, params], [gx, Math.ceil(groups / gx)]);
+    gpu.dispatch(COPY_WGSL, [src, dst, params], g);
   });
   const gbps = (2 * bytes) / (t.totalMs * 1e-3) / 1e9;
   o.emit({ section: 'copy', bytes, ms: round(t.totalMs), GBps: round(gbps), timestampsQuantized: t.quantized });

@@ -124,18 +124,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 `;
 }
 
-const scoreCodes = new WeakMap<GpuDevice, Map<string, string>>();
-
-function grid(gpu: GpuDevice, groups: number): [number, number] {
-  const x = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
-  return [x, Math.ceil(groups / x)];
-}
-
 /** Decodes `n` rows of codes (padded with zero rows to `padded`) into the f16 scratch buffer `key` (tiles of `tile` rows transposed, or rows when 0). */
 export function decodeRows(gpu: GpuDevice, key: string, codes: GPUBuffer, table: GPUBuffer | null, pageSize: number, n: number, padded: number, dim: number, tile: number): GPUBuffer {
   const total = (padded * dim) / 4;
   const halves = gpu.scratch(key, padded * dim * 2);
-  const [gx, gy] = grid(gpu, Math.ceil(total / 256));
+  const [gx, gy] = gpu.grid(total, 256);
   gpu.dispatch(DECODE_WGSL, [codes, table ?? codes, halves, gpu.uniforms(Uint32Array.of(n, dim, table ? 1 : 0, pageSize, total, gx, tile))], [gx, gy]);
   return halves;
 }
@@ -148,11 +141,7 @@ export function indexerScoresDirectGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: G
   const tiles = Math.ceil(a.nKeys / KT);
   const qh = decodeRows(gpu, 'indexer.q', a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
   const kh = decodeRows(gpu, 'indexer.k', a.kCache, a.table, a.pageSize, a.nKeys, tiles * KT, a.dim, KT);
-  let codes = scoreCodes.get(gpu);
-  if (!codes) scoreCodes.set(gpu, (codes = new Map()));
-  const key = `${a.heads}x${a.dim}`;
-  let code = codes.get(key);
-  if (!code) codes.set(key, (code = scoresWgsl(a.heads, a.dim)));
-  const [gx, gz] = grid(gpu, tiles);
+  const code = gpu.generated(`indexer-direct ${a.heads}x${a.dim}`, () => scoresWgsl(a.heads, a.dim));
+  const [gx, gz] = gpu.grid(tiles);
   gpu.dispatch(code, [qh, kh, a.w, a.kScale, a.table, a.positions, out, gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx))], [gx, a.rows, gz]);
 }

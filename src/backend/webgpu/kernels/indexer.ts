@@ -120,22 +120,16 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
     // Enough workgroups to fill the GPU; each takes a run of tiles, so the query is decoded once per run.
     const perGroup = Math.max(1, Math.min(16, Math.floor((tiles * a.rows) / 512)));
     const groups = Math.ceil(tiles / perGroup);
-    const [gx, gz] = split(gpu, groups);
+    const [gx, gz] = gpu.grid(groups);
     const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup));
     gpu.dispatch(m.code, [a.q8, a.w, a.kCache, a.kScale, a.table, a.positions, out, params], [gx, a.rows, gz]);
     return out;
   }
-  const [gx, gz] = split(gpu, Math.ceil(a.nKeys / 64));
+  const [gx, gz] = gpu.grid(a.nKeys, 64);
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.heads, a.dim, a.nKeys, a.pageSize, gx));
   const code = variant === 'tiled' ? INDEXER_TILED_WGSL : INDEXER_WGSL;
   gpu.dispatch(code, [a.q8, a.w, a.kCache, a.kScale, a.table, a.positions, out, params], [gx, a.rows, gz]);
   return out;
-}
-
-/** n workgroups as x × z within the per-dimension limit. */
-function split(gpu: GpuDevice, n: number): [number, number] {
-  const x = Math.min(n, gpu.limits.maxComputeWorkgroupsPerDimension);
-  return [x, Math.ceil(n / x)];
 }
 
 export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct'] as const;
@@ -222,15 +216,9 @@ interface MatrixPlan {
   kt: number;
 }
 
-const matrixPlans = new WeakMap<GpuDevice, Map<string, MatrixPlan | null>>();
-
 /** The 'matrix' kernel for H heads of D dims on this device, or null when it cannot run there. */
 function matrixPlan(gpu: GpuDevice, heads: number, dim: number): MatrixPlan | null {
-  let plans = matrixPlans.get(gpu);
-  if (!plans) matrixPlans.set(gpu, (plans = new Map()));
-  const key = `${heads}x${dim}`;
-  if (!plans.has(key)) plans.set(key, makeMatrixPlan(gpu, heads, dim));
-  return plans.get(key)!;
+  return gpu.generated(`indexer-matrix ${heads}x${dim}`, () => makeMatrixPlan(gpu, heads, dim));
 }
 
 function makeMatrixPlan(gpu: GpuDevice, heads: number, dim: number): MatrixPlan | null {

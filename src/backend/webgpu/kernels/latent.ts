@@ -91,12 +91,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 }
 `;
 
-function grid(gpu: GpuDevice, count: number): [number, number] {
-  const groups = Math.max(1, Math.ceil(count / WG));
-  const groupsX = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
-  return [groupsX, Math.ceil(groups / groupsX)];
-}
-
 /**
  * Latent cache rows [rows, latentRowWidth(format, r, dr)] from ckv f32 [rows, r] and kPe f32
  * [rows, dr]: f32 values, bf16 values (2 per u32 word) or fp8 row bytes (4 per u32 word); see the
@@ -114,7 +108,7 @@ export function packLatentGpu(gpu: GpuDevice, ckv: GPUBuffer, kPe: GPUBuffer, ro
   const out = gpu.buffer(total * elemBytes);
   if (total === 0) return out;
   const count = Math.ceil((total * elemBytes) / 4);
-  const g = grid(gpu, count);
+  const g = gpu.grid(count, WG);
   if (format !== 'fp8') {
     const params = gpu.uniforms(Uint32Array.of(rows, r, dr, width, 0, format === 'f32' ? 0 : 1, count, g[0]));
     gpu.dispatch(PACK_LATENT_WGSL, [ckv, kPe, out, params], g);

@@ -278,22 +278,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 }
 `;
 
-const codes = new WeakMap<GpuDevice, Map<string, string>>();
-function cached(gpu: GpuDevice, key: string, make: () => string): string {
-  let m = codes.get(gpu);
-  if (!m) codes.set(gpu, (m = new Map()));
-  let c = m.get(key);
-  if (!c) m.set(key, (c = make()));
-  return c;
-}
-
-/** Workgroups for n items of 256 as [x, y] within the per-dimension limit. */
-function grid(gpu: GpuDevice, n: number): [number, number] {
-  const groups = Math.ceil(n / 256);
-  const x = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
-  return [x, Math.ceil(groups / x)];
-}
-
 /**
  * MLA attention on tensor cores; arguments as mlaAttentionGpu (mla-attention.ts) plus `nKeys`, the
  * entries a dense call may attend (the largest position + 1). Returns f32 [rows, heads, r].
@@ -335,13 +319,13 @@ export function mlaAttentionMatrixGpu(
   };
   const qh = gpu.scratch('mla.q', rows * heads * row * 2);
   const qTotal = rows * heads * row;
-  const qg = grid(gpu, qTotal);
-  gpu.dispatch(cached(gpu, 'prep', () => PREP_WGSL), [qLat, qPe, qh, params(0, rows, qTotal, qg[0])], qg);
+  const qg = gpu.grid(qTotal, 256);
+  gpu.dispatch(PREP_WGSL, [qLat, qPe, qh, params(0, rows, qTotal, qg[0])], qg);
   const mKey = gpu.buffer(rows * heads * 4); // zeros: the running maxima start below every key
   const idx = indices ?? gpu.buffer(4);
-  const scoresCode = cached(gpu, `scores ${heads} ${row}`, () => scoresWgsl(heads, row));
-  const valuesCode = cached(gpu, `values ${heads}`, () => valuesWgsl(heads));
-  const combineCode = cached(gpu, 'combine', () => COMBINE_WGSL);
+  const scoresCode = gpu.generated(`mla-scores ${heads} ${row}`, () => scoresWgsl(heads, row));
+  const valuesCode = gpu.generated(`mla-values ${heads}`, () => valuesWgsl(heads));
+  const combineCode = COMBINE_WGSL;
   for (let t0 = 0; t0 < rows; t0 += group) {
     const n = Math.min(group, rows - t0);
     const S = gpu.scratch('mla.scores', n * heads * E * 4);
@@ -350,7 +334,7 @@ export function mlaAttentionMatrixGpu(
     gpu.dispatch(scoresCode, [qh, latent, table, positions, idx, S, mKey, params(t0, n, 0, 0)], [tiles, heads / 64, n]);
     gpu.dispatch(valuesCode, [latent, table, positions, idx, S, mKey, oPart, lPart, params(t0, n, 0, 0)], [splits, (heads / 64) * (r / 128), n]);
     const total = n * heads * r;
-    const g = grid(gpu, total);
+    const g = gpu.grid(total, 256);
     gpu.dispatch(combineCode, [oPart, lPart, out, params(t0, n, total, g[0])], g);
   }
   for (const b of indices ? [mKey] : [mKey, idx]) gpu.release(b);

@@ -126,12 +126,6 @@ function countedLinearGpu(
   }
 }
 
-function grid(gpu: GpuDevice, count: number): [number, number] {
-  const groups = Math.max(1, Math.ceil(count / WG));
-  const groupsX = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
-  return [groupsX, Math.ceil(groups / groupsX)];
-}
-
 /**
  * Σ_j weights[t, j] · expert_{experts[t, j]}(x[t]) for x f32 [rows, dim], experts i32 [rows, k],
  * weights f32 [rows, k]; expert(x) = down(silu(gate x) · up x). Grouped on
@@ -176,7 +170,7 @@ export function moeExpertsGroupedGpu(
   const g1 = gpu.buffer(cap * inter * 4);
   const u1 = gpu.buffer(cap * inter * 4);
   const y = gpu.buffer(cap * dim * 4);
-  const gg = grid(gpu, cap * dim);
+  const gg = gpu.grid(cap * dim, WG);
   for (let e = 0; e < nExperts; e++) {
     const params = gpu.uniforms(Uint32Array.of(cap, dim, gg[0], e));
     gpu.dispatch(MOE_GROUPED_GATHER_WGSL, [x, members, count, xs, params], gg);

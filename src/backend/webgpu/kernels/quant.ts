@@ -142,12 +142,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 }
 `;
 
-function grid(gpu: GpuDevice, count: number): [number, number] {
-  const groups = Math.max(1, Math.ceil(count / WG));
-  const groupsX = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
-  return [groupsX, Math.ceil(groups / groupsX)];
-}
-
 function params(gpu: GpuDevice, rows: number, n: number, block: number, ue8m0: boolean, count: number, groupsX: number): UniformParams {
   return gpu.uniforms(Uint32Array.of(rows, n, block, Math.ceil(n / block), ue8m0 ? 1 : 0, count, groupsX));
 }
@@ -163,10 +157,10 @@ export function quantFp8Gpu(gpu: GpuDevice, x: GPUBuffer, rows: number, n: numbe
   const q = gpu.buffer(rows * n);
   if (rows * n === 0) return { q, s, blocks };
   const nScales = rows * blocks;
-  const g1 = grid(gpu, nScales);
+  const g1 = gpu.grid(nScales, WG);
   gpu.dispatch(QUANT_SCALES_WGSL, [x, s, params(gpu, rows, n, block, fmt === 'ue8m0', nScales, g1[0])], g1);
   const words = Math.ceil((rows * n) / 4);
-  const g2 = grid(gpu, words);
+  const g2 = gpu.grid(words, WG);
   gpu.dispatch(QUANT_CODES_WGSL, [x, s, q, params(gpu, rows, n, block, fmt === 'ue8m0', words, g2[0])], g2);
   return { q, s, blocks };
 }
@@ -176,7 +170,7 @@ export function dequantFp8Gpu(gpu: GpuDevice, q: GPUBuffer, s: GPUBuffer, rows: 
   const out = gpu.buffer(rows * n * 4);
   const count = rows * n;
   if (count === 0) return out;
-  const g = grid(gpu, count);
+  const g = gpu.grid(count, WG);
   gpu.dispatch(DEQUANT_WGSL, [q, s, out, params(gpu, rows, n, block, false, count, g[0])], g);
   return out;
 }

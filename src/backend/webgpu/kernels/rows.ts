@@ -25,12 +25,6 @@ export function elementBytes(dtype: DType): number {
   return dtype === 'u8' ? 1 : dtype === 'bf16' ? 2 : 4;
 }
 
-function grid(gpu: GpuDevice, count: number, wg = WG): [number, number] {
-  const groups = Math.max(1, Math.ceil(count / wg));
-  const groupsX = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
-  return [groupsX, Math.ceil(groups / groupsX)];
-}
-
 /** Whether `elems` elements of dtype fill whole u32 words. */
 function wholeWords(dtype: DType, elems: number): boolean {
   return (elems * elementBytes(dtype)) % 4 === 0;
@@ -92,7 +86,7 @@ function takeRows(gpu: GpuDevice, x: GPUBuffer, dtype: DType, nRows: number, n: 
   const words = Math.ceil(count / per);
   const out = gpu.buffer(words * 4);
   if (count === 0) return out;
-  const g = grid(gpu, words);
+  const g = gpu.grid(words, WG);
   // Without idx the kernel does not read it; x stands in for its binding.
   const params = gpu.uniforms(Uint32Array.of(nRows, n, start, len, count, words, per, idx ? 1 : 0, g[0]));
   gpu.dispatch(TAKE_ROWS_WGSL, [x, idx ?? x, out, params], g);
@@ -259,7 +253,7 @@ export function embeddingGpu(gpu: GpuDevice, table: EmbeddingTableGpu, ids: GPUB
     [bo, bi] = table.block;
     scales = table.scales;
   }
-  const g = grid(gpu, count);
+  const g = gpu.grid(count, WG);
   const params = gpu.uniforms(Uint32Array.of(table.outDim, d, count, format, bo, bi, Math.ceil(d / bi), g[0]));
   gpu.dispatch(EMBEDDING_WGSL, [table.data, scales, ids, out, params], g);
   return out;
@@ -377,7 +371,7 @@ function scatterGpu(gpu: GpuDevice, a: ScatterArgs): void {
   const count = a.rows * a.n;
   if (count === 0) return;
   const pg = a.pages;
-  const g = grid(gpu, count);
+  const g = gpu.grid(count, WG);
   const params = gpu.uniforms(
     Uint32Array.of(pg?.slots ?? 0, a.width, a.n, a.colOffset, pg?.pageSize ?? 1, pg?.nPages ?? 0, count, g[0], perWord(a.dtype), pg ? 1 : 0, a.rowOffset ?? 0, 0),
   );
@@ -403,7 +397,7 @@ export function writeRowsGpu(gpu: GpuDevice, a: WriteRowsGpuArgs): void {
   const nW = (a.n * eb) / 4;
   const count = a.rows * nW;
   if (count === 0) return;
-  const g = grid(gpu, count);
+  const g = gpu.grid(count, WG);
   const params = gpu.uniforms(Uint32Array.of(a.slots, (a.width * eb) / 4, a.rows, nW, (a.colOffset * eb) / 4, a.pageSize, a.nPages, count, g[0]));
   gpu.dispatch(WRITE_ROWS_WGSL, [a.dst, a.table, a.positions, a.src, params], g);
 }

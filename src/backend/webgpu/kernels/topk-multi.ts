@@ -221,9 +221,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
 /** Records the multi-workgroup top-k into `out` (i32 [rows, width]). */
 export function topkMultiGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUBuffer, out: GPUBuffer, rows: number, nKeys: number, k: number, width: number): void {
   const chunks = Math.ceil(nKeys / TOPK_CHUNK);
-  const state = gpu.buffer(rows * 16);
-  const hist = gpu.buffer(rows * 256 * 4);
-  const counts = gpu.buffer(rows * chunks * 8);
+  // Scratch: init writes state and zeroes hist, count writes every chunk's counts.
+  const state = gpu.scratch('topk.state', rows * 16);
+  const hist = gpu.scratch('topk.hist', rows * 256 * 4);
+  const counts = gpu.scratch('topk.counts', rows * chunks * 8);
   const params = (digit: number) => gpu.uniforms(Uint32Array.of(rows, nKeys, k, width, chunks, digit));
   // Each kernel binds what it uses (an automatic layout has no slot for the others).
   gpu.dispatch(INIT_WGSL, [null, positions, state, hist, null, null, params(0)], [rows]);
@@ -233,5 +234,4 @@ export function topkMultiGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUBu
   }
   gpu.dispatch(COUNT_WGSL, [scores, null, state, null, counts, null, params(0)], [chunks, rows]);
   gpu.dispatch(WRITE_WGSL, [scores, null, state, null, counts, out, params(0)], [chunks, rows]);
-  for (const b of [state, hist, counts]) gpu.release(b);
 }

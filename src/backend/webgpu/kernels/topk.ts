@@ -162,8 +162,6 @@ function topkWorkgroup(gpu: GpuDevice): number {
   return l.maxComputeInvocationsPerWorkgroup >= 1024 && l.maxComputeWorkgroupSizeX >= 1024 ? 1024 : 256;
 }
 
-const codes = new Map<number, string>();
-
 /**
  * 'single': one workgroup per row (this file); 'multi': many per row (topk-multi.ts), the default
  * from MULTI_FROM keys on (64K: on the H200 its eleven dispatches cost more than they save below
@@ -185,8 +183,7 @@ export function topkGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUBuffer,
   const groupsY = Math.ceil(rows / groupsX);
   const params = gpu.uniforms(Uint32Array.of(rows, nKeys, k, width, groupsX));
   const wg = topkWorkgroup(gpu);
-  let code = codes.get(wg);
-  if (!code) codes.set(wg, (code = topkWgsl(wg)));
+  const code = gpu.generated(`topk ${wg}`, () => topkWgsl(wg));
   gpu.dispatch(code, [scores, positions, out, params], [groupsX, groupsY]);
   return out;
 }
