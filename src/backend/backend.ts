@@ -84,11 +84,18 @@ export interface Weight {
   readonly inDim: number;
 }
 
-/** How a sequence's positions map to cache slots: slot(p) = blockTable[p / pageSize] * pageSize + p % pageSize. */
+/**
+ * How positions map to cache slots. One sequence: slot(p) = blockTable[p / pageSize] * pageSize + p % pageSize.
+ * Several sequences in one call (continuous batching: one grid over every sequence of a step): row t
+ * of the op belongs to sequence rowSeq[t] and its positions map through that sequence's row of a
+ * 2-D table, slot(t, p) = blockTable[rowSeq[t], p / pageSize] * pageSize + p % pageSize.
+ */
 export interface SeqPages {
-  /** i32 [pages]: the page of each pageSize-long run of positions. */
+  /** i32 [pages] (one sequence), or i32 [seqs, maxPages] with rowSeq (entries past a sequence's pages are never read). */
   readonly blockTable: Tensor;
   readonly pageSize: number;
+  /** i32 [T]: the blockTable row of each of the op's T rows. Absent: every row belongs to the one sequence of a 1-D blockTable. */
+  readonly rowSeq?: Tensor;
 }
 
 export interface RouteOptions {
