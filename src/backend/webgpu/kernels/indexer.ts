@@ -23,6 +23,7 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
 import { indexerDirectAvailable, indexerScoresDirectGpu } from './indexer-direct.js';
+import { indexerFusedAvailable, indexerScoresFusedGpu } from './indexer-fused.js';
 
 /** The bindings every variant shares (in this order); each declares its own Params. */
 const BINDINGS = /* wgsl */ `
@@ -113,6 +114,10 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
     indexerScoresDirectGpu(gpu, a, out);
     return out;
   }
+  if (variant === 'matrix-fused') {
+    indexerScoresFusedGpu(gpu, a, out);
+    return out;
+  }
   if (variant === 'matrix') {
     const m = matrixPlan(gpu, a.heads, a.dim);
     if (!m) throw new GpuError(`indexerScoresGpu: the 'matrix' variant needs subgroup-matrix f16 tensor cores and H, D multiples of 16 (H ${a.heads}, D ${a.dim})`);
@@ -132,7 +137,7 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   return out;
 }
 
-export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct'] as const;
+export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused'] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
 
 /**
@@ -141,6 +146,7 @@ export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
  * (docs/benchmarks.md); the f32 'tiled' kernel without tensor cores.
  */
 export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number, nKeys = 0): IndexerVariant {
+  if (indexerFusedAvailable(gpu, heads, dim)) return 'matrix-fused';
   if (nKeys >= 16384 && indexerDirectAvailable(gpu, heads, dim)) return 'matrix-direct';
   return matrixPlan(gpu, heads, dim) ? 'matrix' : 'tiled';
 }
@@ -149,6 +155,7 @@ export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number, n
 export function indexerVariantAvailable(gpu: GpuDevice, v: IndexerVariant, heads: number, dim: number): boolean {
   if (v === 'matrix') return matrixPlan(gpu, heads, dim) !== null;
   if (v === 'matrix-direct') return indexerDirectAvailable(gpu, heads, dim);
+  if (v === 'matrix-fused') return indexerFusedAvailable(gpu, heads, dim);
   return true;
 }
 

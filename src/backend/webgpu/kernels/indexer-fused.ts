@@ -1,0 +1,198 @@
+/**
+ * The lightning indexer on tensor cores, third form ('matrix-fused' in the kernel lab): one pass
+ * over the FP8 key cache, no f16 copy of it in device memory.
+ *
+ * A workgroup of four subgroups takes one query row and a run of key tiles (64 keys each):
+ *  1. the row's query, decoded once to f16 by a small pass (exact: every e4m3 value is an f16), is
+ *     loaded as left matrices straight from storage and kept in registers for the whole run
+ *     (each subgroup holds H/32 × D/16 of them: its half of the heads, every 16 dims);
+ *  2. per tile, every invocation reads 16-byte words of key codes (D/32 words: one 64-key tile
+ *     is D·64 bytes), decodes them exactly to f16 in shared memory, one row per key;
+ *     the next tile's words are already being read while this tile is multiplied;
+ *  3. each subgroup multiplies its heads by half of the tile's keys (right matrices loaded
+ *     column-major from the key rows: kᵀ without a transpose) — S = q·kᵀ [H, 64], f32;
+ *  4. S goes to shared memory; ReLU, the head weights (two invocations per key, half of the heads
+ *     each), the key scale and the causal mask give the tile's 64 scores.
+ * Keys past the row's position are −∞ and their tiles are not multiplied at all.
+ *
+ * Several sequences in one grid: with `rowSeq`, row t reads its keys through row rowSeq[t] of a
+ * 2-D block table of `tableStride` entries per sequence (see SeqPages in backend.ts).
+ * Needs shader-f16, subgroup-matrix f16 → f32 16×16×16, subgroups of 32, H a multiple of 32 and
+ * D a multiple of 32, with H/32 · D/16 ≤ 16 query matrices per subgroup (DeepSeek-V3.2: 64 × 128).
+ */
+import { GpuError, type GpuDevice } from '../device.js';
+import type { IndexerGpuArgs } from './indexer.js';
+import { decodeRows } from './indexer-direct.js';
+
+/** Keys per tile. */
+const KT = 64;
+/** Invocations per workgroup (four subgroups of 32). */
+const THREADS = 128;
+
+/** Shared-memory bytes for H heads of D dims: key rows (f16, padded), S (f32, padded), weights, partial sums. */
+function sharedBytes(heads: number, dim: number): number {
+  return KT * (dim + 8) * 2 + heads * (KT + 4) * 4 + heads * 4 + THREADS * 4;
+}
+
+export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number): boolean {
+  return (
+    gpu.features.has('shader-f16') &&
+    gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16) &&
+    gpu.subgroupSize === 32 &&
+    heads % 32 === 0 &&
+    dim % 32 === 0 &&
+    (heads / 32) * (dim / 16) <= 16 &&
+    sharedBytes(heads, dim) <= gpu.limits.maxComputeWorkgroupStorageSize
+  );
+}
+
+function fusedWgsl(H: number, D: number): string {
+  const RM = H / 32; // head blocks of 16 per subgroup
+  const DS = D / 16; // 16-dim steps
+  const WPK = D / 16; // 16-byte words per key
+  const V = (KT * WPK) / THREADS; // words per invocation per tile
+  const LDK = D + 8; // key row stride in shared memory (f16)
+  const LDS = KT + 4; // S row stride (f32)
+  const left = 'subgroup_matrix_left<f16, 16, 16>';
+  const right = 'subgroup_matrix_right<f16, 16, 16>';
+  const result = 'subgroup_matrix_result<f32, 16, 16>';
+  const qLoads: string[] = [];
+  for (let i = 0; i < RM; i++) {
+    for (let d = 0; d < DS; d++) qLoads.push(`let a${i}_${d} = subgroupMatrixLoad<${left}>(&qh, qBase + ${i * 16 * D + d * 16}u, false, ${D}u);`);
+  }
+  const mma: string[] = [];
+  for (let j = 0; j < 2; j++) for (let i = 0; i < RM; i++) mma.push(`var acc${i}_${j} = ${result}();`);
+  for (let d = 0; d < DS; d++) {
+    for (let j = 0; j < 2; j++) mma.push(`let b${d}_${j} = subgroupMatrixLoad<${right}>(&kS, (kb + ${16 * j}u) * ${LDK}u + ${16 * d}u, true, ${LDK}u);`);
+    for (let j = 0; j < 2; j++) for (let i = 0; i < RM; i++) mma.push(`acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}_${d}, b${d}_${j}, acc${i}_${j});`);
+  }
+  for (let j = 0; j < 2; j++) {
+    for (let i = 0; i < RM; i++) mma.push(`subgroupMatrixStore(&sS, (hb + ${16 * i}u) * ${LDS}u + kb + ${16 * j}u, acc${i}_${j}, false, ${LDS}u);`);
+  }
+  const words = Array.from({ length: V }, (_, v) => v);
+  return /* wgsl */ `
+enable f16;
+enable chromium_experimental_subgroup_matrix;
+struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32 }
+@group(0) @binding(0) var<storage, read> qh: array<f16>; // decoded queries [rows][H][D]
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<vec4u>; // key codes [slots][D], 16 per word
+@group(0) @binding(3) var<storage, read> kScale: array<f32>;
+@group(0) @binding(4) var<storage, read> table: array<i32>;
+@group(0) @binding(5) var<storage, read> positions: array<i32>;
+@group(0) @binding(6) var<storage, read> rowSeq: array<i32>;
+@group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits
+@group(0) @binding(8) var<uniform> p: Params;
+var<workgroup> kS: array<f16, ${KT * LDK}>; // the tile's keys, one row of D per key
+var<workgroup> sS: array<f32, ${H * LDS}>; // S = q·kᵀ [H][KT]
+var<workgroup> wS: array<f32, ${H}>;
+var<workgroup> part: array<f32, ${THREADS}>;
+var<workgroup> validW: u32;
+
+/** An e4m3 code as f16, exactly: normal codes by moving bits (the exponent rebiased), subnormals through f32. */
+fn h16(c: u32) -> f16 {
+  let a = c & 0x7fu;
+  let v = select(bitcast<vec2<f16>>((a << 7u) + 0x2000u).x, f16(f32(a) * 0.001953125), a < 8u);
+  return select(v, -v, (c & 0x80u) != 0u);
+}
+
+/** The cache slot of key s of row t's sequence. */
+fn slotOf(tableRow: u32, s: u32) -> u32 {
+  return u32(table[tableRow * p.tableStride + s / p.pageSize]) * p.pageSize + s % p.pageSize;
+}
+
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
+  let t = wg.y;
+  let tableRow = select(0u, u32(rowSeq[t]), p.multi == 1u);
+  if (li == 0u) { validW = u32(clamp(positions[t] + 1, 0, i32(p.nKeys))); }
+  for (var h = li; h < ${H}u; h += ${THREADS}u) { wS[h] = w[t * ${H}u + h]; }
+  let valid = workgroupUniformLoad(&validW);
+  let span0 = (wg.x + wg.z * p.groupsX) * p.tilesPerGroup * ${KT}u;
+  let spanEnd = min(span0 + p.tilesPerGroup * ${KT}u, p.nKeys);
+  // Tiles with at least one valid key are multiplied; keys after them are −∞.
+  let workEnd = min(spanEnd, ((valid + ${KT - 1}u) / ${KT}u) * ${KT}u);
+  for (var s = max(span0, workEnd) + li; s < spanEnd; s += ${THREADS}u) { out[t * p.nKeys + s] = 0xff800000u; }
+  if (span0 >= workEnd) { return; }
+
+  let hb = (sg % 2u) * ${16 * RM}u; // this subgroup's heads and keys in the tile
+  let kb = (sg / 2u) * 32u;
+  let qBase = (t * ${H}u + hb) * ${D}u;
+  ${qLoads.join('\n  ')}
+
+  // Word v of the tile: key (li + v·THREADS) / WPK, 16-byte part (li + v·THREADS) % WPK.
+  let lastKey = valid - 1u;
+${words.map((v) => `  var r${v}: vec4u;`).join('\n')}
+${words.map((v) => `  r${v} = kc[slotOf(tableRow, min(span0 + (li + ${v * THREADS}u) / ${WPK}u, lastKey)) * ${WPK}u + (li + ${v * THREADS}u) % ${WPK}u];`).join('\n')}
+  for (var tile0 = span0; tile0 < workEnd; tile0 += ${KT}u) {
+    // Decode the tile's words into key rows.
+${words
+  .map(
+    (v) => `    {
+      let i = li + ${v * THREADS}u;
+      let o = (i / ${WPK}u) * ${LDK}u + (i % ${WPK}u) * 16u;
+      for (var c = 0u; c < 4u; c++) {
+        let word = r${v}[c];
+        kS[o + 4u * c] = h16(word & 0xffu);
+        kS[o + 4u * c + 1u] = h16((word >> 8u) & 0xffu);
+        kS[o + 4u * c + 2u] = h16((word >> 16u) & 0xffu);
+        kS[o + 4u * c + 3u] = h16(word >> 24u);
+      }
+    }`,
+  )
+  .join('\n')}
+    workgroupBarrier();
+    // The next tile's words, read while this one is multiplied.
+    let next = tile0 + ${KT}u;
+    if (next < workEnd) {
+${words.map((v) => `      r${v} = kc[slotOf(tableRow, min(next + (li + ${v * THREADS}u) / ${WPK}u, lastKey)) * ${WPK}u + (li + ${v * THREADS}u) % ${WPK}u];`).join('\n')}
+    }
+    {
+    ${mma.join('\n    ')}
+    }
+    workgroupBarrier();
+    // Two invocations per key, half of the heads each.
+    let key = li % ${KT}u;
+    let half = li / ${KT}u;
+    var score = 0.0;
+    for (var h = half * ${H / 2}u; h < (half + 1u) * ${H / 2}u; h++) {
+      let d = sS[h * ${LDS}u + key];
+      if (d > 0.0) { score += wS[h] * d; }
+    }
+    part[li] = score;
+    workgroupBarrier();
+    let s = tile0 + li;
+    if (li < ${KT}u && s < spanEnd) {
+      var bits = 0xff800000u;
+      if (s < valid) { bits = bitcast<u32>(kScale[slotOf(tableRow, s)] * (part[li] + part[li + ${KT}u])); }
+      out[t * p.nKeys + s] = bits;
+    }
+  }
+}
+`;
+}
+
+/** Multi-sequence form of the arguments: rows map to rows of a 2-D block table. */
+export interface FusedRowSeq {
+  rowSeq: GPUBuffer;
+  /** Entries per sequence in the 2-D table. */
+  tableStride: number;
+}
+
+/** Records the scores into `out` (f32 [rows, nKeys], allocated by the caller). */
+export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GPUBuffer, multi: FusedRowSeq | null = null): void {
+  if (!indexerFusedAvailable(gpu, a.heads, a.dim)) {
+    throw new GpuError(
+      `indexerScoresGpu: the 'matrix-fused' variant needs subgroup-matrix f16 tensor cores, subgroups of 32 and H, D multiples of 32 with H/32·D/16 ≤ 16 (H ${a.heads}, D ${a.dim})`,
+    );
+  }
+  const tiles = Math.ceil(a.nKeys / KT);
+  // Enough workgroups to fill the GPU several times over; each takes a run of tiles so the query
+  // matrices are loaded once per run.
+  const perGroup = Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));
+  const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
+  const qh = decodeRows(gpu, 'indexer.q', a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
+  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim}`, () => fusedWgsl(a.heads, a.dim));
+  const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0));
+  gpu.dispatch(code, [qh, a.w, a.kCache, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
+}

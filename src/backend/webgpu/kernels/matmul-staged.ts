@@ -1,0 +1,138 @@
+/**
+ * Tensor-core GEMMs staged through shared memory, second generation (the kernel lab's 'f16-w…' and
+ * 'i8-w…' variants): C[M, N] = A[M, K] · B[K, N], row-major, by the subgroup-matrix feature.
+ *
+ * What changed from the first 'shared' variants of matmul.ts, each a suspect for their low rate:
+ *  - global → shared copies move 16 bytes per invocation (vec4<u32>), not one element;
+ *  - shared rows are padded by 16 bytes, so the 16 rows a matrix load touches fall in different banks;
+ *  - every loop over result matrices is unrolled when the WGSL is generated: the accumulators are
+ *    plain variables (acc_i_j), never an array indexed at run time (which a compiler may keep in
+ *    local memory);
+ *  - more subgroups per workgroup (4 or 8) over a 128 × 128 or 128 × 256 tile.
+ * The workgroup's tile is TM × TN; its subgroups form a SGR × SGC grid, each computing RM × RN
+ * result matrices of 16 × 16. K advances KS per shared-memory round.
+ *
+ * f16 data: 8 values per vec4<u32> word; i8 data: 16 per word, kept four per i32 in shared memory
+ * (subgroupMatrixLoad offsets and strides count i8 elements, as in matmul.ts).
+ */
+import type { MatmulPlan } from './matmul.js';
+
+export interface StagedConfig {
+  input: 'f16' | 'i8';
+  /** Subgroup grid: rows × columns of subgroups in the workgroup. */
+  sgr: number;
+  sgc: number;
+  /** Result matrices per subgroup (rows × columns of 16 × 16). */
+  rm: number;
+  rn: number;
+  /** K per shared-memory round (a multiple of the matrix K: 16 for f16, 32 for i8). */
+  ks: number;
+}
+
+/** Named configurations the lab times (name → config). */
+export const STAGED_CONFIGS: Record<string, StagedConfig> = {
+  'f16-w128x128-sg4': { input: 'f16', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 32 },
+  'f16-w128x128-sg8': { input: 'f16', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 32 },
+  'f16-w128x256-sg8': { input: 'f16', sgr: 2, sgc: 4, rm: 4, rn: 4, ks: 32 },
+  'f16-w64x128-sg4': { input: 'f16', sgr: 2, sgc: 2, rm: 2, rn: 4, ks: 64 },
+  'i8-w128x128-sg8': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 64 },
+  'i8-w128x256-sg8': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 4, ks: 64 },
+};
+
+/** Shared-memory bytes a configuration needs. */
+export function stagedSharedBytes(c: StagedConfig): number {
+  const eb = c.input === 'f16' ? 2 : 1;
+  const tm = 16 * c.rm * c.sgr;
+  const tn = 16 * c.rn * c.sgc;
+  const padA = 16 / eb;
+  const padB = 16 / eb;
+  return (tm * (c.ks + padA) + c.ks * (tn + padB)) * eb;
+}
+
+/** The plan of a configuration for subgroups of `sg` invocations. */
+export function stagedPlan(c: StagedConfig, sg: number): MatmulPlan {
+  const tm = 16 * c.rm * c.sgr;
+  const tn = 16 * c.rn * c.sgc;
+  return { code: stagedWgsl(c, sg), tileM: tm, tileN: tn, kStep: c.ks, input: c.input, output: c.input === 'f16' ? 'f32' : 'i32' };
+}
+
+function stagedWgsl(c: StagedConfig, sg: number): string {
+  const f16 = c.input === 'f16';
+  const eb = f16 ? 2 : 1;
+  const mk = f16 ? 16 : 32; // K of one matrix product
+  const perWord = 16 / eb; // elements per vec4<u32>
+  const tm = 16 * c.rm * c.sgr;
+  const tn = 16 * c.rn * c.sgc;
+  const lda = c.ks + 16 / eb; // padded shared row lengths, in elements
+  const ldb = tn + 16 / eb;
+  const threads = sg * c.sgr * c.sgc;
+  const st = f16 ? 'f16' : 'i32'; // shared element type
+  const per = f16 ? 1 : 4; // elements per shared element
+  const ct = f16 ? 'f16' : 'i8';
+  const rt = f16 ? 'f32' : 'i32';
+  const left = `subgroup_matrix_left<${ct}, ${mk}, 16>`;
+  const right = `subgroup_matrix_right<${ct}, 16, ${mk}>`;
+  const result = `subgroup_matrix_result<${rt}, 16, 16>`;
+
+  // One vec4<u32> word → shared memory at element offset `o` (a multiple of 16 bytes).
+  const storeWord = (arr: string) =>
+    f16
+      ? [0, 1, 2, 3].map((w) => `let h${w} = bitcast<vec2<f16>>(v[${w}]); ${arr}[o + ${2 * w}u] = h${w}.x; ${arr}[o + ${2 * w + 1}u] = h${w}.y;`).join('\n      ')
+      : [0, 1, 2, 3].map((w) => `${arr}[o / 4u + ${w}u] = bitcast<i32>(v[${w}]);`).join('\n      ');
+
+  const lines: string[] = [];
+  const accs: string[] = [];
+  for (let i = 0; i < c.rm; i++) for (let j = 0; j < c.rn; j++) accs.push(`acc_${i}_${j}`);
+  for (let kk = 0; kk < c.ks; kk += mk) {
+    for (let i = 0; i < c.rm; i++) lines.push(`let a${i} = subgroupMatrixLoad<${left}>(&aS, (sm + ${16 * i}u) * ${lda}u + ${kk}u, false, ${lda}u);`);
+    for (let j = 0; j < c.rn; j++) lines.push(`let b${j} = subgroupMatrixLoad<${right}>(&bS, ${kk * ldb}u + sn + ${16 * j}u, false, ${ldb}u);`);
+    for (let i = 0; i < c.rm; i++) for (let j = 0; j < c.rn; j++) lines.push(`acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc_${i}_${j});`);
+    if (kk + mk < c.ks) lines.push('}\n    {'); // a new scope for the next step's a/b names
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < c.rm; i++) {
+    for (let j = 0; j < c.rn; j++) stores.push(`subgroupMatrixStore(&C, (row0 + sm + ${16 * i}u) * p.n + col0 + sn + ${16 * j}u, acc_${i}_${j}, false, p.n);`);
+  }
+  return /* wgsl */ `
+enable chromium_experimental_subgroup_matrix;
+${f16 ? 'enable f16;' : ''}
+struct Params { m: u32, n: u32, k: u32 }
+@group(0) @binding(0) var<storage, read> A: array<vec4u>;
+@group(0) @binding(1) var<storage, read> B: array<vec4u>;
+@group(0) @binding(2) var<storage, read_write> C: array<${rt}>;
+@group(0) @binding(3) var<uniform> p: Params;
+var<workgroup> aS: array<${st}, ${(tm * lda) / per}>; // A tile [TM][KS] (rows padded)
+var<workgroup> bS: array<${st}, ${(c.ks * ldb) / per}>; // B tile [KS][TN] (rows padded)
+
+@compute @workgroup_size(${threads})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
+  let row0 = wg.y * ${tm}u;
+  let col0 = wg.x * ${tn}u;
+  let sm = (sg / ${c.sgc}u) * ${16 * c.rm}u;
+  let sn = (sg % ${c.sgc}u) * ${16 * c.rn}u;
+${accs.map((a) => `  var ${a} = ${result}();`).join('\n')}
+  for (var k0 = 0u; k0 < p.k; k0 += ${c.ks}u) {
+    for (var i = li; i < ${(tm * c.ks) / perWord}u; i += ${threads}u) {
+      let r = i / ${c.ks / perWord}u;
+      let w = i % ${c.ks / perWord}u;
+      let v = A[((row0 + r) * p.k + k0) / ${perWord}u + w];
+      let o = r * ${lda}u + w * ${perWord}u;
+      ${storeWord('aS')}
+    }
+    for (var i = li; i < ${(c.ks * tn) / perWord}u; i += ${threads}u) {
+      let r = i / ${tn / perWord}u;
+      let w = i % ${tn / perWord}u;
+      let v = B[((k0 + r) * p.n + col0) / ${perWord}u + w];
+      let o = r * ${ldb}u + w * ${perWord}u;
+      ${storeWord('bS')}
+    }
+    workgroupBarrier();
+    {
+    ${lines.join('\n    ')}
+    }
+    workgroupBarrier();
+  }
+  ${stores.join('\n  ')}
+}
+`;
+}
