@@ -10,6 +10,7 @@ import { readF32, rng, upload, useGpu } from './helpers.js';
 import { decodeRows } from '../../src/backend/webgpu/kernels/indexer-direct.js';
 import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
 import { f16ToF32 } from '../../src/numerics/f16.js';
+import { E4M3_TO_F16_WGSL } from '../../src/backend/webgpu/kernels/wgsl.js';
 
 const gpu = useGpu();
 
@@ -160,5 +161,27 @@ test('indexer (matrix-direct): FP8 rows decode to f16 exactly, in rows or in tra
         assert.ok(Object.is(f16ToF32(halves[at]!), want) || (want === 0 && f16ToF32(halves[at]!) === 0), `tile ${tile}: key ${s} dim ${d}: ${f16ToF32(halves[at]!)} vs ${want}`);
       }
     }
+  }
+});
+
+test('indexer (matrix-fused): h16 turns every non-NaN e4m3 code into its exact f16', async (t) => {
+  const g = gpu();
+  if (!g.features.has('shader-f16')) {
+    t.skip('this adapter has no shader-f16');
+    return;
+  }
+  const code = /* wgsl */ `
+enable f16;
+@group(0) @binding(0) var<storage, read_write> out: array<f16>;
+${E4M3_TO_F16_WGSL}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) i: u32) { out[i] = h16(i); }
+`;
+  const out = g.buffer(256 * 2);
+  g.dispatch(code, [out], [1]);
+  const halves = new Uint16Array(await g.read(out, 512));
+  for (let c = 0; c < 256; c++) {
+    if ((c & 0x7f) === 0x7f) continue;
+    assert.ok(Object.is(f16ToF32(halves[c]!), E4M3_TABLE[c]!), `code 0x${c.toString(16)}: ${f16ToF32(halves[c]!)} vs ${E4M3_TABLE[c]}`);
   }
 });

@@ -312,8 +312,11 @@ async function checkAttention(gpu: GpuDevice, v: AttentionVariant): Promise<numb
   return worst;
 }
 
-/** The indexer variants against the CPU twin at the real head shape (max error ÷ the row's max |score|). */
-async function checkIndexer(gpu: GpuDevice, variant: IndexerVariant): Promise<number> {
+/**
+ * The indexer variants against the CPU twin at the real head shape (max error ÷ the row's max
+ * |score|; a failing variant also reports where and what it computed, for diagnosis).
+ */
+async function checkIndexer(gpu: GpuDevice, variant: IndexerVariant): Promise<{ maxErrOverScale: number; sample?: Record<string, number[]> }> {
   const nKeys = 300;
   const nPages = Math.ceil(nKeys / PAGE);
   const r = checkData(HI * DI + nPages * PAGE * DI + HI + nPages * PAGE, 7);
@@ -337,14 +340,20 @@ async function checkIndexer(gpu: GpuDevice, variant: IndexerVariant): Promise<nu
   const got = new Float32Array(await gpu.read(out, nKeys * 4));
   let scale = 0;
   let worst = 0;
+  let worstAt = 0;
   for (let i = 0; i < nKeys; i++) scale = Math.max(scale, Math.abs(want[i]!));
-  for (let i = 0; i < nKeys; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
-  return worst / scale;
+  for (let i = 0; i < nKeys; i++) {
+    const e = Math.abs(got[i]! - want[i]!);
+    if (!(e <= worst)) [worst, worstAt] = [e, i];
+  }
+  if (worst / scale <= 1e-4) return { maxErrOverScale: worst / scale };
+  const pick = (a: ArrayLike<number>, from: number) => Array.from({ length: 4 }, (_, i) => a[from + i]!).filter((x) => x !== undefined);
+  return { maxErrOverScale: worst / scale, sample: { worstAt: [worstAt], got: pick(got, worstAt), want: pick(want, worstAt), got0: pick(got, 0), want0: pick(want, 0), got64: pick(got, 64), want64: pick(want, 64) } };
 }
 
 async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | null): Promise<void> {
   const variants = INDEXER_VARIANTS.filter((v) => indexerVariantAvailable(gpu, v, HI, DI));
-  for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}`, maxErrOverScale: await checkIndexer(gpu, v) });
+  for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}`, ...(await checkIndexer(gpu, v)) });
   const attentionVariants: AttentionVariant[] = mlaMatrixAvailable(gpu, { rows: 1, heads: H, r: R, dr: DR }, 'bf16') ? ['f32', 'matrix'] : ['f32'];
   for (const v of attentionVariants) o.emit({ section: 'check', kernel: `attention-${v}`, maxErrOverScale: await checkAttention(gpu, v) });
   const attention = attentionVariants[attentionVariants.length - 1]!;

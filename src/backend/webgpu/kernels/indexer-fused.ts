@@ -23,6 +23,7 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import type { IndexerGpuArgs } from './indexer.js';
 import { decodeRows } from './indexer-direct.js';
+import { E4M3_TO_F16_WGSL } from './wgsl.js';
 
 /** Keys per tile. */
 const KT = 64;
@@ -31,8 +32,15 @@ const THREADS = 128;
 
 /** Shared-memory bytes for H heads of D dims: key rows (f16, padded), S (f32, padded), weights, partial sums. */
 function sharedBytes(heads: number, dim: number): number {
-  return KT * (dim + 8) * 2 + heads * (KT + 4) * 4 + heads * 4 + THREADS * 4;
+  return Math.max(KT * (dim + 8), dim * (KT + 8)) * 2 + heads * (KT + 4) * 4 + heads * 4 + THREADS * 4;
 }
+
+/**
+ * How the tile's keys sit in shared memory: 'rows' (one row of D per key, the right matrices
+ * loaded column-major) or 'transposed' (one row of KT per dim, loaded row-major; the decode
+ * scatters its stores instead).
+ */
+export type FusedKeyLayout = 'rows' | 'transposed';
 
 export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number): boolean {
   return (
@@ -46,12 +54,13 @@ export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number
   );
 }
 
-function fusedWgsl(H: number, D: number): string {
+function fusedWgsl(H: number, D: number, layout: FusedKeyLayout): string {
   const RM = H / 32; // head blocks of 16 per subgroup
   const DS = D / 16; // 16-dim steps
   const WPK = D / 16; // 16-byte words per key
   const V = (KT * WPK) / THREADS; // words per invocation per tile
-  const LDK = D + 8; // key row stride in shared memory (f16)
+  const rows = layout === 'rows';
+  const LDK = rows ? D + 8 : KT + 8; // row stride of the keys in shared memory (f16)
   const LDS = KT + 4; // S row stride (f32)
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
@@ -63,7 +72,10 @@ function fusedWgsl(H: number, D: number): string {
   const mma: string[] = [];
   for (let j = 0; j < 2; j++) for (let i = 0; i < RM; i++) mma.push(`var acc${i}_${j} = ${result}();`);
   for (let d = 0; d < DS; d++) {
-    for (let j = 0; j < 2; j++) mma.push(`let b${d}_${j} = subgroupMatrixLoad<${right}>(&kS, (kb + ${16 * j}u) * ${LDK}u + ${16 * d}u, true, ${LDK}u);`);
+    for (let j = 0; j < 2; j++) {
+      const at = rows ? `(kb + ${16 * j}u) * ${LDK}u + ${16 * d}u` : `${16 * d * LDK}u + kb + ${16 * j}u`;
+      mma.push(`let b${d}_${j} = subgroupMatrixLoad<${right}>(&kS, ${at}, ${rows}, ${LDK}u);`);
+    }
     for (let j = 0; j < 2; j++) for (let i = 0; i < RM; i++) mma.push(`acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}_${d}, b${d}_${j}, acc${i}_${j});`);
   }
   for (let j = 0; j < 2; j++) {
@@ -83,19 +95,13 @@ struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGrou
 @group(0) @binding(6) var<storage, read> rowSeq: array<i32>;
 @group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits
 @group(0) @binding(8) var<uniform> p: Params;
-var<workgroup> kS: array<f16, ${KT * LDK}>; // the tile's keys, one row of D per key
+var<workgroup> kS: array<f16, ${rows ? KT * LDK : D * LDK}>; // the tile's keys: [KT][D] ('rows') or [D][KT]
 var<workgroup> sS: array<f32, ${H * LDS}>; // S = q·kᵀ [H][KT]
 var<workgroup> wS: array<f32, ${H}>;
 var<workgroup> part: array<f32, ${THREADS}>;
 var<workgroup> validW: u32;
 
-/** An e4m3 code as f16, exactly: normal codes by moving bits (the exponent rebiased), subnormals through f32. */
-fn h16(c: u32) -> f16 {
-  let a = c & 0x7fu;
-  let v = select(bitcast<vec2<f16>>((a << 7u) + 0x2000u).x, f16(f32(a) * 0.001953125), a < 8u);
-  return select(v, -v, (c & 0x80u) != 0u);
-}
-
+${E4M3_TO_F16_WGSL}
 /** The cache slot of key s of row t's sequence. */
 fn slotOf(tableRow: u32, s: u32) -> u32 {
   return u32(table[tableRow * p.tableStride + s / p.pageSize]) * p.pageSize + s % p.pageSize;
@@ -130,13 +136,13 @@ ${words
   .map(
     (v) => `    {
       let i = li + ${v * THREADS}u;
-      let o = (i / ${WPK}u) * ${LDK}u + (i % ${WPK}u) * 16u;
+      let o = ${rows ? `(i / ${WPK}u) * ${LDK}u + (i % ${WPK}u) * 16u` : `(i % ${WPK}u) * ${16 * LDK}u + i / ${WPK}u`};
       for (var c = 0u; c < 4u; c++) {
         let word = r${v}[c];
-        kS[o + 4u * c] = h16(word & 0xffu);
-        kS[o + 4u * c + 1u] = h16((word >> 8u) & 0xffu);
-        kS[o + 4u * c + 2u] = h16((word >> 16u) & 0xffu);
-        kS[o + 4u * c + 3u] = h16(word >> 24u);
+        kS[o + ${rows ? '4u * c' : `4u * c * ${LDK}u`}] = h16(word & 0xffu);
+        kS[o + ${rows ? '4u * c + 1u' : `(4u * c + 1u) * ${LDK}u`}] = h16((word >> 8u) & 0xffu);
+        kS[o + ${rows ? '4u * c + 2u' : `(4u * c + 2u) * ${LDK}u`}] = h16((word >> 16u) & 0xffu);
+        kS[o + ${rows ? '4u * c + 3u' : `(4u * c + 3u) * ${LDK}u`}] = h16(word >> 24u);
       }
     }`,
   )
@@ -180,7 +186,7 @@ export interface FusedRowSeq {
 }
 
 /** Records the scores into `out` (f32 [rows, nKeys], allocated by the caller). */
-export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GPUBuffer, multi: FusedRowSeq | null = null): void {
+export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GPUBuffer, layout: FusedKeyLayout, multi: FusedRowSeq | null = null): void {
   if (!indexerFusedAvailable(gpu, a.heads, a.dim)) {
     throw new GpuError(
       `indexerScoresGpu: the 'matrix-fused' variant needs subgroup-matrix f16 tensor cores, subgroups of 32 and H, D multiples of 32 with H/32·D/16 ≤ 16 (H ${a.heads}, D ${a.dim})`,
@@ -192,7 +198,7 @@ export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GP
   const perGroup = Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const qh = decodeRows(gpu, 'indexer.q', a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
-  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim}`, () => fusedWgsl(a.heads, a.dim));
+  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${layout}`, () => fusedWgsl(a.heads, a.dim, layout));
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0));
   gpu.dispatch(code, [qh, a.w, a.kCache, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
 }

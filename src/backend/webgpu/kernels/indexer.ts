@@ -114,8 +114,8 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
     indexerScoresDirectGpu(gpu, a, out);
     return out;
   }
-  if (variant === 'matrix-fused') {
-    indexerScoresFusedGpu(gpu, a, out);
+  if (variant === 'matrix-fused' || variant === 'matrix-fused-t') {
+    indexerScoresFusedGpu(gpu, a, out, variant === 'matrix-fused' ? 'rows' : 'transposed');
     return out;
   }
   if (variant === 'matrix') {
@@ -137,7 +137,7 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   return out;
 }
 
-export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused'] as const;
+export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-t'] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
 
 /**
@@ -155,7 +155,7 @@ export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number, n
 export function indexerVariantAvailable(gpu: GpuDevice, v: IndexerVariant, heads: number, dim: number): boolean {
   if (v === 'matrix') return matrixPlan(gpu, heads, dim) !== null;
   if (v === 'matrix-direct') return indexerDirectAvailable(gpu, heads, dim);
-  if (v === 'matrix-fused') return indexerFusedAvailable(gpu, heads, dim);
+  if (v === 'matrix-fused' || v === 'matrix-fused-t') return indexerFusedAvailable(gpu, heads, dim);
   return true;
 }
 

@@ -27,6 +27,8 @@ export interface StagedConfig {
   rn: number;
   /** K per shared-memory round (a multiple of the matrix K: 16 for f16, 32 for i8). */
   ks: number;
+  /** Read the next round's words into registers while this round is multiplied. */
+  prefetch?: boolean;
 }
 
 /** Named configurations the lab times (name → config). */
@@ -37,6 +39,13 @@ export const STAGED_CONFIGS: Record<string, StagedConfig> = {
   'f16-w64x128-sg4': { input: 'f16', sgr: 2, sgc: 2, rm: 2, rn: 4, ks: 64 },
   'i8-w128x128-sg8': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 64 },
   'i8-w128x256-sg8': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 4, ks: 64 },
+  'f16-w128x128-sg4-pf': { input: 'f16', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 32, prefetch: true },
+  'f16-w128x128-sg8-pf': { input: 'f16', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 32, prefetch: true },
+  'f16-w128x128-sg4-k64-pf': { input: 'f16', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 64, prefetch: true },
+  'f16-w256x128-sg8-pf': { input: 'f16', sgr: 4, sgc: 2, rm: 4, rn: 4, ks: 32, prefetch: true },
+  'i8-w128x128-sg8-pf': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 64, prefetch: true },
+  'i8-w128x128-sg4-pf': { input: 'i8', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 64, prefetch: true },
+  'i8-w128x128-sg8-k128-pf': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 128, prefetch: true },
 };
 
 /** Shared-memory bytes a configuration needs. */
@@ -89,6 +98,7 @@ function stagedWgsl(c: StagedConfig, sg: number): string {
     for (let i = 0; i < c.rm; i++) for (let j = 0; j < c.rn; j++) lines.push(`acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc_${i}_${j});`);
     if (kk + mk < c.ks) lines.push('}\n    {'); // a new scope for the next step's a/b names
   }
+  const staging = stagingWgsl(c, threads, tm, tn, lda, ldb, perWord, storeWord);
   const stores: string[] = [];
   for (let i = 0; i < c.rm; i++) {
     for (let j = 0; j < c.rn; j++) stores.push(`subgroupMatrixStore(&C, (row0 + sm + ${16 * i}u) * p.n + col0 + sn + ${16 * j}u, acc_${i}_${j}, false, p.n);`);
@@ -111,21 +121,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let sm = (sg / ${c.sgc}u) * ${16 * c.rm}u;
   let sn = (sg % ${c.sgc}u) * ${16 * c.rn}u;
 ${accs.map((a) => `  var ${a} = ${result}();`).join('\n')}
-  for (var k0 = 0u; k0 < p.k; k0 += ${c.ks}u) {
-    for (var i = li; i < ${(tm * c.ks) / perWord}u; i += ${threads}u) {
-      let r = i / ${c.ks / perWord}u;
-      let w = i % ${c.ks / perWord}u;
-      let v = A[((row0 + r) * p.k + k0) / ${perWord}u + w];
-      let o = r * ${lda}u + w * ${perWord}u;
-      ${storeWord('aS')}
-    }
-    for (var i = li; i < ${(c.ks * tn) / perWord}u; i += ${threads}u) {
-      let r = i / ${tn / perWord}u;
-      let w = i % ${tn / perWord}u;
-      let v = B[((k0 + r) * p.n + col0) / ${perWord}u + w];
-      let o = r * ${ldb}u + w * ${perWord}u;
-      ${storeWord('bS')}
-    }
+${staging}
     workgroupBarrier();
     {
     ${lines.join('\n    ')}
@@ -135,4 +131,37 @@ ${accs.map((a) => `  var ${a} = ${result}();`).join('\n')}
   ${stores.join('\n  ')}
 }
 `;
+}
+
+/**
+ * The loop head that fills the shared tiles of one round: straight from the storage buffers, or
+ * (prefetch) from registers loaded during the previous round, the next round's words read after
+ * the barrier so their latency hides behind the matrix products.
+ */
+function stagingWgsl(c: StagedConfig, threads: number, tm: number, tn: number, lda: number, ldb: number, perWord: number, storeWord: (arr: string) => string): string {
+  const aWords = (tm * c.ks) / perWord;
+  const bWords = (c.ks * tn) / perWord;
+  const aAt = (i: string, k0: string) => `A[((row0 + (${i}) / ${c.ks / perWord}u) * p.k + ${k0}) / ${perWord}u + (${i}) % ${c.ks / perWord}u]`;
+  const bAt = (i: string, k0: string) => `B[((${k0} + (${i}) / ${tn / perWord}u) * p.n + col0) / ${perWord}u + (${i}) % ${tn / perWord}u]`;
+  const aStore = (i: string, v: string) => `{ let v = ${v}; let o = ((${i}) / ${c.ks / perWord}u) * ${lda}u + ((${i}) % ${c.ks / perWord}u) * ${perWord}u;\n      ${storeWord('aS')} }`;
+  const bStore = (i: string, v: string) => `{ let v = ${v}; let o = ((${i}) / ${tn / perWord}u) * ${ldb}u + ((${i}) % ${tn / perWord}u) * ${perWord}u;\n      ${storeWord('bS')} }`;
+  if (!c.prefetch) {
+    return `  for (var k0 = 0u; k0 < p.k; k0 += ${c.ks}u) {
+    for (var i = li; i < ${aWords}u; i += ${threads}u) ${aStore('i', aAt('i', 'k0'))}
+    for (var i = li; i < ${bWords}u; i += ${threads}u) ${bStore('i', bAt('i', 'k0'))}`;
+  }
+  if (aWords % threads || bWords % threads) throw new Error(`matmul-staged: ${aWords} and ${bWords} words do not divide over ${threads} invocations`);
+  const na = aWords / threads;
+  const nb = bWords / threads;
+  const ia = (x: number) => `li + ${x * threads}u`;
+  const regs = [...Array.from({ length: na }, (_, x) => `  var ra${x} = ${aAt(ia(x), '0u')};`), ...Array.from({ length: nb }, (_, x) => `  var rb${x} = ${bAt(ia(x), '0u')};`)];
+  const fill = [...Array.from({ length: na }, (_, x) => `    ${aStore(ia(x), `ra${x}`)}`), ...Array.from({ length: nb }, (_, x) => `    ${bStore(ia(x), `rb${x}`)}`)];
+  const next = [...Array.from({ length: na }, (_, x) => `      ra${x} = ${aAt(ia(x), 'k0 + ' + c.ks + 'u')};`), ...Array.from({ length: nb }, (_, x) => `      rb${x} = ${bAt(ia(x), 'k0 + ' + c.ks + 'u')};`)];
+  return `${regs.join('\n')}
+  for (var k0 = 0u; k0 < p.k; k0 += ${c.ks}u) {
+${fill.join('\n')}
+    workgroupBarrier();
+    if (k0 + ${c.ks}u < p.k) {
+${next.join('\n')}
+    }`;
 }
