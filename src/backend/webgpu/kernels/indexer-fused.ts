@@ -32,21 +32,32 @@ const THREADS = 128;
 
 /** Shared-memory bytes for H heads of D dims: key rows (f16, padded), S (f32, padded), weights, partial sums. */
 function sharedBytes(heads: number, dim: number): number {
-  return Math.max(KT * (dim + 8), dim * (KT + 8)) * 2 + heads * (KT + 4) * 4 + heads * 4 + THREADS * 4;
+  return dim * (KT + 8) * 2 + heads * (KT + 4) * 4 + heads * 4 + THREADS * 4;
 }
 
 /**
- * How the tile's keys sit in shared memory: 'rows' (one row of D per key, the right matrices
- * loaded column-major) or 'transposed' (one row of KT per dim, loaded row-major; the decode
- * scatters its stores instead).
+ * Lab switches of the kernel: whether each subgroup keeps its query matrices in registers for the
+ * whole run (holdQ) or loads them per tile, and whether shared rows are padded (pad).
  */
-export type FusedKeyLayout = 'rows' | 'transposed';
+export interface FusedOptions {
+  holdQ: boolean;
+  pad: boolean;
+  /** Each invocation decodes two adjacent keys, so neighbouring f16 values come from one invocation. */
+  pairs?: boolean;
+  /**
+   * S = q·kᵀ by plain f32 arithmetic from the same shared tile instead of tensor cores: the
+   * kernel's twin for GPUs without subgroup matrices (and the form tests run on lavapipe, which
+   * checks everything but the matrix products: decoding, layout, masks, runs, several sequences).
+   */
+  scalar?: boolean;
+  /** Key tiles per workgroup (default: chosen from the grid size). */
+  tilesPerGroup?: number;
+}
 
-export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number): boolean {
+export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number, scalar = false): boolean {
   return (
     gpu.features.has('shader-f16') &&
-    gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16) &&
-    gpu.subgroupSize === 32 &&
+    (scalar || (gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16) && gpu.subgroupSize === 32)) &&
     heads % 32 === 0 &&
     dim % 32 === 0 &&
     (heads / 32) * (dim / 16) <= 16 &&
@@ -54,14 +65,13 @@ export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number
   );
 }
 
-function fusedWgsl(H: number, D: number, layout: FusedKeyLayout): string {
+function fusedWgsl(H: number, D: number, o: FusedOptions): string {
   const RM = H / 32; // head blocks of 16 per subgroup
   const DS = D / 16; // 16-dim steps
   const WPK = D / 16; // 16-byte words per key
   const V = (KT * WPK) / THREADS; // words per invocation per tile
-  const rows = layout === 'rows';
-  const LDK = rows ? D + 8 : KT + 8; // row stride of the keys in shared memory (f16)
-  const LDS = KT + 4; // S row stride (f32)
+  const LDK = o.pad ? KT + 8 : KT; // row stride of the keys in shared memory (f16): [D][KT]
+  const LDS = o.pad ? KT + 4 : KT; // S row stride (f32)
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
@@ -73,8 +83,7 @@ function fusedWgsl(H: number, D: number, layout: FusedKeyLayout): string {
   for (let j = 0; j < 2; j++) for (let i = 0; i < RM; i++) mma.push(`var acc${i}_${j} = ${result}();`);
   for (let d = 0; d < DS; d++) {
     for (let j = 0; j < 2; j++) {
-      const at = rows ? `(kb + ${16 * j}u) * ${LDK}u + ${16 * d}u` : `${16 * d * LDK}u + kb + ${16 * j}u`;
-      mma.push(`let b${d}_${j} = subgroupMatrixLoad<${right}>(&kS, ${at}, ${rows}, ${LDK}u);`);
+      mma.push(`let b${d}_${j} = subgroupMatrixLoad<${right}>(&kS, ${16 * d * LDK}u + kb + ${16 * j}u, false, ${LDK}u);`);
     }
     for (let j = 0; j < 2; j++) for (let i = 0; i < RM; i++) mma.push(`acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}_${d}, b${d}_${j}, acc${i}_${j});`);
   }
@@ -82,9 +91,40 @@ function fusedWgsl(H: number, D: number, layout: FusedKeyLayout): string {
     for (let i = 0; i < RM; i++) mma.push(`subgroupMatrixStore(&sS, (hb + ${16 * i}u) * ${LDS}u + kb + ${16 * j}u, acc${i}_${j}, false, ${LDS}u);`);
   }
   const words = Array.from({ length: V }, (_, v) => v);
+  const scalarProducts = `for (var e = li; e < ${H * KT}u; e += ${THREADS}u) {
+      let h = e / ${KT}u;
+      let k = e % ${KT}u;
+      var acc = 0.0;
+      for (var d = 0u; d < ${D}u; d++) { acc += f32(qh[(t * ${H}u + h) * ${D}u + d]) * f32(kS[d * ${LDK}u + k]); }
+      sS[h * ${LDS}u + k] = acc;
+    }`;
+  // Word v of an invocation: key and part (16 codes: dims 16·part …) within the tile.
+  const wordAt = (v: number): { key: string; part: string } => {
+    if (!o.pairs) return { key: `(li + ${v * THREADS}u) / ${WPK}u`, part: `(li + ${v * THREADS}u) % ${WPK}u` };
+    const idx = `(li + ${(v >> 1) * THREADS}u)`;
+    return { key: `2u * (${idx} / ${WPK}u) + ${v & 1}u`, part: `${idx} % ${WPK}u` };
+  };
+  const load = (v: number, tile: string) => {
+    const { key, part } = wordAt(v);
+    return `kc[slotOf(tableRow, min(${tile} + ${key}, lastKey)) * ${WPK}u + ${part}]`;
+  };
+  const bytes = (word: string, b: number) => `h16((${word} >> ${8 * b}u) & 0xffu)`;
+  const decode: string[] = [];
+  for (let v = 0; v < V; v += o.pairs ? 2 : 1) {
+    const { key, part } = wordAt(v);
+    const lines: string[] = [];
+    for (let c = 0; c < 4; c++) {
+      for (let b = 0; b < 4; b++) {
+        const at = `o + ${(4 * c + b) * LDK}u`;
+        lines.push(`kS[${at}] = ${bytes(`r${v}[${c}]`, b)};`);
+        if (o.pairs) lines.push(`kS[${at} + 1u] = ${bytes(`r${v + 1}[${c}]`, b)};`);
+      }
+    }
+    decode.push(`    {\n      let o = (${part}) * ${16 * LDK}u + ${key};\n      ${lines.join('\n      ')}\n    }`);
+  }
   return /* wgsl */ `
 enable f16;
-enable chromium_experimental_subgroup_matrix;
+${o.scalar ? '' : 'enable chromium_experimental_subgroup_matrix;'}
 struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32 }
 @group(0) @binding(0) var<storage, read> qh: array<f16>; // decoded queries [rows][H][D]
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -95,7 +135,7 @@ struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGrou
 @group(0) @binding(6) var<storage, read> rowSeq: array<i32>;
 @group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits
 @group(0) @binding(8) var<uniform> p: Params;
-var<workgroup> kS: array<f16, ${rows ? KT * LDK : D * LDK}>; // the tile's keys: [KT][D] ('rows') or [D][KT]
+var<workgroup> kS: array<f16, ${D * LDK}>; // the tile's keys, transposed: [D][KT]
 var<workgroup> sS: array<f32, ${H * LDS}>; // S = q·kᵀ [H][KT]
 var<workgroup> wS: array<f32, ${H}>;
 var<workgroup> part: array<f32, ${THREADS}>;
@@ -108,7 +148,7 @@ fn slotOf(tableRow: u32, s: u32) -> u32 {
 }
 
 @compute @workgroup_size(${THREADS})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${o.scalar ? '' : ', @builtin(subgroup_id) sg: u32'}) {
   let t = wg.y;
   let tableRow = select(0u, u32(rowSeq[t]), p.multi == 1u);
   if (li == 0u) { validW = u32(clamp(positions[t] + 1, 0, i32(p.nKeys))); }
@@ -121,40 +161,27 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   for (var s = max(span0, workEnd) + li; s < spanEnd; s += ${THREADS}u) { out[t * p.nKeys + s] = 0xff800000u; }
   if (span0 >= workEnd) { return; }
 
-  let hb = (sg % 2u) * ${16 * RM}u; // this subgroup's heads and keys in the tile
+${o.scalar ? '' : `  let hb = (sg % 2u) * ${16 * RM}u; // this subgroup's heads and keys in the tile
   let kb = (sg / 2u) * 32u;
   let qBase = (t * ${H}u + hb) * ${D}u;
-  ${qLoads.join('\n  ')}
+  ${o.holdQ ? qLoads.join('\n  ') : ''}`}
 
-  // Word v of the tile: key (li + v·THREADS) / WPK, 16-byte part (li + v·THREADS) % WPK.
+  // Word v of the tile: its key and 16-byte part (see wordAt).
   let lastKey = valid - 1u;
 ${words.map((v) => `  var r${v}: vec4u;`).join('\n')}
-${words.map((v) => `  r${v} = kc[slotOf(tableRow, min(span0 + (li + ${v * THREADS}u) / ${WPK}u, lastKey)) * ${WPK}u + (li + ${v * THREADS}u) % ${WPK}u];`).join('\n')}
+${words.map((v) => `  r${v} = ${load(v, 'span0')};`).join('\n')}
   for (var tile0 = span0; tile0 < workEnd; tile0 += ${KT}u) {
-    // Decode the tile's words into key rows.
-${words
-  .map(
-    (v) => `    {
-      let i = li + ${v * THREADS}u;
-      let o = ${rows ? `(i / ${WPK}u) * ${LDK}u + (i % ${WPK}u) * 16u` : `(i % ${WPK}u) * ${16 * LDK}u + i / ${WPK}u`};
-      for (var c = 0u; c < 4u; c++) {
-        let word = r${v}[c];
-        kS[o + ${rows ? '4u * c' : `4u * c * ${LDK}u`}] = h16(word & 0xffu);
-        kS[o + ${rows ? '4u * c + 1u' : `(4u * c + 1u) * ${LDK}u`}] = h16((word >> 8u) & 0xffu);
-        kS[o + ${rows ? '4u * c + 2u' : `(4u * c + 2u) * ${LDK}u`}] = h16((word >> 16u) & 0xffu);
-        kS[o + ${rows ? '4u * c + 3u' : `(4u * c + 3u) * ${LDK}u`}] = h16(word >> 24u);
-      }
-    }`,
-  )
-  .join('\n')}
+    // Decode the tile's words into the transposed tile.
+${decode.join('\n')}
     workgroupBarrier();
     // The next tile's words, read while this one is multiplied.
     let next = tile0 + ${KT}u;
     if (next < workEnd) {
-${words.map((v) => `      r${v} = kc[slotOf(tableRow, min(next + (li + ${v * THREADS}u) / ${WPK}u, lastKey)) * ${WPK}u + (li + ${v * THREADS}u) % ${WPK}u];`).join('\n')}
+${words.map((v) => `      r${v} = ${load(v, 'next')};`).join('\n')}
     }
     {
-    ${mma.join('\n    ')}
+    ${o.scalar ? scalarProducts : o.holdQ ? '' : qLoads.join('\n    ')}
+    ${o.scalar ? '' : mma.join('\n    ')}
     }
     workgroupBarrier();
     // Two invocations per key, half of the heads each.
@@ -186,8 +213,8 @@ export interface FusedRowSeq {
 }
 
 /** Records the scores into `out` (f32 [rows, nKeys], allocated by the caller). */
-export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GPUBuffer, layout: FusedKeyLayout, multi: FusedRowSeq | null = null): void {
-  if (!indexerFusedAvailable(gpu, a.heads, a.dim)) {
+export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GPUBuffer, o: FusedOptions, multi: FusedRowSeq | null = null): void {
+  if (!indexerFusedAvailable(gpu, a.heads, a.dim, o.scalar)) {
     throw new GpuError(
       `indexerScoresGpu: the 'matrix-fused' variant needs subgroup-matrix f16 tensor cores, subgroups of 32 and H, D multiples of 32 with H/32·D/16 ≤ 16 (H ${a.heads}, D ${a.dim})`,
     );
@@ -195,10 +222,10 @@ export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GP
   const tiles = Math.ceil(a.nKeys / KT);
   // Enough workgroups to fill the GPU several times over; each takes a run of tiles so the query
   // matrices are loaded once per run.
-  const perGroup = Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));
+  const perGroup = o.tilesPerGroup ?? Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const qh = decodeRows(gpu, 'indexer.q', a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
-  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${layout}`, () => fusedWgsl(a.heads, a.dim, layout));
+  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${o.holdQ} ${o.pad} ${o.pairs} ${o.scalar}`, () => fusedWgsl(a.heads, a.dim, o));
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0));
   gpu.dispatch(code, [qh, a.w, a.kCache, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
 }

@@ -23,7 +23,7 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
 import { indexerDirectAvailable, indexerScoresDirectGpu } from './indexer-direct.js';
-import { indexerFusedAvailable, indexerScoresFusedGpu } from './indexer-fused.js';
+import { indexerFusedAvailable, indexerScoresFusedGpu, type FusedOptions } from './indexer-fused.js';
 
 /** The bindings every variant shares (in this order); each declares its own Params. */
 const BINDINGS = /* wgsl */ `
@@ -114,8 +114,9 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
     indexerScoresDirectGpu(gpu, a, out);
     return out;
   }
-  if (variant === 'matrix-fused' || variant === 'matrix-fused-t') {
-    indexerScoresFusedGpu(gpu, a, out, variant === 'matrix-fused' ? 'rows' : 'transposed');
+  const fused = FUSED_VARIANTS[variant];
+  if (fused) {
+    indexerScoresFusedGpu(gpu, a, out, fused);
     return out;
   }
   if (variant === 'matrix') {
@@ -137,8 +138,19 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   return out;
 }
 
-export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-t'] as const;
+export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-1', 'matrix-fused-2', 'matrix-fused-3', 'matrix-fused-4', 'fused-scalar', 'fused-scalar-pairs'] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
+
+/** The fused kernel's lab variants (indexer-fused.ts): query matrices held in registers or not, shared rows padded or not. */
+const FUSED_VARIANTS: Partial<Record<IndexerVariant, FusedOptions>> = {
+  'matrix-fused': { holdQ: true, pad: true },
+  'matrix-fused-1': { holdQ: false, pad: true },
+  'matrix-fused-2': { holdQ: true, pad: false },
+  'matrix-fused-3': { holdQ: false, pad: false },
+  'matrix-fused-4': { holdQ: true, pad: true, pairs: true },
+  'fused-scalar': { holdQ: false, pad: true, scalar: true },
+  'fused-scalar-pairs': { holdQ: false, pad: true, pairs: true, scalar: true },
+};
 
 /**
  * The fastest variant the device offers for H heads of D dims and nKeys keys: on the H200 the
@@ -155,7 +167,8 @@ export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number, n
 export function indexerVariantAvailable(gpu: GpuDevice, v: IndexerVariant, heads: number, dim: number): boolean {
   if (v === 'matrix') return matrixPlan(gpu, heads, dim) !== null;
   if (v === 'matrix-direct') return indexerDirectAvailable(gpu, heads, dim);
-  if (v === 'matrix-fused' || v === 'matrix-fused-t') return indexerFusedAvailable(gpu, heads, dim);
+  const fused = FUSED_VARIANTS[v];
+  if (fused) return indexerFusedAvailable(gpu, heads, dim, fused.scalar);
   return true;
 }
 
