@@ -196,7 +196,7 @@ test('indexer (fused, scalar products): runs of several key tiles per workgroup 
   const g = gpu();
   const heads = 32;
   const dim = 64;
-  if (!indexerFusedAvailable(g, heads, dim, true)) {
+  if (!indexerFusedAvailable(g, heads, dim, { scalar: true })) {
     t.skip('this adapter cannot run the fused kernel (shader-f16, shared memory)');
     return;
   }

@@ -25,14 +25,17 @@ import type { IndexerGpuArgs } from './indexer.js';
 import { decodeRows } from './indexer-direct.js';
 import { E4M3_TO_F16_WGSL } from './wgsl.js';
 
-/** Keys per tile. */
-const KT = 64;
+/** Keys per tile (unless a variant asks for fewer). */
+const KT_DEFAULT = 64;
 /** Invocations per workgroup (four subgroups of 32). */
 const THREADS = 128;
 
 /** Shared-memory bytes for H heads of D dims: key rows (f16, padded), S (f32, padded), weights, partial sums. */
-function sharedBytes(heads: number, dim: number): number {
-  return dim * (KT + 8) * 2 + heads * (KT + 4) * 4 + heads * 4 + THREADS * 4;
+function sharedBytes(heads: number, dim: number, o: Partial<FusedOptions> = {}): number {
+  const kt = o.keysPerTile ?? KT_DEFAULT;
+  const pad = o.pad ?? true;
+  const q = o.stageQ ? heads * (dim + (pad ? 8 : 0)) * 2 : 0;
+  return dim * (kt + (pad ? 8 : 0)) * 2 + heads * (kt + (pad ? 4 : 0)) * 4 + heads * 4 + THREADS * 4 + q;
 }
 
 /**
@@ -52,21 +55,28 @@ export interface FusedOptions {
   scalar?: boolean;
   /** Key tiles per workgroup (default: chosen from the grid size). */
   tilesPerGroup?: number;
+  /** Keys per tile: 64 (default) or 32. */
+  keysPerTile?: number;
+  /** The query row staged in shared memory (both matrix operands from shared memory). */
+  stageQ?: boolean;
 }
 
-export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number, scalar = false): boolean {
+export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number, o: Partial<FusedOptions> = {}): boolean {
   return (
     gpu.features.has('shader-f16') &&
-    (scalar || (gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16) && gpu.subgroupSize === 32)) &&
+    (o.scalar || (gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16) && gpu.subgroupSize === 32)) &&
     heads % 32 === 0 &&
     dim % 32 === 0 &&
     (heads / 32) * (dim / 16) <= 16 &&
-    sharedBytes(heads, dim) <= gpu.limits.maxComputeWorkgroupStorageSize
+    sharedBytes(heads, dim, o) <= gpu.limits.maxComputeWorkgroupStorageSize
   );
 }
 
 function fusedWgsl(H: number, D: number, o: FusedOptions): string {
+  const KT = o.keysPerTile ?? KT_DEFAULT;
   const RM = H / 32; // head blocks of 16 per subgroup
+  const RN = KT / 32; // key blocks of 16 per subgroup
+  const LDQ = o.pad ? D + 8 : D; // query row stride when staged in shared memory
   const DS = D / 16; // 16-dim steps
   const WPK = D / 16; // 16-byte words per key
   const V = (KT * WPK) / THREADS; // words per invocation per tile
@@ -77,17 +87,23 @@ function fusedWgsl(H: number, D: number, o: FusedOptions): string {
   const result = 'subgroup_matrix_result<f32, 16, 16>';
   const qLoads: string[] = [];
   for (let i = 0; i < RM; i++) {
-    for (let d = 0; d < DS; d++) qLoads.push(`let a${i}_${d} = subgroupMatrixLoad<${left}>(&qh, qBase + ${i * 16 * D + d * 16}u, false, ${D}u);`);
+    for (let d = 0; d < DS; d++) {
+      qLoads.push(
+        o.stageQ
+          ? `let a${i}_${d} = subgroupMatrixLoad<${left}>(&qS, (hb + ${16 * i}u) * ${LDQ}u + ${16 * d}u, false, ${LDQ}u);`
+          : `let a${i}_${d} = subgroupMatrixLoad<${left}>(&qh, qBase + ${i * 16 * D + d * 16}u, false, ${D}u);`,
+      );
+    }
   }
   const mma: string[] = [];
-  for (let j = 0; j < 2; j++) for (let i = 0; i < RM; i++) mma.push(`var acc${i}_${j} = ${result}();`);
+  for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) mma.push(`var acc${i}_${j} = ${result}();`);
   for (let d = 0; d < DS; d++) {
-    for (let j = 0; j < 2; j++) {
+    for (let j = 0; j < RN; j++) {
       mma.push(`let b${d}_${j} = subgroupMatrixLoad<${right}>(&kS, ${16 * d * LDK}u + kb + ${16 * j}u, false, ${LDK}u);`);
     }
-    for (let j = 0; j < 2; j++) for (let i = 0; i < RM; i++) mma.push(`acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}_${d}, b${d}_${j}, acc${i}_${j});`);
+    for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) mma.push(`acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}_${d}, b${d}_${j}, acc${i}_${j});`);
   }
-  for (let j = 0; j < 2; j++) {
+  for (let j = 0; j < RN; j++) {
     for (let i = 0; i < RM; i++) mma.push(`subgroupMatrixStore(&sS, (hb + ${16 * i}u) * ${LDS}u + kb + ${16 * j}u, acc${i}_${j}, false, ${LDS}u);`);
   }
   const words = Array.from({ length: V }, (_, v) => v);
@@ -95,7 +111,7 @@ function fusedWgsl(H: number, D: number, o: FusedOptions): string {
       let h = e / ${KT}u;
       let k = e % ${KT}u;
       var acc = 0.0;
-      for (var d = 0u; d < ${D}u; d++) { acc += f32(qh[(t * ${H}u + h) * ${D}u + d]) * f32(kS[d * ${LDK}u + k]); }
+      for (var d = 0u; d < ${D}u; d++) { acc += f32(${o.stageQ ? `qS[h * ${LDQ}u + d]` : `qh[(t * ${H}u + h) * ${D}u + d]`}) * f32(kS[d * ${LDK}u + k]); }
       sS[h * ${LDS}u + k] = acc;
     }`;
   // Word v of an invocation: key and part (16 codes: dims 16·part …) within the tile.
@@ -136,6 +152,7 @@ struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGrou
 @group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits
 @group(0) @binding(8) var<uniform> p: Params;
 var<workgroup> kS: array<f16, ${D * LDK}>; // the tile's keys, transposed: [D][KT]
+${o.stageQ ? `var<workgroup> qS: array<f16, ${H * LDQ}>; // the query row [H][D]` : ''}
 var<workgroup> sS: array<f32, ${H * LDS}>; // S = q·kᵀ [H][KT]
 var<workgroup> wS: array<f32, ${H}>;
 var<workgroup> part: array<f32, ${THREADS}>;
@@ -153,6 +170,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let tableRow = select(0u, u32(rowSeq[t]), p.multi == 1u);
   if (li == 0u) { validW = u32(clamp(positions[t] + 1, 0, i32(p.nKeys))); }
   for (var h = li; h < ${H}u; h += ${THREADS}u) { wS[h] = w[t * ${H}u + h]; }
+${o.stageQ ? `  for (var i = li; i < ${H * D}u; i += ${THREADS}u) { qS[(i / ${D}u) * ${LDQ}u + i % ${D}u] = qh[t * ${H * D}u + i]; }` : ''}
   let valid = workgroupUniformLoad(&validW);
   let span0 = (wg.x + wg.z * p.groupsX) * p.tilesPerGroup * ${KT}u;
   let spanEnd = min(span0 + p.tilesPerGroup * ${KT}u, p.nKeys);
@@ -162,7 +180,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   if (span0 >= workEnd) { return; }
 
 ${o.scalar ? '' : `  let hb = (sg % 2u) * ${16 * RM}u; // this subgroup's heads and keys in the tile
-  let kb = (sg / 2u) * 32u;
+  let kb = (sg / 2u) * ${KT / 2}u;
   let qBase = (t * ${H}u + hb) * ${D}u;
   ${o.holdQ ? qLoads.join('\n  ') : ''}`}
 
@@ -184,11 +202,11 @@ ${words.map((v) => `      r${v} = ${load(v, 'next')};`).join('\n')}
     ${o.scalar ? '' : mma.join('\n    ')}
     }
     workgroupBarrier();
-    // Two invocations per key, half of the heads each.
+    // THREADS / KT invocations per key, a share of the heads each.
     let key = li % ${KT}u;
-    let half = li / ${KT}u;
+    let share = li / ${KT}u;
     var score = 0.0;
-    for (var h = half * ${H / 2}u; h < (half + 1u) * ${H / 2}u; h++) {
+    for (var h = share * ${(H * KT) / THREADS}u; h < (share + 1u) * ${(H * KT) / THREADS}u; h++) {
       let d = sS[h * ${LDS}u + key];
       if (d > 0.0) { score += wS[h] * d; }
     }
@@ -197,7 +215,7 @@ ${words.map((v) => `      r${v} = ${load(v, 'next')};`).join('\n')}
     let s = tile0 + li;
     if (li < ${KT}u && s < spanEnd) {
       var bits = 0xff800000u;
-      if (s < valid) { bits = bitcast<u32>(kScale[slotOf(tableRow, s)] * (part[li] + part[li + ${KT}u])); }
+      if (s < valid) { bits = bitcast<u32>(kScale[slotOf(tableRow, s)] * (${Array.from({ length: THREADS / KT }, (_, m) => `part[li + ${m * KT}u]`).join(' + ')})); }
       out[t * p.nKeys + s] = bits;
     }
   }
@@ -214,18 +232,18 @@ export interface FusedRowSeq {
 
 /** Records the scores into `out` (f32 [rows, nKeys], allocated by the caller). */
 export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GPUBuffer, o: FusedOptions, multi: FusedRowSeq | null = null): void {
-  if (!indexerFusedAvailable(gpu, a.heads, a.dim, o.scalar)) {
+  if (!indexerFusedAvailable(gpu, a.heads, a.dim, o)) {
     throw new GpuError(
       `indexerScoresGpu: the 'matrix-fused' variant needs subgroup-matrix f16 tensor cores, subgroups of 32 and H, D multiples of 32 with H/32·D/16 ≤ 16 (H ${a.heads}, D ${a.dim})`,
     );
   }
-  const tiles = Math.ceil(a.nKeys / KT);
+  const tiles = Math.ceil(a.nKeys / (o.keysPerTile ?? KT_DEFAULT));
   // Enough workgroups to fill the GPU several times over; each takes a run of tiles so the query
   // matrices are loaded once per run.
   const perGroup = o.tilesPerGroup ?? Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const qh = decodeRows(gpu, 'indexer.q', a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
-  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${o.holdQ} ${o.pad} ${o.pairs} ${o.scalar}`, () => fusedWgsl(a.heads, a.dim, o));
+  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${o.holdQ} ${o.pad} ${o.pairs} ${o.scalar} ${o.keysPerTile} ${o.stageQ}`, () => fusedWgsl(a.heads, a.dim, o));
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0));
   gpu.dispatch(code, [qh, a.w, a.kCache, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
 }

@@ -138,7 +138,7 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   return out;
 }
 
-export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-1', 'matrix-fused-2', 'matrix-fused-3', 'matrix-fused-4', 'fused-scalar', 'fused-scalar-pairs'] as const;
+export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-1', 'matrix-fused-2', 'matrix-fused-3', 'matrix-fused-4', 'matrix-fused-5', 'matrix-fused-6', 'fused-scalar', 'fused-scalar-pairs', 'fused-scalar-5'] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
 
 /** The fused kernel's lab variants (indexer-fused.ts): query matrices held in registers or not, shared rows padded or not. */
@@ -148,7 +148,10 @@ const FUSED_VARIANTS: Partial<Record<IndexerVariant, FusedOptions>> = {
   'matrix-fused-2': { holdQ: true, pad: false },
   'matrix-fused-3': { holdQ: false, pad: false },
   'matrix-fused-4': { holdQ: true, pad: true, pairs: true },
+  'matrix-fused-5': { holdQ: false, pad: true, stageQ: true, keysPerTile: 32 },
+  'matrix-fused-6': { holdQ: true, pad: true, keysPerTile: 32 },
   'fused-scalar': { holdQ: false, pad: true, scalar: true },
+  'fused-scalar-5': { holdQ: false, pad: true, scalar: true, stageQ: true, keysPerTile: 32 },
   'fused-scalar-pairs': { holdQ: false, pad: true, pairs: true, scalar: true },
 };
 
@@ -168,7 +171,7 @@ export function indexerVariantAvailable(gpu: GpuDevice, v: IndexerVariant, heads
   if (v === 'matrix') return matrixPlan(gpu, heads, dim) !== null;
   if (v === 'matrix-direct') return indexerDirectAvailable(gpu, heads, dim);
   const fused = FUSED_VARIANTS[v];
-  if (fused) return indexerFusedAvailable(gpu, heads, dim, fused.scalar);
+  if (fused) return indexerFusedAvailable(gpu, heads, dim, fused);
   return true;
 }
 
