@@ -59,6 +59,10 @@ export interface FusedOptions {
   keysPerTile?: number;
   /** The query row staged in shared memory (both matrix operands from shared memory). */
   stageQ?: boolean;
+  /** Control-flow switches (lab): no early return; loop over the whole run (no uniform load of the row's length); no prefetch. */
+  noReturn?: boolean;
+  uniformSpan?: boolean;
+  noPrefetch?: boolean;
 }
 
 export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number, o: Partial<FusedOptions> = {}): boolean {
@@ -168,16 +172,16 @@ fn slotOf(tableRow: u32, s: u32) -> u32 {
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${o.scalar ? '' : ', @builtin(subgroup_id) sg: u32'}) {
   let t = wg.y;
   let tableRow = select(0u, u32(rowSeq[t]), p.multi == 1u);
-  if (li == 0u) { validW = u32(clamp(positions[t] + 1, 0, i32(p.nKeys))); }
+${o.uniformSpan ? '' : '  if (li == 0u) { validW = u32(clamp(positions[t] + 1, 0, i32(p.nKeys))); }'}
   for (var h = li; h < ${H}u; h += ${THREADS}u) { wS[h] = w[t * ${H}u + h]; }
 ${o.stageQ ? `  for (var i = li; i < ${H * D}u; i += ${THREADS}u) { qS[(i / ${D}u) * ${LDQ}u + i % ${D}u] = qh[t * ${H * D}u + i]; }` : ''}
-  let valid = workgroupUniformLoad(&validW);
+  let valid = ${o.uniformSpan ? 'u32(clamp(positions[t] + 1, 0, i32(p.nKeys)))' : 'workgroupUniformLoad(&validW)'};
   let span0 = (wg.x + wg.z * p.groupsX) * p.tilesPerGroup * ${KT}u;
   let spanEnd = min(span0 + p.tilesPerGroup * ${KT}u, p.nKeys);
   // Tiles with at least one valid key are multiplied; keys after them are −∞.
-  let workEnd = min(spanEnd, ((valid + ${KT - 1}u) / ${KT}u) * ${KT}u);
+  let workEnd = ${o.uniformSpan ? 'spanEnd' : `min(spanEnd, ((valid + ${KT - 1}u) / ${KT}u) * ${KT}u)`};
   for (var s = max(span0, workEnd) + li; s < spanEnd; s += ${THREADS}u) { out[t * p.nKeys + s] = 0xff800000u; }
-  if (span0 >= workEnd) { return; }
+${o.noReturn || o.uniformSpan ? '' : '  if (span0 >= workEnd) { return; }'}
 
 ${o.scalar ? '' : `  let hb = (sg % 2u) * ${16 * RM}u; // this subgroup's heads and keys in the tile
   let kb = (sg / 2u) * ${KT / 2}u;
@@ -185,16 +189,17 @@ ${o.scalar ? '' : `  let hb = (sg % 2u) * ${16 * RM}u; // this subgroup's heads 
   ${o.holdQ ? qLoads.join('\n  ') : ''}`}
 
   // Word v of the tile: its key and 16-byte part (see wordAt).
-  let lastKey = valid - 1u;
+  let lastKey = max(valid, 1u) - 1u;
 ${words.map((v) => `  var r${v}: vec4u;`).join('\n')}
-${words.map((v) => `  r${v} = ${load(v, 'span0')};`).join('\n')}
+${o.noPrefetch ? '' : words.map((v) => `  r${v} = ${load(v, 'span0')};`).join('\n')}
   for (var tile0 = span0; tile0 < workEnd; tile0 += ${KT}u) {
+${o.noPrefetch ? words.map((v) => `    r${v} = ${load(v, 'tile0')};`).join('\n') : ''}
     // Decode the tile's words into the transposed tile.
 ${decode.join('\n')}
     workgroupBarrier();
     // The next tile's words, read while this one is multiplied.
     let next = tile0 + ${KT}u;
-    if (next < workEnd) {
+    if (${o.noPrefetch ? 'false' : 'next < workEnd'}) {
 ${words.map((v) => `      r${v} = ${load(v, 'next')};`).join('\n')}
     }
     {
@@ -243,7 +248,7 @@ export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GP
   const perGroup = o.tilesPerGroup ?? Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const qh = decodeRows(gpu, 'indexer.q', a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
-  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${o.holdQ} ${o.pad} ${o.pairs} ${o.scalar} ${o.keysPerTile} ${o.stageQ}`, () => fusedWgsl(a.heads, a.dim, o));
+  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${JSON.stringify(o)}`, () => fusedWgsl(a.heads, a.dim, o));
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0));
   gpu.dispatch(code, [qh, a.w, a.kCache, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
 }
