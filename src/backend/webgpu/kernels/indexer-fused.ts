@@ -5,98 +5,74 @@
  * A workgroup of four subgroups takes one query row and a run of key tiles (64 keys each):
  *  1. the row's query, decoded once to f16 by a small pass (exact: every e4m3 value is an f16), is
  *     loaded as left matrices straight from storage and kept in registers for the whole run
- *     (each subgroup holds H/32 × D/16 of them: its half of the heads, every 16 dims);
- *  2. per tile, every invocation reads 16-byte words of key codes (D/32 words: one 64-key tile
- *     is D·64 bytes), decodes them exactly to f16 in shared memory, one row per key;
- *     the next tile's words are already being read while this tile is multiplied;
- *  3. each subgroup multiplies its heads by half of the tile's keys (right matrices loaded
- *     column-major from the key rows: kᵀ without a transpose) — S = q·kᵀ [H, 64], f32;
+ *     (each subgroup holds H/32 × D/16 of them: half of the heads, every 16 dims);
+ *  2. per tile, every invocation reads 16-byte words of key codes (two keys' worth at a time) and
+ *     decodes them exactly to f16 (h16) into a transposed tile [D][64] in shared memory; the next
+ *     tile's words are already being read while this tile is multiplied;
+ *  3. each subgroup multiplies its heads by half of the tile's keys: S = q·kᵀ [H, 64], f32;
  *  4. S goes to shared memory; ReLU, the head weights (two invocations per key, half of the heads
- *     each), the key scale and the causal mask give the tile's 64 scores.
- * Keys past the row's position are −∞ and their tiles are not multiplied at all.
+ *     each), the key scale and the causal mask give the tile's 64 scores (−∞ past the row's
+ *     position).
+ * Every tile of the run is multiplied, also those past a row's position (only prefill rows have
+ * such tiles, at most one chunk's worth): loop bounds come from uniforms alone. Found on the H200
+ * (Dawn, Vulkan): with a loop bound taken from workgroupUniformLoad around the matrix products, or
+ * with right matrices loaded column-major from shared memory, the products came out wrong; the
+ * kernel lab's checks caught both (docs/webgpu.md).
  *
  * Several sequences in one grid: with `rowSeq`, row t reads its keys through row rowSeq[t] of a
  * 2-D block table of `tableStride` entries per sequence (see SeqPages in backend.ts).
  * Needs shader-f16, subgroup-matrix f16 → f32 16×16×16, subgroups of 32, H a multiple of 32 and
  * D a multiple of 32, with H/32 · D/16 ≤ 16 query matrices per subgroup (DeepSeek-V3.2: 64 × 128).
+ * Its twin with plain f32 products ('fused-scalar') runs wherever shader-f16 does, and is what the
+ * tests check on lavapipe (everything but the matrix products).
  */
 import { GpuError, type GpuDevice } from '../device.js';
 import type { IndexerGpuArgs } from './indexer.js';
 import { decodeRows } from './indexer-direct.js';
 import { E4M3_TO_F16_WGSL } from './wgsl.js';
 
-/** Keys per tile (unless a variant asks for fewer). */
-const KT_DEFAULT = 64;
+/** Keys per tile. */
+const KT = 64;
 /** Invocations per workgroup (four subgroups of 32). */
 const THREADS = 128;
 
 /** Shared-memory bytes for H heads of D dims: key rows (f16, padded), S (f32, padded), weights, partial sums. */
-function sharedBytes(heads: number, dim: number, o: Partial<FusedOptions> = {}): number {
-  const kt = o.keysPerTile ?? KT_DEFAULT;
-  const pad = o.pad ?? true;
-  const q = o.stageQ ? heads * (dim + (pad ? 8 : 0)) * 2 : 0;
-  return dim * (kt + (pad ? 8 : 0)) * 2 + heads * (kt + (pad ? 4 : 0)) * 4 + heads * 4 + THREADS * 4 + q;
+function sharedBytes(heads: number, dim: number): number {
+  return dim * (KT + 8) * 2 + heads * (KT + 4) * 4 + heads * 4 + THREADS * 4;
 }
 
-/**
- * Lab switches of the kernel: whether each subgroup keeps its query matrices in registers for the
- * whole run (holdQ) or loads them per tile, and whether shared rows are padded (pad).
- */
+/** The kernel's forms: tensor-core products (default) or plain f32 ones; tiles per workgroup (default: from the grid size). */
 export interface FusedOptions {
-  holdQ: boolean;
-  pad: boolean;
-  /** Each invocation decodes two adjacent keys, so neighbouring f16 values come from one invocation. */
-  pairs?: boolean;
-  /**
-   * S = q·kᵀ by plain f32 arithmetic from the same shared tile instead of tensor cores: the
-   * kernel's twin for GPUs without subgroup matrices (and the form tests run on lavapipe, which
-   * checks everything but the matrix products: decoding, layout, masks, runs, several sequences).
-   */
   scalar?: boolean;
-  /** Key tiles per workgroup (default: chosen from the grid size). */
   tilesPerGroup?: number;
-  /** Keys per tile: 64 (default) or 32. */
-  keysPerTile?: number;
-  /** The query row staged in shared memory (both matrix operands from shared memory). */
-  stageQ?: boolean;
-  /** Control-flow switches (lab): no early return; loop over the whole run (no uniform load of the row's length); no prefetch. */
-  noReturn?: boolean;
-  uniformSpan?: boolean;
-  noPrefetch?: boolean;
 }
 
-export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number, o: Partial<FusedOptions> = {}): boolean {
+export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number, o: FusedOptions = {}): boolean {
   return (
     gpu.features.has('shader-f16') &&
     (o.scalar || (gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16) && gpu.subgroupSize === 32)) &&
     heads % 32 === 0 &&
     dim % 32 === 0 &&
     (heads / 32) * (dim / 16) <= 16 &&
-    sharedBytes(heads, dim, o) <= gpu.limits.maxComputeWorkgroupStorageSize
+    sharedBytes(heads, dim) <= gpu.limits.maxComputeWorkgroupStorageSize
   );
 }
 
 function fusedWgsl(H: number, D: number, o: FusedOptions): string {
-  const KT = o.keysPerTile ?? KT_DEFAULT;
   const RM = H / 32; // head blocks of 16 per subgroup
   const RN = KT / 32; // key blocks of 16 per subgroup
-  const LDQ = o.pad ? D + 8 : D; // query row stride when staged in shared memory
   const DS = D / 16; // 16-dim steps
   const WPK = D / 16; // 16-byte words per key
   const V = (KT * WPK) / THREADS; // words per invocation per tile
-  const LDK = o.pad ? KT + 8 : KT; // row stride of the keys in shared memory (f16): [D][KT]
-  const LDS = o.pad ? KT + 4 : KT; // S row stride (f32)
+  const LDK = KT + 8; // row stride of the keys in shared memory (f16): [D][KT], padded
+  const LDS = KT + 4; // S row stride (f32), padded
   const left = 'subgroup_matrix_left<f16, 16, 16>';
   const right = 'subgroup_matrix_right<f16, 16, 16>';
   const result = 'subgroup_matrix_result<f32, 16, 16>';
   const qLoads: string[] = [];
   for (let i = 0; i < RM; i++) {
     for (let d = 0; d < DS; d++) {
-      qLoads.push(
-        o.stageQ
-          ? `let a${i}_${d} = subgroupMatrixLoad<${left}>(&qS, (hb + ${16 * i}u) * ${LDQ}u + ${16 * d}u, false, ${LDQ}u);`
-          : `let a${i}_${d} = subgroupMatrixLoad<${left}>(&qh, qBase + ${i * 16 * D + d * 16}u, false, ${D}u);`,
-      );
+      qLoads.push(`let a${i}_${d} = subgroupMatrixLoad<${left}>(&qh, qBase + ${i * 16 * D + d * 16}u, false, ${D}u);`);
     }
   }
   const mma: string[] = [];
@@ -115,12 +91,13 @@ function fusedWgsl(H: number, D: number, o: FusedOptions): string {
       let h = e / ${KT}u;
       let k = e % ${KT}u;
       var acc = 0.0;
-      for (var d = 0u; d < ${D}u; d++) { acc += f32(${o.stageQ ? `qS[h * ${LDQ}u + d]` : `qh[(t * ${H}u + h) * ${D}u + d]`}) * f32(kS[d * ${LDK}u + k]); }
+      for (var d = 0u; d < ${D}u; d++) { acc += f32(qh[(t * ${H}u + h) * ${D}u + d]) * f32(kS[d * ${LDK}u + k]); }
       sS[h * ${LDS}u + k] = acc;
     }`;
-  // Word v of an invocation: key and part (16 codes: dims 16·part …) within the tile.
+  // Word v of an invocation: key and part (16 codes: dims 16·part …) within the tile; words 2m
+  // and 2m + 1 hold the same part of two adjacent keys, so each f16 pair of the tile is written by
+  // one invocation.
   const wordAt = (v: number): { key: string; part: string } => {
-    if (!o.pairs) return { key: `(li + ${v * THREADS}u) / ${WPK}u`, part: `(li + ${v * THREADS}u) % ${WPK}u` };
     const idx = `(li + ${(v >> 1) * THREADS}u)`;
     return { key: `2u * (${idx} / ${WPK}u) + ${v & 1}u`, part: `${idx} % ${WPK}u` };
   };
@@ -130,14 +107,14 @@ function fusedWgsl(H: number, D: number, o: FusedOptions): string {
   };
   const bytes = (word: string, b: number) => `h16((${word} >> ${8 * b}u) & 0xffu)`;
   const decode: string[] = [];
-  for (let v = 0; v < V; v += o.pairs ? 2 : 1) {
+  for (let v = 0; v < V; v += 2) {
     const { key, part } = wordAt(v);
     const lines: string[] = [];
     for (let c = 0; c < 4; c++) {
       for (let b = 0; b < 4; b++) {
         const at = `o + ${(4 * c + b) * LDK}u`;
         lines.push(`kS[${at}] = ${bytes(`r${v}[${c}]`, b)};`);
-        if (o.pairs) lines.push(`kS[${at} + 1u] = ${bytes(`r${v + 1}[${c}]`, b)};`);
+        lines.push(`kS[${at} + 1u] = ${bytes(`r${v + 1}[${c}]`, b)};`);
       }
     }
     decode.push(`    {\n      let o = (${part}) * ${16 * LDK}u + ${key};\n      ${lines.join('\n      ')}\n    }`);
@@ -156,11 +133,9 @@ struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGrou
 @group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits
 @group(0) @binding(8) var<uniform> p: Params;
 var<workgroup> kS: array<f16, ${D * LDK}>; // the tile's keys, transposed: [D][KT]
-${o.stageQ ? `var<workgroup> qS: array<f16, ${H * LDQ}>; // the query row [H][D]` : ''}
 var<workgroup> sS: array<f32, ${H * LDS}>; // S = q·kᵀ [H][KT]
 var<workgroup> wS: array<f32, ${H}>;
 var<workgroup> part: array<f32, ${THREADS}>;
-var<workgroup> validW: u32;
 
 ${E4M3_TO_F16_WGSL}
 /** The cache slot of key s of row t's sequence. */
@@ -172,38 +147,30 @@ fn slotOf(tableRow: u32, s: u32) -> u32 {
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${o.scalar ? '' : ', @builtin(subgroup_id) sg: u32'}) {
   let t = wg.y;
   let tableRow = select(0u, u32(rowSeq[t]), p.multi == 1u);
-${o.uniformSpan ? '' : '  if (li == 0u) { validW = u32(clamp(positions[t] + 1, 0, i32(p.nKeys))); }'}
   for (var h = li; h < ${H}u; h += ${THREADS}u) { wS[h] = w[t * ${H}u + h]; }
-${o.stageQ ? `  for (var i = li; i < ${H * D}u; i += ${THREADS}u) { qS[(i / ${D}u) * ${LDQ}u + i % ${D}u] = qh[t * ${H * D}u + i]; }` : ''}
-  let valid = ${o.uniformSpan ? 'u32(clamp(positions[t] + 1, 0, i32(p.nKeys)))' : 'workgroupUniformLoad(&validW)'};
+  let valid = u32(clamp(positions[t] + 1, 0, i32(p.nKeys))); // keys the row sees
   let span0 = (wg.x + wg.z * p.groupsX) * p.tilesPerGroup * ${KT}u;
   let spanEnd = min(span0 + p.tilesPerGroup * ${KT}u, p.nKeys);
-  // Tiles with at least one valid key are multiplied; keys after them are −∞.
-  let workEnd = ${o.uniformSpan ? 'spanEnd' : `min(spanEnd, ((valid + ${KT - 1}u) / ${KT}u) * ${KT}u)`};
-  for (var s = max(span0, workEnd) + li; s < spanEnd; s += ${THREADS}u) { out[t * p.nKeys + s] = 0xff800000u; }
-${o.noReturn || o.uniformSpan ? '' : '  if (span0 >= workEnd) { return; }'}
-
 ${o.scalar ? '' : `  let hb = (sg % 2u) * ${16 * RM}u; // this subgroup's heads and keys in the tile
   let kb = (sg / 2u) * ${KT / 2}u;
   let qBase = (t * ${H}u + hb) * ${D}u;
-  ${o.holdQ ? qLoads.join('\n  ') : ''}`}
+  ${qLoads.join('\n  ')}`}
 
   // Word v of the tile: its key and 16-byte part (see wordAt).
   let lastKey = max(valid, 1u) - 1u;
 ${words.map((v) => `  var r${v}: vec4u;`).join('\n')}
-${o.noPrefetch ? '' : words.map((v) => `  r${v} = ${load(v, 'span0')};`).join('\n')}
-  for (var tile0 = span0; tile0 < workEnd; tile0 += ${KT}u) {
-${o.noPrefetch ? words.map((v) => `    r${v} = ${load(v, 'tile0')};`).join('\n') : ''}
+${words.map((v) => `  r${v} = ${load(v, 'span0')};`).join('\n')}
+  for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
     // Decode the tile's words into the transposed tile.
 ${decode.join('\n')}
     workgroupBarrier();
     // The next tile's words, read while this one is multiplied.
     let next = tile0 + ${KT}u;
-    if (${o.noPrefetch ? 'false' : 'next < workEnd'}) {
+    if (next < spanEnd) {
 ${words.map((v) => `      r${v} = ${load(v, 'next')};`).join('\n')}
     }
     {
-    ${o.scalar ? scalarProducts : o.holdQ ? '' : qLoads.join('\n    ')}
+    ${o.scalar ? scalarProducts : ''}
     ${o.scalar ? '' : mma.join('\n    ')}
     }
     workgroupBarrier();
@@ -242,7 +209,7 @@ export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GP
       `indexerScoresGpu: the 'matrix-fused' variant needs subgroup-matrix f16 tensor cores, subgroups of 32 and H, D multiples of 32 with H/32·D/16 ≤ 16 (H ${a.heads}, D ${a.dim})`,
     );
   }
-  const tiles = Math.ceil(a.nKeys / (o.keysPerTile ?? KT_DEFAULT));
+  const tiles = Math.ceil(a.nKeys / KT);
   // Enough workgroups to fill the GPU several times over; each takes a run of tiles so the query
   // matrices are loaded once per run.
   const perGroup = o.tilesPerGroup ?? Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));

@@ -138,25 +138,13 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   return out;
 }
 
-export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-1', 'matrix-fused-2', 'matrix-fused-3', 'matrix-fused-4', 'matrix-fused-5', 'matrix-fused-6', 'matrix-fused-7', 'matrix-fused-8', 'matrix-fused-9', 'fused-scalar', 'fused-scalar-pairs', 'fused-scalar-5', 'fused-scalar-8'] as const;
+export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'fused-scalar'] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
 
-/** The fused kernel's lab variants (indexer-fused.ts): query matrices held in registers or not, shared rows padded or not. */
+/** The fused kernel's forms (indexer-fused.ts): tensor-core products, or plain f32 ones (its twin for GPUs without tensor cores). */
 const FUSED_VARIANTS: Partial<Record<IndexerVariant, FusedOptions>> = {
-  'matrix-fused': { holdQ: true, pad: true },
-  'matrix-fused-1': { holdQ: false, pad: true },
-  'matrix-fused-2': { holdQ: true, pad: false },
-  'matrix-fused-3': { holdQ: false, pad: false },
-  'matrix-fused-4': { holdQ: true, pad: true, pairs: true },
-  'matrix-fused-5': { holdQ: false, pad: true, stageQ: true, keysPerTile: 32 },
-  'matrix-fused-6': { holdQ: true, pad: true, keysPerTile: 32 },
-  'matrix-fused-7': { holdQ: true, pad: true, noReturn: true },
-  'matrix-fused-8': { holdQ: true, pad: true, uniformSpan: true, noPrefetch: true },
-  'matrix-fused-9': { holdQ: true, pad: true, noReturn: true, noPrefetch: true },
-  'fused-scalar': { holdQ: false, pad: true, scalar: true },
-  'fused-scalar-5': { holdQ: false, pad: true, scalar: true, stageQ: true, keysPerTile: 32 },
-  'fused-scalar-8': { holdQ: false, pad: true, scalar: true, uniformSpan: true, noPrefetch: true },
-  'fused-scalar-pairs': { holdQ: false, pad: true, pairs: true, scalar: true },
+  'matrix-fused': {},
+  'fused-scalar': { scalar: true },
 };
 
 /**
