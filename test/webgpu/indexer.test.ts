@@ -192,9 +192,9 @@ fn main(@builtin(local_invocation_index) i: u32) { out[i] = h16(i); }
   }
 });
 
-test('indexer (fused, scalar products): runs of several key tiles per workgroup (the next tile read while one is multiplied) equal the CPU twin', async (t) => {
+test('indexer (fused, scalar products): runs of several key tiles per workgroup (the next tile read while one is multiplied), 4 or 8 subgroups, equal the CPU twin', async (t) => {
   const g = gpu();
-  const heads = 32;
+  const heads = 64;
   const dim = 64;
   if (!indexerFusedAvailable(g, heads, dim, { scalar: true })) {
     t.skip('this adapter cannot run the fused kernel (shader-f16, shared memory)');
@@ -212,16 +212,17 @@ test('indexer (fused, scalar products): runs of several key tiles per workgroup 
   const w = Float32Array.from({ length: rows * heads }, () => r() - 0.3);
   const kScale = Float32Array.from({ length: nPages * pageSize }, () => 0.01 + r());
   const want = indexerScores(q8, rows, heads, dim, w, kCache, kScale, { table, pageSize }, nKeys, positions);
-  {
+  for (const subgroups of [4, 8] as const) {
+    if (!indexerFusedAvailable(g, heads, dim, { scalar: true, subgroups })) continue; // 8 needs D ≥ 128: more shared memory than lavapipe has
     const out = g.buffer(rows * nKeys * 4);
     indexerScoresFusedGpu(g, {
       q8: upload(g, q8), w: upload(g, w), kCache: upload(g, kCache), kScale: upload(g, kScale), table: upload(g, table), tableLength: nPages, pageSize,
       positions: upload(g, positions), rows, heads, dim, nKeys,
-    }, out, { scalar: true, tilesPerGroup: 3 });
+    }, out, { scalar: true, tilesPerGroup: 3, subgroups });
     const got = await readF32(g, out, rows * nKeys);
     for (let i = 0; i < want.length; i++) {
-      if (want[i] === -Infinity) assert.equal(got[i], -Infinity, `${i} must be masked`);
-      else assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * Math.max(1, Math.abs(want[i]!)) + 1e-3, `${i}: ${got[i]} vs ${want[i]}`);
+      if (want[i] === -Infinity) assert.equal(got[i], -Infinity, `${subgroups} subgroups: ${i} must be masked`);
+      else assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * Math.max(1, Math.abs(want[i]!)) + 1e-3, `${subgroups} subgroups: ${i}: ${got[i]} vs ${want[i]}`);
     }
   }
 });

@@ -21,8 +21,8 @@
  *
  * Several sequences in one grid: with `rowSeq`, row t reads its keys through row rowSeq[t] of a
  * 2-D block table of `tableStride` entries per sequence (see SeqPages in backend.ts).
- * Needs shader-f16, subgroup-matrix f16 → f32 16×16×16, subgroups of 32, H a multiple of 32 and
- * D a multiple of 32, with H/32 · D/16 ≤ 16 query matrices per subgroup (DeepSeek-V3.2: 64 × 128).
+ * Needs shader-f16, subgroup-matrix f16 → f32 16×16×16, subgroups of 32, H a multiple of 8·SG and
+ * D a multiple of 16·SG (SG = 4 or 8 subgroups), with H/32 · D/16 ≤ 16 query matrices per subgroup (DeepSeek-V3.2: 64 × 128).
  * Its twin with plain f32 products ('fused-scalar') runs wherever shader-f16 does, and is what the
  * tests check on lavapipe (everything but the matrix products).
  */
@@ -33,18 +33,20 @@ import { E4M3_TO_F16_WGSL } from './wgsl.js';
 
 /** Keys per tile. */
 const KT = 64;
-/** Invocations per workgroup (four subgroups of 32). */
-const THREADS = 128;
+/** Subgroups of 32 per workgroup unless a form asks for another number (4 or 8). */
+const SUBGROUPS = 4;
 
 /** Shared-memory bytes for H heads of D dims: key rows (f16, padded), S (f32, padded), weights, partial sums. */
-function sharedBytes(heads: number, dim: number): number {
-  return dim * (KT + 8) * 2 + heads * (KT + 4) * 4 + heads * 4 + THREADS * 4;
+function sharedBytes(heads: number, dim: number, subgroups: number): number {
+  return dim * (KT + 8) * 2 + heads * (KT + 4) * 4 + heads * 4 + 32 * subgroups * 4;
 }
 
 /** The kernel's forms: tensor-core products (default) or plain f32 ones; tiles per workgroup (default: from the grid size). */
 export interface FusedOptions {
   scalar?: boolean;
   tilesPerGroup?: number;
+  /** Subgroups per workgroup: 4 (each half of the heads × half of the keys) or 8 (a quarter of the heads). */
+  subgroups?: 4 | 8;
 }
 
 export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number, o: FusedOptions = {}): boolean {
@@ -54,12 +56,16 @@ export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number
     heads % 32 === 0 &&
     dim % 32 === 0 &&
     (heads / 32) * (dim / 16) <= 16 &&
-    sharedBytes(heads, dim) <= gpu.limits.maxComputeWorkgroupStorageSize
+    heads % (16 * ((o.subgroups ?? SUBGROUPS) / 2)) === 0 &&
+    dim % (16 * (o.subgroups ?? SUBGROUPS)) === 0 && // an even number of 16-byte words per invocation and tile
+    sharedBytes(heads, dim, o.subgroups ?? SUBGROUPS) <= gpu.limits.maxComputeWorkgroupStorageSize
   );
 }
 
 function fusedWgsl(H: number, D: number, o: FusedOptions): string {
-  const RM = H / 32; // head blocks of 16 per subgroup
+  const SG = o.subgroups ?? SUBGROUPS;
+  const THREADS = 32 * SG;
+  const RM = H / 16 / (SG / 2); // head blocks of 16 per subgroup (subgroups split the heads SG/2 ways, the keys 2 ways)
   const RN = KT / 32; // key blocks of 16 per subgroup
   const DS = D / 16; // 16-dim steps
   const WPK = D / 16; // 16-byte words per key
@@ -151,8 +157,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let valid = u32(clamp(positions[t] + 1, 0, i32(p.nKeys))); // keys the row sees
   let span0 = (wg.x + wg.z * p.groupsX) * p.tilesPerGroup * ${KT}u;
   let spanEnd = min(span0 + p.tilesPerGroup * ${KT}u, p.nKeys);
-${o.scalar ? '' : `  let hb = (sg % 2u) * ${16 * RM}u; // this subgroup's heads and keys in the tile
-  let kb = (sg / 2u) * ${KT / 2}u;
+${o.scalar ? '' : `  let hb = (sg % ${SG / 2}u) * ${16 * RM}u; // this subgroup's heads and keys in the tile
+  let kb = (sg / ${SG / 2}u) * ${KT / 2}u;
   let qBase = (t * ${H}u + hb) * ${D}u;
   ${qLoads.join('\n  ')}`}
 
