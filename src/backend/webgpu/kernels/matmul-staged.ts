@@ -29,6 +29,8 @@ export interface StagedConfig {
   ks: number;
   /** Read the next round's words into registers while this round is multiplied. */
   prefetch?: boolean;
+  /** Two shared tiles of each operand (implies prefetch): the next round is stored into the other while this one is multiplied; one barrier per round. */
+  double?: boolean;
 }
 
 /** Named configurations the lab times (name → config). */
@@ -46,6 +48,11 @@ export const STAGED_CONFIGS: Record<string, StagedConfig> = {
   'i8-w128x128-sg8-pf': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 64, prefetch: true },
   'i8-w128x128-sg4-pf': { input: 'i8', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 64, prefetch: true },
   'i8-w128x128-sg8-k128-pf': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 128, prefetch: true },
+  'f16-w128x128-sg4-db': { input: 'f16', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 32, double: true },
+  'f16-w128x128-sg8-db': { input: 'f16', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 32, double: true },
+  'f16-w128x256-sg8-db': { input: 'f16', sgr: 2, sgc: 4, rm: 4, rn: 4, ks: 32, double: true },
+  'i8-w128x128-sg8-db': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 64, double: true },
+  'i8-w128x128-sg4-db': { input: 'i8', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 64, double: true },
 };
 
 /** Shared-memory bytes a configuration needs. */
@@ -55,7 +62,7 @@ export function stagedSharedBytes(c: StagedConfig): number {
   const tn = 16 * c.rn * c.sgc;
   const padA = 16 / eb;
   const padB = 16 / eb;
-  return (tm * (c.ks + padA) + c.ks * (tn + padB)) * eb;
+  return (tm * (c.ks + padA) + c.ks * (tn + padB)) * eb * (c.double ? 2 : 1);
 }
 
 /** The plan of a configuration for subgroups of `sg` invocations. */
@@ -93,12 +100,12 @@ function stagedWgsl(c: StagedConfig, sg: number): string {
   const accs: string[] = [];
   for (let i = 0; i < c.rm; i++) for (let j = 0; j < c.rn; j++) accs.push(`acc_${i}_${j}`);
   for (let kk = 0; kk < c.ks; kk += mk) {
-    for (let i = 0; i < c.rm; i++) lines.push(`let a${i} = subgroupMatrixLoad<${left}>(&aS, (sm + ${16 * i}u) * ${lda}u + ${kk}u, false, ${lda}u);`);
-    for (let j = 0; j < c.rn; j++) lines.push(`let b${j} = subgroupMatrixLoad<${right}>(&bS, ${kk * ldb}u + sn + ${16 * j}u, false, ${ldb}u);`);
+    for (let i = 0; i < c.rm; i++) lines.push(`let a${i} = subgroupMatrixLoad<${left}>(&aS, aBase + (sm + ${16 * i}u) * ${lda}u + ${kk}u, false, ${lda}u);`);
+    for (let j = 0; j < c.rn; j++) lines.push(`let b${j} = subgroupMatrixLoad<${right}>(&bS, bBase + ${kk * ldb}u + sn + ${16 * j}u, false, ${ldb}u);`);
     for (let i = 0; i < c.rm; i++) for (let j = 0; j < c.rn; j++) lines.push(`acc_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc_${i}_${j});`);
     if (kk + mk < c.ks) lines.push('}\n    {'); // a new scope for the next step's a/b names
   }
-  const staging = stagingWgsl(c, threads, tm, tn, lda, ldb, perWord, storeWord);
+  const loop = loopWgsl(c, threads, tm, tn, lda, ldb, perWord, storeWord, `{\n    ${lines.join('\n    ')}\n    }`);
   const stores: string[] = [];
   for (let i = 0; i < c.rm; i++) {
     for (let j = 0; j < c.rn; j++) stores.push(`subgroupMatrixStore(&C, (row0 + sm + ${16 * i}u) * p.n + col0 + sn + ${16 * j}u, acc_${i}_${j}, false, p.n);`);
@@ -111,8 +118,8 @@ struct Params { m: u32, n: u32, k: u32 }
 @group(0) @binding(1) var<storage, read> B: array<vec4u>;
 @group(0) @binding(2) var<storage, read_write> C: array<${rt}>;
 @group(0) @binding(3) var<uniform> p: Params;
-var<workgroup> aS: array<${st}, ${(tm * lda) / per}>; // A tile [TM][KS] (rows padded)
-var<workgroup> bS: array<${st}, ${(c.ks * ldb) / per}>; // B tile [KS][TN] (rows padded)
+var<workgroup> aS: array<${st}, ${((c.double ? 2 : 1) * tm * lda) / per}>; // A tile [TM][KS] (rows padded; two with double)
+var<workgroup> bS: array<${st}, ${((c.double ? 2 : 1) * c.ks * ldb) / per}>; // B tile [KS][TN] (rows padded; two with double)
 
 @compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
@@ -121,47 +128,78 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let sm = (sg / ${c.sgc}u) * ${16 * c.rm}u;
   let sn = (sg % ${c.sgc}u) * ${16 * c.rn}u;
 ${accs.map((a) => `  var ${a} = ${result}();`).join('\n')}
-${staging}
-    workgroupBarrier();
-    {
-    ${lines.join('\n    ')}
-    }
-    workgroupBarrier();
-  }
+${loop}
   ${stores.join('\n  ')}
 }
 `;
 }
 
 /**
- * The loop head that fills the shared tiles of one round: straight from the storage buffers, or
- * (prefetch) from registers loaded during the previous round, the next round's words read after
- * the barrier so their latency hides behind the matrix products.
+ * The k loop around `compute` (which reads the shared tiles at element offsets aBase / bBase):
+ *  - plain: each round copies its words from the storage buffers, then multiplies;
+ *  - prefetch: the next round's words are read into registers while this round is multiplied;
+ *  - double: as prefetch, and the registers go into the other pair of shared tiles before the
+ *    round's single barrier.
  */
-function stagingWgsl(c: StagedConfig, threads: number, tm: number, tn: number, lda: number, ldb: number, perWord: number, storeWord: (arr: string) => string): string {
+function loopWgsl(
+  c: StagedConfig, threads: number, tm: number, tn: number, lda: number, ldb: number, perWord: number, storeWord: (arr: string) => string, compute: string,
+): string {
   const aWords = (tm * c.ks) / perWord;
   const bWords = (c.ks * tn) / perWord;
+  const aSize = tm * lda; // elements of one A tile
+  const bSize = c.ks * ldb;
   const aAt = (i: string, k0: string) => `A[((row0 + (${i}) / ${c.ks / perWord}u) * p.k + ${k0}) / ${perWord}u + (${i}) % ${c.ks / perWord}u]`;
   const bAt = (i: string, k0: string) => `B[((${k0} + (${i}) / ${tn / perWord}u) * p.n + col0) / ${perWord}u + (${i}) % ${tn / perWord}u]`;
-  const aStore = (i: string, v: string) => `{ let v = ${v}; let o = ((${i}) / ${c.ks / perWord}u) * ${lda}u + ((${i}) % ${c.ks / perWord}u) * ${perWord}u;\n      ${storeWord('aS')} }`;
-  const bStore = (i: string, v: string) => `{ let v = ${v}; let o = ((${i}) / ${tn / perWord}u) * ${ldb}u + ((${i}) % ${tn / perWord}u) * ${perWord}u;\n      ${storeWord('bS')} }`;
-  if (!c.prefetch) {
-    return `  for (var k0 = 0u; k0 < p.k; k0 += ${c.ks}u) {
-    for (var i = li; i < ${aWords}u; i += ${threads}u) ${aStore('i', aAt('i', 'k0'))}
-    for (var i = li; i < ${bWords}u; i += ${threads}u) ${bStore('i', bAt('i', 'k0'))}`;
+  const aStore = (i: string, v: string, base: string) => `{ let v = ${v}; let o = ${base} + ((${i}) / ${c.ks / perWord}u) * ${lda}u + ((${i}) % ${c.ks / perWord}u) * ${perWord}u;\n      ${storeWord('aS')} }`;
+  const bStore = (i: string, v: string, base: string) => `{ let v = ${v}; let o = ${base} + ((${i}) / ${tn / perWord}u) * ${ldb}u + ((${i}) % ${tn / perWord}u) * ${perWord}u;\n      ${storeWord('bS')} }`;
+  if (!c.prefetch && !c.double) {
+    return `  let aBase = 0u;
+  let bBase = 0u;
+  for (var k0 = 0u; k0 < p.k; k0 += ${c.ks}u) {
+    for (var i = li; i < ${aWords}u; i += ${threads}u) ${aStore('i', aAt('i', 'k0'), '0u')}
+    for (var i = li; i < ${bWords}u; i += ${threads}u) ${bStore('i', bAt('i', 'k0'), '0u')}
+    workgroupBarrier();
+    ${compute}
+    workgroupBarrier();
+  }`;
   }
   if (aWords % threads || bWords % threads) throw new Error(`matmul-staged: ${aWords} and ${bWords} words do not divide over ${threads} invocations`);
   const na = aWords / threads;
   const nb = bWords / threads;
   const ia = (x: number) => `li + ${x * threads}u`;
   const regs = [...Array.from({ length: na }, (_, x) => `  var ra${x} = ${aAt(ia(x), '0u')};`), ...Array.from({ length: nb }, (_, x) => `  var rb${x} = ${bAt(ia(x), '0u')};`)];
-  const fill = [...Array.from({ length: na }, (_, x) => `    ${aStore(ia(x), `ra${x}`)}`), ...Array.from({ length: nb }, (_, x) => `    ${bStore(ia(x), `rb${x}`)}`)];
-  const next = [...Array.from({ length: na }, (_, x) => `      ra${x} = ${aAt(ia(x), 'k0 + ' + c.ks + 'u')};`), ...Array.from({ length: nb }, (_, x) => `      rb${x} = ${bAt(ia(x), 'k0 + ' + c.ks + 'u')};`)];
-  return `${regs.join('\n')}
+  const fill = (a: string, b: string) => [...Array.from({ length: na }, (_, x) => `    ${aStore(ia(x), `ra${x}`, a)}`), ...Array.from({ length: nb }, (_, x) => `    ${bStore(ia(x), `rb${x}`, b)}`)].join('\n');
+  const next = [...Array.from({ length: na }, (_, x) => `      ra${x} = ${aAt(ia(x), 'k0 + ' + c.ks + 'u')};`), ...Array.from({ length: nb }, (_, x) => `      rb${x} = ${bAt(ia(x), 'k0 + ' + c.ks + 'u')};`)].join('\n');
+  if (!c.double) {
+    return `${regs.join('\n')}
+  let aBase = 0u;
+  let bBase = 0u;
   for (var k0 = 0u; k0 < p.k; k0 += ${c.ks}u) {
-${fill.join('\n')}
+${fill('0u', '0u')}
     workgroupBarrier();
     if (k0 + ${c.ks}u < p.k) {
-${next.join('\n')}
-    }`;
+${next}
+    }
+    ${compute}
+    workgroupBarrier();
+  }`;
+  }
+  // Shared offsets count shared-array elements ×per for i8 (subgroupMatrixLoad counts i8 elements).
+  return `${regs.join('\n')}
+${fill('0u', '0u')}
+  workgroupBarrier();
+  for (var k0 = 0u; k0 < p.k; k0 += ${c.ks}u) {
+    let cur = (k0 / ${c.ks}u) & 1u;
+    let aBase = cur * ${aSize}u;
+    let bBase = cur * ${bSize}u;
+    let more = k0 + ${c.ks}u < p.k;
+    if (more) {
+${next}
+    }
+    ${compute}
+    if (more) {
+${fill(`(1u - cur) * ${aSize}u`, `(1u - cur) * ${bSize}u`)}
+    }
+    workgroupBarrier();
+  }`;
 }
