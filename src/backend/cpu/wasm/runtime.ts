@@ -6,7 +6,7 @@
  * against; ops without a twin here run the TypeScript kernels.
  */
 import { ShapeError, type HostArray, type HostWeight, type ScaleFormat } from '../../backend.js';
-import { slotOf, type PageMap } from '../kernels/indexer.js';
+import { pageOfRow, slotOf, type RowPageMap } from '../kernels/indexer.js';
 import { actQuantRow } from '../../../numerics/block-quant.js';
 import { E4M3_TABLE } from '../../../numerics/e4m3.js';
 import { Heap, HeapFullError } from '../heap.js';
@@ -314,9 +314,11 @@ export class WasmRuntime {
     width: number,
     shape: { rows: number; heads: number; r: number; dr: number },
     scale: number,
-    pages: PageMap,
+    /** Row t's sequence's page map (one for all rows of one sequence). */
+    pages: RowPageMap,
   ): Float32Array | null {
     const { rows, heads, r, dr } = shape;
+    const pageOf = pageOfRow(pages);
     const out = new Float32Array(rows * heads * r);
     let maxPos = 0;
     for (const p of positions) maxPos = Math.max(maxPos, p);
@@ -327,15 +329,16 @@ export class WasmRuntime {
       const lists = new Int32Array((t1 - t0) * n).fill(-1);
       for (let t = t0; t < t1; t++) {
         const base = (t - t0) * n;
+        const map = pageOf(t);
         if (idx) {
           for (let j = 0; j < width; j++) {
             const p = idx[t * width + j]!;
             if (p < 0) continue;
             if (p > positions[t]!) throw new ShapeError('mlaAttention', `query at position ${positions[t]} selects future position ${p}`);
-            lists[base + j] = slotOf(pages, p);
+            lists[base + j] = slotOf(map, p);
           }
         } else {
-          for (let p = 0; p <= positions[t]!; p++) lists[base + p] = slotOf(pages, p);
+          for (let p = 0; p <= positions[t]!; p++) lists[base + p] = slotOf(map, p);
         }
       }
       const part = this.mlaAttention(
