@@ -394,8 +394,13 @@ export class CpuBackend implements Backend {
     if (!rp.rowSeq) return this.t([rows, nKeys], this.indexerSeq(q, rows, heads, dim, wt, kc, ks, rp.maps[0]!, nKeys, pos));
     // Several sequences: each one's keys are scanned once for its rows, exactly as a call for that
     // sequence alone (its key count: its largest position + 1, at most nKeys).
+    const groups = seqGroups(rp, rows);
+    if (this.rt && kc.ptr !== undefined && ks.ptr !== undefined && dim % 16 === 0) {
+      const out = this.indexerMultiWasm(q, rows, heads, dim, wt, kc, ks, groups, nKeys, pos);
+      if (out) return this.t([rows, nKeys], out);
+    }
     const out = new Float32Array(rows * nKeys).fill(-Infinity);
-    for (const g of seqGroups(rp, rows)) {
+    for (const g of groups) {
       const gPos = pickRows(pos, 1, g.rows);
       const keys = Math.min(nKeys, Math.max(...gPos) + 1);
       if (keys <= 0) continue;
@@ -403,6 +408,30 @@ export class CpuBackend implements Backend {
       g.rows.forEach((r, i) => out.set(part.subarray(i * keys, (i + 1) * keys), r * nKeys));
     }
     return this.t([rows, nKeys], out);
+  }
+  /** Index scores of several sequences' rows in one WASM call (rows regrouped by sequence, then put back); null when the heap is full. */
+  private indexerMultiWasm(
+    q8: Uint8Array, rows: number, heads: number, dim: number, w: Float32Array, kc: CpuTensor, ks: CpuTensor,
+    groups: ReturnType<typeof seqGroups>, nKeys: number, positions: Int32Array,
+  ): Float32Array | null {
+    const order = new Int32Array(rows);
+    const groupStart = new Int32Array(groups.length + 1);
+    const slots = new Int32Array(groups.length * nKeys); // past a group's keys: slot 0, decoded at most
+    groups.forEach((g, i) => {
+      order.set(g.rows, groupStart[i]!);
+      groupStart[i + 1] = groupStart[i]! + g.rows.length;
+      let maxPos = -1;
+      for (const r of g.rows) maxPos = Math.max(maxPos, positions[r]!);
+      const keys = Math.min(nKeys, maxPos + 1);
+      for (let s = 0; s < keys; s++) slots[i * nKeys + s] = slotOf(g.map, s);
+    });
+    const inOrder = order.every((r, i) => r === i);
+    const pick = <T extends Uint8Array | Float32Array | Int32Array>(x: T, n: number) => (inOrder ? x : pickRows(x, n, order));
+    const sorted = this.rt!.indexerScoresMulti(pick(q8, heads * dim), rows, heads, dim, pick(w, heads), kc.ptr!, ks.ptr!, slots, groupStart, nKeys, pick(positions, 1));
+    if (!sorted || inOrder) return sorted;
+    const out = new Float32Array(rows * nKeys);
+    order.forEach((r, i) => out.set(sorted.subarray(i * nKeys, (i + 1) * nKeys), r * nKeys));
+    return out;
   }
   /** Index scores [rows, nKeys] of one sequence's query rows (WASM when the key cache is in the heap). */
   private indexerSeq(

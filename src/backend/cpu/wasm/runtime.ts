@@ -255,6 +255,42 @@ export class WasmRuntime {
   }
 
   /**
+   * indexerScores over several sequences in one call (indexer_scores_multi): rows grouped by
+   * sequence (group g = rows [groupStart[g], groupStart[g + 1])), group g's keys at slots
+   * [g · nKeys, (g + 1) · nKeys). Each row's scores equal those of a call for its sequence alone.
+   */
+  indexerScoresMulti(
+    q8: Uint8Array,
+    rows: number,
+    heads: number,
+    dim: number,
+    w: Float32Array,
+    kCachePtr: number,
+    kScalePtr: number,
+    slots: Int32Array,
+    groupStart: Int32Array,
+    nKeys: number,
+    positions: Int32Array,
+  ): Float32Array | null {
+    return this.op((a) => {
+      const q = new Float32Array(q8.length);
+      for (let i = 0; i < q8.length; i++) q[i] = E4M3_TABLE[q8[i]!]!;
+      const qPtr = a.copy(q);
+      const wPtr = a.copy(w);
+      const slotsPtr = a.copy(slots);
+      const groupPtr = a.copy(groupStart);
+      const posPtr = a.copy(positions);
+      const out = a.alloc(rows * nKeys * 4);
+      const parts = this.parts(nKeys, 32, rows * heads * dim * nKeys);
+      const bytes = this.ex.indexer_scratch_bytes(dim);
+      const scratch = parts.map(() => a.alloc(bytes));
+      const G = groupStart.length - 1;
+      this.run('indexer_scores_multi', parts, (i, b, e) => [qPtr, wPtr, kCachePtr, kScalePtr, slotsPtr, groupPtr, G, posPtr, out, rows, heads, dim, nKeys, scratch[i]!, b, e]);
+      return this.view(Float32Array, out, rows * nKeys).slice();
+    });
+  }
+
+  /**
    * MLA attention over lists of cache slots (i32 [T, n], −1 = skip): one row split over the pool by
    * entries (flash-decoding partials, then a merge), several rows split by rows.
    */
