@@ -50,6 +50,11 @@ export interface CpuOptions {
    * batch-invariant anyway.
    */
   batchInvariant?: boolean;
+  /**
+   * Declare `multiSequence` (default true): the model then issues the cache writes, indexer, top-k
+   * and attention once over all sequences of a step. False keeps one call per sequence (for comparison).
+   */
+  multiSequence?: boolean;
 }
 
 const ctorOf = { f32: Float32Array, i32: Int32Array, bf16: Uint16Array, u8: Uint8Array } as const;
@@ -93,8 +98,8 @@ function weightOf(w: Weight, op: string): CpuWeight {
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
-  /** Cache ops take several sequences in one call (SeqPages.rowSeq). */
-  readonly multiSequence = true;
+  /** Cache ops take several sequences in one call (SeqPages.rowSeq; the ops accept it either way). */
+  readonly multiSequence: boolean;
   readonly kernels: 'wasm' | 'js';
   private readonly rt: WasmRuntime | null;
   /** W_UK-style weights transposed once for the WASM per-head product. */
@@ -106,6 +111,7 @@ export class CpuBackend implements Backend {
   constructor(opts: CpuOptions = {}) {
     this.kernels = opts.kernels ?? envKernels();
     this.batchInvariant = opts.batchInvariant ?? false;
+    this.multiSequence = opts.multiSequence ?? true;
     this.rt = this.kernels === 'wasm' ? new WasmRuntime(opts.threads ?? envThreads(), opts.maxHeapBytes, opts.minParallelWork) : null;
     if (this.rt && this.batchInvariant) this.rt.splitRowsByEntries = false;
     const rt = this.rt;
