@@ -25,8 +25,9 @@ import { allocate, bf16, cpu, CpuTensor, dtypeOf, expectShape, f32, i32, rowsCol
 import { CpuWeight, decodeRow } from './cpu/weight.js';
 import * as ew from './cpu/kernels/elementwise.js';
 import { headMatmul } from './cpu/kernels/linear.js';
-import { indexerScores, pageOfRow, slotOf, type PageMap } from './cpu/kernels/indexer.js';
-import { pickRows, rowPageMap, rowPages, seqGroups } from './cpu/row-pages.js';
+import { pageOfRow, slotOf } from './cpu/kernels/indexer.js';
+import { indexerScoresRows } from './cpu/indexer-rows.js';
+import { rowPageMap, rowPages } from './cpu/row-pages.js';
 import { topkRowsRadix } from './cpu/kernels/topk-radix.js';
 import { mlaAttention } from './cpu/kernels/mla-attention.js';
 import { packLatent, type LatentData } from './cpu/kernels/latent.js';
@@ -128,7 +129,6 @@ export class CpuBackend implements Backend {
   private t(shape: readonly number[], data: HostArray): CpuTensor {
     return new CpuTensor(shape, dtypeOf(data), data);
   }
-
 
   // ---- memory ----
   upload(data: HostArray, shape: readonly number[]): Tensor {
@@ -397,60 +397,7 @@ export class CpuBackend implements Backend {
     const wt = f32(w, 'indexerScores');
     const pos = i32(positions, 'indexerScores');
     const rp = rowPages('indexerScores', pages, rows, (t) => Math.min(pos[t], nKeys - 1));
-    if (!rp.rowSeq) return this.t([rows, nKeys], this.indexerSeq(q, rows, heads, dim, wt, kc, ks, rp.maps[0]!, nKeys, pos));
-    // Several sequences: each one's keys are scanned once for its rows, exactly as a call for that
-    // sequence alone (its key count: its largest position + 1, at most nKeys).
-    const groups = seqGroups(rp, rows);
-    if (this.rt && kc.ptr !== undefined && ks.ptr !== undefined && dim % 16 === 0) {
-      const out = this.indexerMultiWasm(q, rows, heads, dim, wt, kc, ks, groups, nKeys, pos);
-      if (out) return this.t([rows, nKeys], out);
-    }
-    const out = new Float32Array(rows * nKeys).fill(-Infinity);
-    for (const g of groups) {
-      const gPos = pickRows(pos, 1, g.rows);
-      const keys = Math.min(nKeys, Math.max(...gPos) + 1);
-      if (keys <= 0) continue;
-      const part = this.indexerSeq(pickRows(q, heads * dim, g.rows), g.rows.length, heads, dim, pickRows(wt, heads, g.rows), kc, ks, g.map, keys, gPos);
-      g.rows.forEach((r, i) => out.set(part.subarray(i * keys, (i + 1) * keys), r * nKeys));
-    }
-    return this.t([rows, nKeys], out);
-  }
-  /** Index scores of several sequences' rows in one WASM call (rows regrouped by sequence, then put back); null when the heap is full. */
-  private indexerMultiWasm(
-    q8: Uint8Array, rows: number, heads: number, dim: number, w: Float32Array, kc: CpuTensor, ks: CpuTensor,
-    groups: ReturnType<typeof seqGroups>, nKeys: number, positions: Int32Array,
-  ): Float32Array | null {
-    const order = new Int32Array(rows);
-    const groupStart = new Int32Array(groups.length + 1);
-    const slots = new Int32Array(groups.length * nKeys); // past a group's keys: slot 0, decoded at most
-    groups.forEach((g, i) => {
-      order.set(g.rows, groupStart[i]!);
-      groupStart[i + 1] = groupStart[i]! + g.rows.length;
-      let maxPos = -1;
-      for (const r of g.rows) maxPos = Math.max(maxPos, positions[r]!);
-      const keys = Math.min(nKeys, maxPos + 1);
-      for (let s = 0; s < keys; s++) slots[i * nKeys + s] = slotOf(g.map, s);
-    });
-    const inOrder = order.every((r, i) => r === i);
-    const pick = <T extends Uint8Array | Float32Array | Int32Array>(x: T, n: number) => (inOrder ? x : pickRows(x, n, order));
-    const sorted = this.rt!.indexerScoresMulti(pick(q8, heads * dim), rows, heads, dim, pick(w, heads), kc.ptr!, ks.ptr!, slots, groupStart, nKeys, pick(positions, 1));
-    if (!sorted || inOrder) return sorted;
-    const out = new Float32Array(rows * nKeys);
-    order.forEach((r, i) => out.set(sorted.subarray(i * nKeys, (i + 1) * nKeys), r * nKeys));
-    return out;
-  }
-  /** Index scores [rows, nKeys] of one sequence's query rows (WASM when the key cache is in the heap). */
-  private indexerSeq(
-    q8: Uint8Array, rows: number, heads: number, dim: number, w: Float32Array,
-    kc: CpuTensor, ks: CpuTensor, map: PageMap, nKeys: number, positions: Int32Array,
-  ): Float32Array {
-    if (this.rt && kc.ptr !== undefined && ks.ptr !== undefined && dim % 16 === 0) {
-      const slots = new Int32Array(nKeys);
-      for (let s = 0; s < nKeys; s++) slots[s] = slotOf(map, s);
-      const out = this.rt.indexerScores(q8, rows, heads, dim, w, kc.ptr, ks.ptr, slots, positions);
-      if (out) return out;
-    }
-    return indexerScores(q8, rows, heads, dim, w, kc.data as Uint8Array, ks.data as Float32Array, map, nKeys, positions);
+    return this.t([rows, nKeys], indexerScoresRows(this.rt, q, rows, heads, dim, wt, kc, ks, rp, nKeys, pos));
   }
   topk(scores: Tensor, k: number, positions: Tensor): Tensor {
     const [rows, n] = rowsCols(scores);
