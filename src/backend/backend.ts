@@ -109,6 +109,11 @@ export interface RouteOptions {
 
 export interface Backend {
   readonly name: string;
+  /**
+   * Whether writeRows, indexerScores and mlaAttention accept a SeqPages with rowSeq (several
+   * sequences in one call). Absent or false: the model issues those ops once per sequence.
+   */
+  readonly multiSequence?: boolean;
 
   // ---- memory ----
   upload(data: HostArray, shape: readonly number[]): Tensor;

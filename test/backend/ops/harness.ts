@@ -114,6 +114,8 @@ export interface OpCase {
   tol: Tol | readonly Tol[];
   /** Replaces the element-wise comparison where the contract allows several answers (ties, order). */
   check?(got: Arr[], want: Arr[], tol: readonly Tol[]): void;
+  /** Why this backend cannot take the case (the test is skipped with that reason), or null. */
+  needs?(b: Backend): string | null;
 }
 
 export interface ErrorCase {
@@ -129,6 +131,8 @@ export interface ErrorCase {
    * arrays) must equal `expect()`.
    */
   gpu?: GpuBehaviour;
+  /** Why this backend cannot take the case (the test is skipped with that reason), or null. */
+  needs?(b: Backend): string | null;
 }
 
 /**
@@ -526,6 +530,8 @@ export function runCases(group: string, cases: readonly OpCase[], errorCases: re
         test(c.name, async (t) => {
           const b = await get(t);
           if (!b) return;
+          const why = c.needs?.(b);
+          if (why) return void t.skip(why);
           const got = await c.run(b);
           const want = c.reference();
           const tols = tolsOf(c, want.length).map((t) => tolFor(be, t));
@@ -541,6 +547,8 @@ export function runCases(group: string, cases: readonly OpCase[], errorCases: re
         test(gpu ? `${e.name} (on the GPU: ${gpu.does})` : e.name, async (t) => {
           const b = await get(t);
           if (!b) return;
+          const why = e.needs?.(b);
+          if (why) return void t.skip(why);
           if (gpu) {
             const res = await e.run(b);
             const got = (Array.isArray(res) ? res : [res]) as Arr[];
