@@ -109,6 +109,12 @@ export interface RouteOptions {
 
 export interface Backend {
   readonly name: string;
+  /**
+   * Whether the ops that take SeqPages accept rowSeq with a 2-D block table: the rows of several
+   * sequences in one call (one grid per op for a whole batched step). Absent or false: one
+   * sequence per call.
+   */
+  readonly multiSequence?: boolean;
 
   // ---- memory ----
   upload(data: HostArray, shape: readonly number[]): Tensor;

@@ -22,6 +22,7 @@ import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from '../../backend/webgpu/
 import { mlaAttention } from '../../backend/cpu/kernels/mla-attention.js';
 import { encodeBf16 } from '../../numerics/bf16.js';
 import { topkGpu } from '../../backend/webgpu/kernels/topk.js';
+import { onePageTable, type GpuPages } from '../../backend/webgpu/kernels/pages.js';
 import { median } from '../harness.js';
 import { randomBuffer } from './fill.js';
 
@@ -259,7 +260,7 @@ function recordCore(gpu: GpuDevice, s: SeqData, wuv: GPUBuffer, dense: boolean, 
     temps.push(scores, indices);
   }
   gpu.label = 'attention';
-  const o = attend(gpu, attention, s.qLat, s.qPe, s.latent, s.table, s.nPages, s.positions, indices, indices ? k : 0, s.ctx, { rows: 1, heads: H, r: R, dr: DR }, scale);
+  const o = attend(gpu, attention, s.qLat, s.qPe, s.latent, onePageTable(s.table, s.nPages, PAGE), s.positions, indices, indices ? k : 0, s.ctx, { rows: 1, heads: H, r: R, dr: DR }, scale);
   gpu.label = 'wuv';
   temps.push(o, headMatmulGpu(gpu, o, wuv, 1, H, R, DV, true));
   for (const b of temps) gpu.release(b);
@@ -267,13 +268,13 @@ function recordCore(gpu: GpuDevice, s: SeqData, wuv: GPUBuffer, dense: boolean, 
 
 type AttentionVariant = 'f32' | 'matrix';
 
-/** MLA attention over a bf16 latent cache by one of the two kernels. */
+/** MLA attention over a bf16 latent cache by one of the two kernels (one sequence's table, or a 2-D one with rowSeq). */
 function attend(
-  gpu: GpuDevice, v: AttentionVariant, qLat: GPUBuffer, qPe: GPUBuffer, latent: GPUBuffer, table: GPUBuffer, nPages: number, positions: GPUBuffer,
+  gpu: GpuDevice, v: AttentionVariant, qLat: GPUBuffer, qPe: GPUBuffer, latent: GPUBuffer, pages: GpuPages, positions: GPUBuffer,
   indices: GPUBuffer | null, k: number, nKeys: number, shape: { rows: number; heads: number; r: number; dr: number }, scale: number,
 ): GPUBuffer {
-  if (v === 'matrix') return mlaAttentionMatrixGpu(gpu, qLat, qPe, latent, 'bf16', table, nPages, PAGE, positions, indices, k, nKeys, shape, scale);
-  return mlaAttentionGpu(gpu, qLat, qPe, latent, 'bf16', table, nPages, PAGE, positions, indices, k, shape, scale);
+  if (v === 'matrix') return mlaAttentionMatrixGpu(gpu, qLat, qPe, latent, 'bf16', pages, positions, indices, k, nKeys, shape, scale);
+  return mlaAttentionGpu(gpu, qLat, qPe, latent, 'bf16', pages, positions, indices, k, shape, scale);
 }
 
 /** An attention variant against the CPU twin (bf16 latents, sparse with −1 entries and dense); max error ÷ max |output|. */
@@ -297,7 +298,7 @@ async function checkAttention(gpu: GpuDevice, v: AttentionVariant): Promise<numb
   for (const sparse of [true, false]) {
     const want = mlaAttention(qLat, qPe, { format: 'bf16', data: lat }, R + DR, { table, pageSize: PAGE }, positions, sparse ? indices : null, sparse ? k : 0, shape, scale);
     const out = attend(
-      gpu, v, gpu.buffer(qLat.byteLength, qLat), gpu.buffer(qPe.byteLength, qPe), gpu.buffer(lat.byteLength, lat), gpu.buffer(table.byteLength, table), nPages,
+      gpu, v, gpu.buffer(qLat.byteLength, qLat), gpu.buffer(qPe.byteLength, qPe), gpu.buffer(lat.byteLength, lat), onePageTable(gpu.buffer(table.byteLength, table), nPages, PAGE),
       gpu.buffer(positions.byteLength, positions), sparse ? gpu.buffer(indices.byteLength, indices) : null, sparse ? k : 0, nKeys, shape, scale,
     );
     const got = new Float32Array(await gpu.read(out, want.length * 4));
