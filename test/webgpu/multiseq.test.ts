@@ -1,0 +1,382 @@
+/**
+ * The paged-cache kernels with the rows of several sequences in one grid (rowSeq over a 2-D block
+ * table, kernels/pages.ts) against their CPU twins run on each sequence alone: writeRows, every
+ * indexer variant (with the per-row key decoding of 'matrix-direct'), MLA attention (f32 kernel,
+ * every latent format, dense and sparse; the tensor-core kernel where the adapter has it).
+ *
+ * The batch: three sequences of 37, 70 and 13 positions whose pages lie in shuffled order over one
+ * pool (two pages of it unused), and seven rows in mixed order — rows of one sequence are not
+ * adjacent, and their positions differ (some rows prefill-like, some at the sequence's end).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { latentRowWidth, type DType, type LatentFormat } from '../../src/backend/backend.js';
+import { CpuBackend } from '../../src/backend/cpu.js';
+import { indexerScores } from '../../src/backend/cpu/kernels/indexer.js';
+import { packLatent } from '../../src/backend/cpu/kernels/latent.js';
+import { mlaAttention } from '../../src/backend/cpu/kernels/mla-attention.js';
+import { WebGpuBackend } from '../../src/backend/webgpu.js';
+import { decodeRows, indexerDirectFits } from '../../src/backend/webgpu/kernels/indexer-direct.js';
+import { INDEXER_VARIANTS, indexerScoresGpu, indexerVariantAvailable } from '../../src/backend/webgpu/kernels/indexer.js';
+import { mlaAttentionGpu } from '../../src/backend/webgpu/kernels/mla-attention.js';
+import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from '../../src/backend/webgpu/kernels/mla-attention-matrix.js';
+import type { GpuPages } from '../../src/backend/webgpu/kernels/pages.js';
+import { writeRowsGpu } from '../../src/backend/webgpu/kernels/rows.js';
+import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
+import { f16ToF32 } from '../../src/numerics/f16.js';
+import { random, readF32, rng, upload, useGpu } from './helpers.js';
+
+const gpu = useGpu();
+
+interface Batch {
+  pageSize: number;
+  /** Each sequence's pages, in position order. */
+  tables: number[][];
+  maxPages: number;
+  /** i32 [seqs, maxPages], −1 past a sequence's pages. */
+  table2d: Int32Array;
+  slots: number;
+  rowSeq: Int32Array;
+  positions: Int32Array;
+}
+
+/** Sequences of `lens` positions, pages shuffled over one pool of two pages more than they need. */
+function makeBatch(lens: number[], pageSize: number, rowSeq: number[], positions: number[], seed: number): Batch {
+  const r = rng(seed);
+  const counts = lens.map((l) => Math.ceil(l / pageSize));
+  const total = counts.reduce((a, b) => a + b, 0) + 2;
+  const perm = Array.from({ length: total }, (_, i) => i);
+  for (let i = total - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+  }
+  let at = 0;
+  const tables = counts.map((c) => perm.slice(at, (at += c)));
+  const maxPages = Math.max(...counts);
+  const table2d = new Int32Array(lens.length * maxPages).fill(-1);
+  tables.forEach((t, s) => table2d.set(t, s * maxPages));
+  return { pageSize, tables, maxPages, table2d, slots: total * pageSize, rowSeq: Int32Array.from(rowSeq), positions: Int32Array.from(positions) };
+}
+
+const BATCH = makeBatch([37, 70, 13], 4, [1, 0, 2, 1, 0, 2, 1], [69, 36, 12, 20, 5, 0, 50], 21);
+const ROWS = BATCH.rowSeq.length;
+
+/** The batch's table on the device, with rowSeq. */
+function gpuPages(b: Batch, rowSeq = b.rowSeq): GpuPages {
+  return { table: upload(gpu(), b.table2d), nPages: b.maxPages, pageSize: b.pageSize, rowSeq: upload(gpu(), rowSeq), seqs: b.tables.length };
+}
+
+/** The rows of sequence s, in order. */
+function rowsOf(b: Batch, s: number): number[] {
+  return Array.from(b.rowSeq.keys()).filter((t) => b.rowSeq[t] === s);
+}
+
+/** Rows `idx` of a [*, width] array, stacked. */
+function take<A extends Float32Array | Int32Array | Uint8Array | Uint16Array>(a: A, width: number, idx: number[]): A {
+  const out = new (a.constructor as new (n: number) => A)(idx.length * width);
+  idx.forEach((t, j) => out.set(a.subarray(t * width, (t + 1) * width), j * width));
+  return out;
+}
+
+/** Random e4m3 codes, never NaN. */
+function codes(n: number, r: () => number): Uint8Array {
+  return Uint8Array.from({ length: n }, () => {
+    const c = Math.floor(r() * 256);
+    return (c & 0x7f) === 0x7f ? c ^ 1 : c;
+  });
+}
+
+// ---- writeRows ----
+
+function randomOf(dtype: DType, n: number, seed: number): Float32Array | Int32Array | Uint16Array | Uint8Array {
+  const r = rng(seed);
+  if (dtype === 'f32') return random(n, seed);
+  if (dtype === 'i32') return Int32Array.from({ length: n }, () => Math.floor(r() * 2 ** 31));
+  if (dtype === 'bf16') return Uint16Array.from({ length: n }, () => Math.floor(r() * 65536));
+  return Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
+}
+
+async function readAs(dtype: DType, b: GPUBuffer, n: number): Promise<number[]> {
+  const bytes = await gpu().read(b, n * (dtype === 'u8' ? 1 : dtype === 'bf16' ? 2 : 4));
+  const a = dtype === 'f32' ? new Float32Array(bytes) : dtype === 'i32' ? new Int32Array(bytes) : dtype === 'bf16' ? new Uint16Array(bytes) : new Uint8Array(bytes);
+  return Array.from(a);
+}
+
+for (const [dtype, width, n, colOffset] of [
+  ['f32', 11, 5, 3],
+  ['u8', 24, 8, 12],
+  // Element by element (rows inside words).
+  ['bf16', 7, 3, 4],
+  ['u8', 10, 5, 3],
+] as const) {
+  test(`writeRows ${dtype} [slots, ${width}] ← [${ROWS}, ${n}] at column ${colOffset}, three sequences in one grid: equal to the CPU per sequence`, async () => {
+    const b = BATCH;
+    const dst = randomOf(dtype, b.slots * width, 7);
+    const src = randomOf(dtype, ROWS * n, 8);
+    const cpu = new CpuBackend({ kernels: 'js' });
+    const d = cpu.upload(dst.slice(), [b.slots, width]);
+    b.tables.forEach((table, s) => {
+      const idx = rowsOf(b, s);
+      const pages = { blockTable: cpu.upload(Int32Array.from(table), [table.length]), pageSize: b.pageSize };
+      cpu.writeRows(d, pages, cpu.upload(take(b.positions, 1, idx), [idx.length]), cpu.upload(take(src, n, idx), [idx.length, n]), colOffset);
+    });
+    const want = Array.from(await cpu.read(d));
+    const pg = gpuPages(b);
+    const db = upload(gpu(), dst);
+    writeRowsGpu(gpu(), {
+      dst: db, dtype, slots: b.slots, width, table: pg.table, nPages: pg.nPages, pageSize: b.pageSize, rowSeq: pg.rowSeq, seqs: pg.seqs,
+      positions: upload(gpu(), b.positions), src: upload(gpu(), src), rows: ROWS, n, colOffset,
+    });
+    assert.deepEqual(await readAs(dtype, db, b.slots * width), want);
+    assert.notDeepEqual(want, Array.from(dst), 'the rows were written');
+  });
+}
+
+test('writeRows: rows whose rowSeq is outside the table are skipped (a kernel cannot throw)', async () => {
+  const b = BATCH;
+  const [width, n] = [6, 6];
+  const dst = random(b.slots * width, 3);
+  const src = random(ROWS * n, 4);
+  const bad = b.rowSeq.slice();
+  bad[1] = 3; // three sequences: 0..2
+  bad[4] = -1;
+  const db = upload(gpu(), dst);
+  const pg = gpuPages(b, bad);
+  writeRowsGpu(gpu(), {
+    dst: db, dtype: 'f32', slots: b.slots, width, table: pg.table, nPages: pg.nPages, pageSize: b.pageSize, rowSeq: pg.rowSeq, seqs: pg.seqs,
+    positions: upload(gpu(), b.positions), src: upload(gpu(), src), rows: ROWS, n, colOffset: 0,
+  });
+  const want = Array.from(dst);
+  for (let t = 0; t < ROWS; t++) {
+    if (bad[t]! < 0 || bad[t]! > 2) continue;
+    const p = b.positions[t]!;
+    const slot = b.tables[bad[t]!]![Math.floor(p / b.pageSize)]! * b.pageSize + (p % b.pageSize);
+    for (let c = 0; c < n; c++) want[slot * width + c] = src[t * n + c]!;
+  }
+  assert.deepEqual(Array.from(await readF32(gpu(), db, b.slots * width)), want);
+});
+
+// ---- indexer ----
+
+/** The indexer over the batch on the GPU, and the CPU twin run on each sequence alone (scattered back to the rows). */
+function indexerProblem(heads: number, dim: number, nKeys: number, seed: number) {
+  const b = BATCH;
+  const r = rng(seed);
+  const q8 = codes(ROWS * heads * dim, r);
+  const kCache = codes(b.slots * dim, r);
+  const w = Float32Array.from({ length: ROWS * heads }, () => r() - 0.3);
+  const kScale = Float32Array.from({ length: b.slots }, () => 0.01 + r());
+  const want = new Float32Array(ROWS * nKeys).fill(-Infinity);
+  b.tables.forEach((table, s) => {
+    const idx = rowsOf(b, s);
+    const n = Math.min(nKeys, table.length * b.pageSize);
+    const alone = indexerScores(take(q8, heads * dim, idx), idx.length, heads, dim, take(w, heads, idx), kCache, kScale, { table: Int32Array.from(table), pageSize: b.pageSize }, n, take(b.positions, 1, idx));
+    idx.forEach((t, j) => want.set(alone.subarray(j * n, (j + 1) * n), t * nKeys));
+  });
+  const args = { q8: upload(gpu(), q8), w: upload(gpu(), w), kCache: upload(gpu(), kCache), kScale: upload(gpu(), kScale), positions: upload(gpu(), b.positions) };
+  return { want, args };
+}
+
+function assertScores(got: Float32Array, want: Float32Array, nKeys: number): void {
+  let finite = 0;
+  for (let t = 0; t < ROWS; t++) {
+    let scale = 0;
+    for (let s = 0; s < nKeys; s++) if (Number.isFinite(want[t * nKeys + s]!)) scale = Math.max(scale, Math.abs(want[t * nKeys + s]!));
+    for (let s = 0; s < nKeys; s++) {
+      const i = t * nKeys + s;
+      if (want[i] === -Infinity) assert.equal(got[i], -Infinity, `row ${t} key ${s} must be masked`);
+      else {
+        assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * Math.max(scale, 1e-6), `row ${t} key ${s}: ${got[i]} vs ${want[i]} (scale ${scale})`);
+        finite++;
+      }
+    }
+  }
+  assert.ok(finite > ROWS, 'rows have scores');
+}
+
+for (const variant of INDEXER_VARIANTS) {
+  // nKeys 70: the longest sequence; nKeys 64: row 0 (position 69) scores keys 0..63 only.
+  for (const [heads, dim, nKeys] of [[32, 48, 70], [3, 10, 64]] as const) {
+    test(`indexer scores (${variant}), three sequences in one grid: H ${heads}, D ${dim}, width ${nKeys} equal the CPU twin per sequence`, async (t) => {
+      if (!indexerVariantAvailable(gpu(), variant, heads, dim)) {
+        t.skip(`the ${variant} variant does not run on this adapter for H ${heads}, D ${dim}`);
+        return;
+      }
+      const { want, args } = indexerProblem(heads, dim, nKeys, heads + dim);
+      const pg = gpuPages(BATCH);
+      const out = indexerScoresGpu(gpu(), {
+        ...args, table: pg.table, tableLength: pg.nPages, pageSize: pg.pageSize, rowSeq: pg.rowSeq, seqs: pg.seqs, rows: ROWS, heads, dim, nKeys, variant,
+      });
+      assertScores(await readF32(gpu(), out, ROWS * nKeys), want, nKeys);
+    });
+  }
+}
+
+test('indexer scores: a row whose rowSeq is outside the table scores no key (−∞), the others as before', async () => {
+  const [heads, dim, nKeys] = [3, 10, 70];
+  const { want, args } = indexerProblem(heads, dim, nKeys, 5);
+  const bad = BATCH.rowSeq.slice();
+  bad[2] = 7;
+  want.fill(-Infinity, 2 * nKeys, 3 * nKeys);
+  for (const variant of ['naive', 'tiled'] as const) {
+    const pg = gpuPages(BATCH, bad);
+    const out = indexerScoresGpu(gpu(), { ...args, table: pg.table, tableLength: pg.nPages, pageSize: pg.pageSize, rowSeq: pg.rowSeq, seqs: pg.seqs, rows: ROWS, heads, dim, nKeys, variant });
+    assertScores(await readF32(gpu(), out, ROWS * nKeys), want, nKeys);
+  }
+});
+
+test("indexer (matrix-direct): with rowSeq each row's keys decode to f16 exactly, in its own block of transposed tiles, zeros past its position", async (t) => {
+  const g = gpu();
+  if (!g.features.has('shader-f16')) {
+    t.skip('this adapter has no shader-f16');
+    return;
+  }
+  const b = BATCH;
+  const dim = 8;
+  const n = 70;
+  const tile = 64;
+  const padded = 128;
+  const kc = codes(b.slots * dim, rng(13));
+  const out = decodeRows(g, 'test.perRow', upload(g, kc), gpuPages(b), n, padded, dim, tile, { positions: upload(g, b.positions), rows: ROWS });
+  const halves = new Uint16Array(await g.read(out, ROWS * padded * dim * 2));
+  for (let r = 0; r < ROWS; r++) {
+    const table = b.tables[b.rowSeq[r]!]!;
+    for (let s = 0; s < padded; s++) {
+      const live = s <= Math.min(b.positions[r]!, n - 1);
+      const slot = live ? table[Math.floor(s / b.pageSize)]! * b.pageSize + (s % b.pageSize) : -1;
+      for (let d = 0; d < dim; d++) {
+        const at = r * padded * dim + Math.floor(s / tile) * tile * dim + d * tile + (s % tile);
+        const want = slot < 0 ? 0 : E4M3_TABLE[kc[slot * dim + d]!]!;
+        const got = f16ToF32(halves[at]!);
+        assert.ok(Object.is(got, want) || (want === 0 && got === 0), `row ${r} key ${s} dim ${d}: ${got} vs ${want}`);
+      }
+    }
+  }
+});
+
+test("indexer (matrix-direct): the per-row key scratch is checked against one storage binding (the launcher then takes 'matrix')", () => {
+  const g = gpu();
+  const limit = g.limits.maxStorageBufferBindingSize;
+  const base = { q8: g.buffer(4), w: g.buffer(4), kCache: g.buffer(4), kScale: g.buffer(4), table: g.buffer(4), tableLength: 1 << 20, pageSize: 64, positions: g.buffer(4), heads: 64, dim: 128 };
+  const rowsFor = (nKeys: number) => Math.floor(limit / (Math.ceil(nKeys / 64) * 64 * 128 * 2));
+  const nKeys = 65536;
+  assert.equal(indexerDirectFits(g, { ...base, rows: rowsFor(nKeys), nKeys, rowSeq: g.buffer(4) }), true);
+  assert.equal(indexerDirectFits(g, { ...base, rows: rowsFor(nKeys) + 1, nKeys, rowSeq: g.buffer(4) }), false);
+  // One sequence: one block of keys for every row.
+  assert.equal(indexerDirectFits(g, { ...base, rows: rowsFor(nKeys) + 1, nKeys }), true);
+});
+
+// ---- MLA attention ----
+
+/** Per row: distinct positions ≤ its position in shuffled order, a −1 in the middle, −1 padding to k. */
+function sparseRows(positions: Int32Array, k: number, seed: number): Int32Array {
+  const r = rng(seed);
+  const out = new Int32Array(positions.length * k).fill(-1);
+  positions.forEach((p, t) => {
+    const all = Array.from({ length: p + 1 }, (_, i) => i);
+    for (let i = all.length - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [all[i], all[j]] = [all[j]!, all[i]!];
+    }
+    const row = all.slice(0, Math.min(k - 2, all.length));
+    row.splice(1, 0, -1);
+    out.set(row, t * k);
+  });
+  return out;
+}
+
+function mlaProblem(format: LatentFormat, heads: number, r: number, dr: number, k: number) {
+  const b = BATCH;
+  const latent = packLatent(random(b.slots * r, 3 + r), random(b.slots * dr, 4 + dr), b.slots, r, dr, format);
+  const width = latentRowWidth(format, r, dr);
+  const qLat = random(ROWS * heads * r, 5, 2);
+  const qPe = random(ROWS * heads * dr, 6, 2);
+  const indices = k > 0 ? sparseRows(b.positions, k, 9) : null;
+  const scale = 1 / Math.sqrt(r + dr);
+  const want = new Float32Array(ROWS * heads * r);
+  b.tables.forEach((table, s) => {
+    const idx = rowsOf(b, s);
+    const alone = mlaAttention(
+      take(qLat, heads * r, idx), take(qPe, heads * dr, idx), latent, width, { table: Int32Array.from(table), pageSize: b.pageSize },
+      take(b.positions, 1, idx), indices ? take(indices, k, idx) : null, k, { rows: idx.length, heads, r, dr }, scale,
+    );
+    idx.forEach((t, j) => want.set(alone.subarray(j * heads * r, (j + 1) * heads * r), t * heads * r));
+  });
+  const g = gpu();
+  const args = {
+    qLat: upload(g, qLat), qPe: upload(g, qPe), latent: upload(g, latent.data), positions: upload(g, b.positions),
+    indices: indices ? upload(g, indices) : null, shape: { rows: ROWS, heads, r, dr }, scale,
+  };
+  return { want, args };
+}
+
+async function assertAttention(out: GPUBuffer, want: Float32Array, rel: number): Promise<void> {
+  const got = await readF32(gpu(), out, want.length);
+  let max = 0;
+  let mag = 0;
+  for (let i = 0; i < want.length; i++) {
+    assert.ok(Number.isFinite(got[i]), `output ${i} is ${got[i]}`);
+    max = Math.max(max, Math.abs(got[i]! - want[i]!));
+    mag = Math.max(mag, Math.abs(want[i]!));
+  }
+  assert.ok(mag > 0.1, 'outputs are not trivial');
+  assert.ok(max <= rel * Math.max(mag, 1), `max abs diff ${max} (max |out| ${mag})`);
+}
+
+for (const format of ['f32', 'bf16', 'fp8'] as const) {
+  for (const k of [0, 10]) {
+    test(`mlaAttention (f32 kernel) ${format} ${k ? `sparse (K ${k}, −1 padding)` : 'dense'}, three sequences in one grid: equal to the CPU twin per sequence`, async () => {
+      const [r, dr] = format === 'fp8' ? [128, 16] : [80, 12];
+      const { want, args } = mlaProblem(format, 2, r, dr, k);
+      const out = mlaAttentionGpu(gpu(), args.qLat, args.qPe, args.latent, format, gpuPages(BATCH), args.positions, args.indices, k, args.shape, args.scale);
+      await assertAttention(out, want, 2e-5);
+    });
+  }
+}
+
+for (const k of [0, 24]) {
+  test(`mlaAttention (tensor cores) bf16 ${k ? `sparse (K ${k})` : 'dense'}, three sequences in one grid: equal to the CPU twin per sequence within f16 rounding`, async (t) => {
+    const shape = { rows: ROWS, heads: 64, r: 128, dr: 64 };
+    if (!mlaMatrixAvailable(gpu(), shape, 'bf16')) {
+      t.skip('no subgroup-matrix tensor cores (with subgroups of 32) on this adapter');
+      return;
+    }
+    const { want, args } = mlaProblem('bf16', shape.heads, shape.r, shape.dr, k);
+    const pages = gpuPages(BATCH);
+    const out = mlaAttentionMatrixGpu(gpu(), args.qLat, args.qPe, args.latent, 'bf16', pages, args.positions, args.indices, k, pages.nPages * pages.pageSize, args.shape, args.scale);
+    await assertAttention(out, want, 2e-3);
+  });
+}
+
+// ---- the backend's host-side checks ----
+
+test('WebGpuBackend: rowSeq and 2-D block tables are checked on the host, naming the op', async () => {
+  const b = await WebGpuBackend.create();
+  try {
+    const table2d = b.upload(Int32Array.of(0, 1, 2, 3, 4, 5), [2, 3]);
+    const table1d = b.upload(Int32Array.of(0, 1, 2), [3]);
+    const positions = b.upload(Int32Array.of(1, 2, 3), [3]);
+    const src = b.upload(new Float32Array(3 * 4), [3, 4]);
+    const dst = b.zeros([24, 4], 'f32');
+    const rows = (blockTable: typeof table1d, rowSeq?: typeof table1d) => b.writeRows(dst, { blockTable, pageSize: 4, rowSeq }, positions, src, 0);
+    assert.throws(() => rows(table2d), /writeRows: blockTable has shape \[2, 3\]: a table of several sequences needs rowSeq/);
+    assert.throws(() => rows(table1d, b.upload(Int32Array.of(0, 1, 0), [3])), /writeRows: with rowSeq, blockTable must be i32 \[seqs, maxPages\], got \[3\]/);
+    assert.throws(() => rows(table2d, b.upload(Int32Array.of(0, 1), [2])), /writeRows: rowSeq has shape \[2\], expected \[3\]/);
+    assert.throws(() => rows(table2d, b.upload(Float32Array.of(0, 1, 0), [3])), /writeRows: expected a i32 tensor, got f32/);
+    const q = b.upload(new Uint8Array(3 * 2 * 4), [3, 2, 4]);
+    const scores = (rowSeq: typeof table1d, nKeys: number) =>
+      b.indexerScores(q, b.upload(new Float32Array(6), [3, 2]), b.upload(new Uint8Array(24 * 4), [24, 4]), b.upload(new Float32Array(24), [24]), { blockTable: table2d, pageSize: 4, rowSeq }, nKeys, positions);
+    assert.throws(() => scores(b.upload(Int32Array.of(0, 1), [2]), 8), /indexerScores: rowSeq has shape \[2\], expected \[3\]/);
+    // A row of the 2-D table holds 3 pages of 4: 12 keys at most.
+    assert.throws(() => scores(b.upload(Int32Array.of(0, 1, 1), [3]), 13), /indexerScores.*13 keys exceed the sequence's 3 cache pages of 4/);
+    const qLat = b.upload(new Float32Array(3 * 2 * 8), [3, 2, 8]);
+    const qPe = b.upload(new Float32Array(3 * 2 * 4), [3, 2, 4]);
+    assert.throws(
+      () => b.mlaAttention(qLat, qPe, b.zeros([24, 12], 'f32'), { blockTable: table2d, pageSize: 0, rowSeq: b.upload(Int32Array.of(0, 1, 1), [3]) }, positions, null, 1),
+      /mlaAttention: pageSize must be a positive integer, got 0/,
+    );
+    assert.equal(b.multiSequence, true);
+  } finally {
+    b.destroy();
+  }
+});
