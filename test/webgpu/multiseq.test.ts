@@ -19,7 +19,7 @@ import { WebGpuBackend } from '../../src/backend/webgpu.js';
 import { decodeRows, indexerDirectFits } from '../../src/backend/webgpu/kernels/indexer-direct.js';
 import { INDEXER_VARIANTS, indexerScoresGpu, indexerVariantAvailable } from '../../src/backend/webgpu/kernels/indexer.js';
 import { mlaAttentionGpu } from '../../src/backend/webgpu/kernels/mla-attention.js';
-import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from '../../src/backend/webgpu/kernels/mla-attention-matrix.js';
+import { mlaAttentionMatrixGpu, mlaEntrySlotsGpu, mlaMatrixAvailable } from '../../src/backend/webgpu/kernels/mla-attention-matrix.js';
 import type { GpuPages } from '../../src/backend/webgpu/kernels/pages.js';
 import { writeRowsGpu } from '../../src/backend/webgpu/kernels/rows.js';
 import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
@@ -347,6 +347,32 @@ for (const k of [0, 24]) {
     await assertAttention(out, want, 2e-3);
   });
 }
+
+test('mlaAttention (tensor cores): the entry slots both GEMM passes read, for a group of rows of three sequences, dense and sparse', async () => {
+  // The pass that maps entries to slots is plain WGSL: it runs here even where the GEMMs cannot.
+  const b = BATCH;
+  const g = gpu();
+  const k = 10;
+  const indices = sparseRows(b.positions, k, 4);
+  indices[3 * k + 4] = b.positions[3]! + 1; // a future position: no entry
+  const [rowOffset, n] = [2, 4];
+  for (const sparse of [false, true]) {
+    const E = sparse ? k : b.maxPages * b.pageSize;
+    const slots = g.buffer(n * E * 4);
+    mlaEntrySlotsGpu(g, gpuPages(b), upload(g, b.positions), sparse ? upload(g, indices) : null, sparse ? k : 0, E, rowOffset, n, slots);
+    const got = Array.from(new Uint32Array(await g.read(slots, n * E * 4)));
+    const want: number[] = [];
+    for (let t = rowOffset; t < rowOffset + n; t++) {
+      const table = b.tables[b.rowSeq[t]!]!;
+      for (let j = 0; j < E; j++) {
+        const q = sparse ? indices[t * k + j]! : j;
+        const live = q >= 0 && q <= b.positions[t]!;
+        want.push(live ? table[Math.floor(q / b.pageSize)]! * b.pageSize + (q % b.pageSize) : 0xffffffff);
+      }
+    }
+    assert.deepEqual(got, want, sparse ? 'sparse' : 'dense');
+  }
+});
 
 // ---- the backend's host-side checks ----
 

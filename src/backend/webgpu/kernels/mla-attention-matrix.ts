@@ -47,12 +47,12 @@ struct Params {
   rows: u32, heads: u32, r: u32, dr: u32,
   width: u32, format: u32, k: u32, E: u32,
   splits: u32, tilesPerSplit: u32, scale: f32, rowOffset: u32,
-  total: u32, groupsX: u32, ${PAGE_FIELDS},
+  total: u32, groupsX: u32,
 }`;
 
-/** Entry slots of the rows of a group: slots[tl · E + j] for row rowOffset + tl (see ENTRIES_WGSL). */
+/** Entry slots of the rows of a group: slots[tl · E + j] for row rowOffset + tl (see mlaEntrySlotsGpu). */
 const ENTRIES_WGSL = /* wgsl */ `
-${PARAMS}
+struct Params { k: u32, E: u32, rowOffset: u32, total: u32, groupsX: u32, ${PAGE_FIELDS} }
 @group(0) @binding(0) var<storage, read> table: array<i32>;
 @group(0) @binding(1) var<storage, read> rowSeq: array<i32>;
 @group(0) @binding(2) var<storage, read> positions: array<i32>;
@@ -297,6 +297,21 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 `;
 
 /**
+ * The cache slot of entry j of rows rowOffset..rowOffset+n−1 into slots u32 [n, E]: the selected
+ * position indices[t, j] (k > 0) or position j (dense), through the row's block table; NONE
+ * (0xffffffff) for −1, a position past the row's own or one without a page.
+ */
+export function mlaEntrySlotsGpu(
+  gpu: GpuDevice, pages: GpuPages, positions: GPUBuffer, indices: GPUBuffer | null, k: number, E: number, rowOffset: number, n: number, slots: GPUBuffer,
+): void {
+  if (n * E === 0) return;
+  const g = gpu.grid(n * E, 256);
+  const params = gpu.uniforms(Uint32Array.of(indices ? k : 0, E, rowOffset, n * E, g[0], ...pageParams(pages)));
+  // Dense: the kernel does not read indices; the positions stand in for the binding.
+  gpu.dispatch(ENTRIES_WGSL, [pages.table, rowSeqBinding(pages), positions, indices ?? positions, slots, params], g);
+}
+
+/**
  * MLA attention on tensor cores; arguments as mlaAttentionGpu (mla-attention.ts) plus `nKeys`, the
  * entries a dense call may attend (the largest position + 1; with rowSeq, of any row's sequence).
  * Returns f32 [rows, heads, r].
@@ -327,11 +342,11 @@ export function mlaAttentionMatrixGpu(
   const splits = Math.ceil(tiles / tilesPerSplit);
   const group = Math.max(1, Math.min(rows, Math.floor(SCORE_BUDGET / (heads * E * 4))));
   const params = (rowOffset: number, n: number, total: number, groupsX: number): UniformParams => {
-    const b = new ArrayBuffer(72);
+    const b = new ArrayBuffer(56);
     const u = new Uint32Array(b);
     u.set([n, heads, r, dr, width, format === 'f32' ? 0 : 1, indices ? k : 0, E, splits, tilesPerSplit]);
     new Float32Array(b)[10] = scale;
-    u.set([rowOffset, total, groupsX, ...pageParams(pages)], 11);
+    u.set([rowOffset, total, groupsX], 11);
     return gpu.uniforms(u);
   };
   const qh = gpu.scratch('mla.q', rows * heads * row * 2);
@@ -339,7 +354,6 @@ export function mlaAttentionMatrixGpu(
   const qg = gpu.grid(qTotal, 256);
   gpu.dispatch(PREP_WGSL, [qLat, qPe, qh, params(0, rows, qTotal, qg[0])], qg);
   const mKey = gpu.buffer(rows * heads * 4); // zeros: the running maxima start below every key
-  const idx = indices ?? positions; // dense: not read
   const scoresCode = gpu.generated(`mla-scores ${heads} ${row}`, () => scoresWgsl(heads, row));
   const valuesCode = gpu.generated(`mla-values ${heads}`, () => valuesWgsl(heads));
   const combineCode = COMBINE_WGSL;
@@ -349,8 +363,7 @@ export function mlaAttentionMatrixGpu(
     const oPart = gpu.scratch('mla.o', n * splits * heads * r * 4);
     const lPart = gpu.scratch('mla.l', n * splits * heads * 2 * 4);
     const slots = gpu.scratch('mla.slots', n * E * 4);
-    const eg = gpu.grid(n * E, 256);
-    gpu.dispatch(ENTRIES_WGSL, [pages.table, rowSeqBinding(pages), positions, idx, slots, params(t0, n, n * E, eg[0])], eg);
+    mlaEntrySlotsGpu(gpu, pages, positions, indices, k, E, t0, n, slots);
     gpu.dispatch(scoresCode, [qh, latent, slots, S, mKey, params(t0, n, 0, 0)], [tiles, heads / 64, n]);
     gpu.dispatch(valuesCode, [latent, slots, S, mKey, oPart, lPart, params(t0, n, 0, 0)], [splits, (heads / 64) * (r / 128), n]);
     const total = n * heads * r;
