@@ -24,7 +24,7 @@ import type { GpuPages } from '../../src/backend/webgpu/kernels/pages.js';
 import { writeRowsGpu } from '../../src/backend/webgpu/kernels/rows.js';
 import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
 import { f16ToF32 } from '../../src/numerics/f16.js';
-import { random, readF32, rng, upload, useGpu } from './helpers.js';
+import { maxDiff, random, readF32, rng, upload, useGpu } from './helpers.js';
 
 const gpu = useGpu();
 
@@ -312,15 +312,10 @@ function mlaProblem(format: LatentFormat, heads: number, r: number, dr: number, 
 
 async function assertAttention(out: GPUBuffer, want: Float32Array, rel: number): Promise<void> {
   const got = await readF32(gpu(), out, want.length);
-  let max = 0;
-  let mag = 0;
-  for (let i = 0; i < want.length; i++) {
-    assert.ok(Number.isFinite(got[i]), `output ${i} is ${got[i]}`);
-    max = Math.max(max, Math.abs(got[i]! - want[i]!));
-    mag = Math.max(mag, Math.abs(want[i]!));
-  }
-  assert.ok(mag > 0.1, 'outputs are not trivial');
-  assert.ok(max <= rel * Math.max(mag, 1), `max abs diff ${max} (max |out| ${mag})`);
+  assert.ok(got.every(Number.isFinite), 'every output is finite');
+  const { max, scale } = maxDiff(got, want);
+  assert.ok(scale > 0.1, 'outputs are not trivial');
+  assert.ok(max <= rel * Math.max(scale, 1), `max abs diff ${max} (max |out| ${scale})`);
 }
 
 for (const format of ['f32', 'bf16', 'fp8'] as const) {
