@@ -114,7 +114,15 @@ export interface OpCase {
   tol: Tol | readonly Tol[];
   /** Replaces the element-wise comparison where the contract allows several answers (ties, order). */
   check?(got: Arr[], want: Arr[], tol: readonly Tol[]): void;
+  /** An optional Backend capability the case needs (see Needs). */
+  needs?: Needs;
 }
+
+/**
+ * Optional capabilities of the Backend interface: 'multiSequence' — ops over the rows of several
+ * sequences in one call (SeqPages.rowSeq). A backend without it skips such cases, saying so.
+ */
+export type Needs = 'multiSequence';
 
 export interface ErrorCase {
   name: string;
@@ -129,6 +137,7 @@ export interface ErrorCase {
    * arrays) must equal `expect()`.
    */
   gpu?: GpuBehaviour;
+  needs?: Needs;
 }
 
 /**
@@ -522,10 +531,16 @@ export function runCases(group: string, cases: readonly OpCase[], errorCases: re
       after(() => {
         if (backend) be.close?.(backend);
       });
+      /** Skips the test when the backend lacks what the case needs. */
+      const lacks = (b: Backend, needs: Needs | undefined, t: TestContext): boolean => {
+        if (!needs || b[needs]) return false;
+        t.skip(`${be.name} does not offer ${needs}`);
+        return true;
+      };
       for (const c of cases) {
         test(c.name, async (t) => {
           const b = await get(t);
-          if (!b) return;
+          if (!b || lacks(b, c.needs, t)) return;
           const got = await c.run(b);
           const want = c.reference();
           const tols = tolsOf(c, want.length).map((t) => tolFor(be, t));
@@ -540,7 +555,7 @@ export function runCases(group: string, cases: readonly OpCase[], errorCases: re
         const gpu = be.kind === 'gpu' ? e.gpu : undefined;
         test(gpu ? `${e.name} (on the GPU: ${gpu.does})` : e.name, async (t) => {
           const b = await get(t);
-          if (!b) return;
+          if (!b || lacks(b, e.needs, t)) return;
           if (gpu) {
             const res = await e.run(b);
             const got = (Array.isArray(res) ? res : [res]) as Arr[];
