@@ -17,7 +17,7 @@ import { packLatent } from '../../src/backend/cpu/kernels/latent.js';
 import { mlaAttention } from '../../src/backend/cpu/kernels/mla-attention.js';
 import { WebGpuBackend } from '../../src/backend/webgpu.js';
 import { decodeRows, indexerDirectFits } from '../../src/backend/webgpu/kernels/indexer-direct.js';
-import { INDEXER_VARIANTS, indexerScoresGpu, indexerVariantAvailable } from '../../src/backend/webgpu/kernels/indexer.js';
+import { INDEXER_VARIANTS, indexerScoresGpu, indexerVariantAvailable, indexerVariantOf } from '../../src/backend/webgpu/kernels/indexer.js';
 import { mlaAttentionGpu } from '../../src/backend/webgpu/kernels/mla-attention.js';
 import { mlaAttentionMatrixGpu, mlaEntrySlotsGpu, mlaMatrixAvailable } from '../../src/backend/webgpu/kernels/mla-attention-matrix.js';
 import type { GpuPages } from '../../src/backend/webgpu/kernels/pages.js';
@@ -254,7 +254,7 @@ test("indexer (matrix-direct): with rowSeq each row's keys decode to f16 exactly
   }
 });
 
-test("indexer (matrix-direct): the per-row key scratch is checked against one storage binding (the launcher then takes 'matrix')", () => {
+test("indexer (matrix-direct): the per-row key scratch is checked against one storage binding (past it the call runs 'matrix')", () => {
   const g = gpu();
   const limit = g.limits.maxStorageBufferBindingSize;
   const base = { q8: g.buffer(4), w: g.buffer(4), kCache: g.buffer(4), kScale: g.buffer(4), table: g.buffer(4), tableLength: 1 << 20, pageSize: 64, positions: g.buffer(4), heads: 64, dim: 128 };
@@ -264,6 +264,10 @@ test("indexer (matrix-direct): the per-row key scratch is checked against one st
   assert.equal(indexerDirectFits(g, { ...base, rows: rowsFor(nKeys) + 1, nKeys, rowSeq: g.buffer(4) }), false);
   // One sequence: one block of keys for every row.
   assert.equal(indexerDirectFits(g, { ...base, rows: rowsFor(nKeys) + 1, nKeys }), true);
+  // The variant such a call runs: 'matrix-direct' within the limit; past it 'matrix', or 'tiled' where tensor cores are missing.
+  const asked = { ...base, nKeys, rowSeq: g.buffer(4), variant: 'matrix-direct' as const };
+  assert.equal(indexerVariantOf(g, { ...asked, rows: rowsFor(nKeys) }), 'matrix-direct');
+  assert.equal(indexerVariantOf(g, { ...asked, rows: rowsFor(nKeys) + 1 }), indexerVariantAvailable(g, 'matrix', 64, 128) ? 'matrix' : 'tiled');
 });
 
 // ---- MLA attention ----

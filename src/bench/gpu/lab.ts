@@ -18,8 +18,9 @@
  */
 import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { headMatmulGpu } from '../../backend/webgpu/kernels/head-matmul.js';
-import { INDEXER_VARIANTS, indexerScoresGpu, bestIndexerVariant, indexerVariantAvailable, type IndexerVariant } from '../../backend/webgpu/kernels/indexer.js';
-import { indexerDirectFits } from '../../backend/webgpu/kernels/indexer-direct.js';
+import {
+  INDEXER_VARIANTS, indexerScoresGpu, bestIndexerVariant, indexerVariantAvailable, indexerVariantOf, type IndexerGpuArgs, type IndexerVariant,
+} from '../../backend/webgpu/kernels/indexer.js';
 import { MATMUL_VARIANTS, matmulGpu, matmulPlan, type MatmulPlan, type MatmulVariant } from '../../backend/webgpu/kernels/matmul.js';
 import { mlaMatrixAvailable } from '../../backend/webgpu/kernels/mla-attention-matrix.js';
 import { topkGpu } from '../../backend/webgpu/kernels/topk.js';
@@ -249,13 +250,13 @@ function releaseStep(gpu: GpuDevice, s: StepData): void {
   for (const b of [s.latent, s.kCache, s.kScale, s.pages.table, s.pages.rowSeq, s.positions, s.q8, s.w, s.qLat, s.qPe]) if (b) gpu.release(b);
 }
 
-/** The indexer over a step's rows (one sequence, or all of a batch with rowSeq). */
-function indexStep(gpu: GpuDevice, s: StepData, variant: IndexerVariant): GPUBuffer {
+/** The indexer's arguments over a step's rows (one sequence, or all of a batch with rowSeq). */
+function indexerArgs(s: StepData, variant: IndexerVariant): IndexerGpuArgs {
   const { table, nPages, pageSize, rowSeq, seqs } = s.pages;
-  return indexerScoresGpu(gpu, {
+  return {
     q8: s.q8, w: s.w, kCache: s.kCache, kScale: s.kScale, table, tableLength: nPages, pageSize, rowSeq, seqs,
     positions: s.positions, rows: s.rows, heads: HI, dim: DI, nKeys: s.ctx, variant,
-  });
+  };
 }
 
 /** Records a step's DSA attention core (or dense with `dense`), one call per op; its temporaries are released after. */
@@ -266,7 +267,7 @@ function recordStep(gpu: GpuDevice, s: StepData, wuv: GPUBuffer, dense: boolean,
   const k = Math.min(TOPK, s.ctx);
   if (!dense) {
     gpu.label = 'indexer';
-    const scores = indexStep(gpu, s, variant);
+    const scores = indexerScoresGpu(gpu, indexerArgs(s, variant));
     gpu.label = 'topk';
     indices = topkGpu(gpu, scores, s.positions, s.rows, s.ctx, k);
     temps.push(scores, indices);
@@ -302,7 +303,7 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
         if (v === 'naive' && batch * ctx > 16 * 32768) continue;
         const t = await gpuTimes(gpu, o.runs, () => {
           gpu.label = 'indexer';
-          for (const s of seqs) gpu.release(indexStep(gpu, s, v));
+          for (const s of seqs) gpu.release(indexerScoresGpu(gpu, indexerArgs(s, v)));
         });
         const gbps = keyBytes / (t.totalMs * 1e-3) / 1e9;
         row[`indexer_${v}_ms`] = round(t.totalMs);
@@ -333,9 +334,8 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
       await gpu.finish();
       const dsaB = await gpuTimes(gpu, o.runs, () => recordStep(gpu, all, wuv, false, best, attention));
       const denseB = await gpuTimes(gpu, o.runs, () => recordStep(gpu, all, wuv, true, best, attention));
-      const ranIndexer = best === 'matrix-direct' && !indexerDirectFits(gpu, { ...all, ...all.pages, tableLength: all.pages.nPages, heads: HI, dim: DI, nKeys: ctx }) ? 'matrix' : best;
       Object.assign(row, {
-        indexerVariant_batched: ranIndexer,
+        indexerVariant_batched: indexerVariantOf(gpu, indexerArgs(all, best)),
         dsa_batched_ms: round(dsaB.totalMs), dsa_batched_kernels_ms: round(dsaB.kernelSumMs), dsa_batched_wall_ms: round(dsaB.wallMs),
         dsa_batched_indexer_ms: round(dsaB.byLabel.indexer ?? 0), dsa_batched_topk_ms: round(dsaB.byLabel.topk ?? 0),
         dsa_batched_attention_ms: round(dsaB.byLabel.attention ?? 0), dsa_batched_wuv_ms: round(dsaB.byLabel.wuv ?? 0),

@@ -124,10 +124,7 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   }
   const out = gpu.buffer(a.rows * a.nKeys * 4);
   if (a.rows === 0 || a.nKeys === 0) return out;
-  let variant = a.variant ?? bestIndexerVariant(gpu, a.heads, a.dim, a.nKeys);
-  // Several sequences: 'matrix-direct' decodes each row's keys apart; where that scratch would not
-  // fit one binding, the shared-memory tensor-core kernel takes the call.
-  if (variant === 'matrix-direct' && a.rowSeq && !indexerDirectFits(gpu, a)) variant = 'matrix';
+  const variant = indexerVariantOf(gpu, a);
   const pages = pagesOfArgs(a);
   if (variant === 'matrix-direct') {
     indexerScoresDirectGpu(gpu, a, out);
@@ -154,6 +151,17 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
 
 export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct'] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
+
+/**
+ * The variant a call runs: its own, or the best for its shape. With several sequences (rowSeq)
+ * 'matrix-direct' decodes each row's keys apart; where that scratch would not fit one storage
+ * binding, the shared-memory tensor-core kernel takes the call ('tiled' where that cannot run).
+ */
+export function indexerVariantOf(gpu: GpuDevice, a: IndexerGpuArgs): IndexerVariant {
+  const v = a.variant ?? bestIndexerVariant(gpu, a.heads, a.dim, a.nKeys);
+  if (v === 'matrix-direct' && a.rowSeq && !indexerDirectFits(gpu, a)) return matrixPlan(gpu, a.heads, a.dim) ? 'matrix' : 'tiled';
+  return v;
+}
 
 /**
  * The fastest variant the device offers for H heads of D dims and nKeys keys: on the H200 the
