@@ -12,7 +12,8 @@
  *
  * Several sequences in one call (rowSeq, pages.ts): the keys are decoded per query row
  * ([rows][tiles][D][KT], row t's keys 0..min(positions[t], nKeys−1) through its own table row,
- * zeros after), and each workgroup reads its row's block. `indexerDirectFits` says whether that
+ * zeros after them in their tile), and each workgroup reads its row's block; a workgroup whose tile
+ * starts past its row's position (a shorter sequence of the batch) writes −∞ and does no products. `indexerDirectFits` says whether that
  * scratch fits one storage binding; indexer.ts runs 'matrix' instead when it does not.
  */
 import { GpuError, type GpuDevice } from '../device.js';
@@ -31,8 +32,9 @@ export function indexerDirectAvailable(gpu: GpuDevice, heads: number, dim: numbe
  * `tile` 0 row after row ([padded][D]); with tile T in tiles of T rows, each transposed ([D][T]), so
  * the score kernel loads its key operand row-major. Paged: row s is read from slotOf(0, s). Per
  * query row (rowWords > 0, with rowSeq): one such block of rowWords words for each query row t,
- * holding the keys 0..min(positions[t], n−1) of t's sequence (slotOf(t, s)). Invocations take
- * consecutive rows of a tile (consecutive f16 stores).
+ * holding the keys 0..min(positions[t], n−1) of t's sequence (slotOf(t, s)), zeros after them in
+ * their last tile; tiles that start past the row's position are left as they are (never read).
+ * Invocations take consecutive rows of a tile (consecutive f16 stores).
  */
 const DECODE_WGSL = /* wgsl */ `
 enable f16;
@@ -65,6 +67,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     s = (j / perTile) * p.tile + j % p.tile;
     w = (j % perTile) / p.tile;
   }
+  // Per row, a tile that starts past the row's position is never read (the score kernel skips it).
+  if (p.rowWords > 0u && p.tile > 0u && (s / p.tile) * p.tile >= limit) { return; }
   var word = 0u;
   if (s < limit) {
     var src = s;
@@ -110,6 +114,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let key0 = (wg.x + wg.z * p.groupsX) * KT;
   let t = wg.y;
   let kRow = t * p.rowKeys * D; // this row's decoded keys (0: one block shared by every row)
+  if (i32(key0) > positions[t]) {
+    // A tile past the row's position (a shorter sequence of the batch): no products.
+    if (li < KT && key0 + li < p.nKeys) { out[t * p.nKeys + key0 + li] = 0xff800000u; }
+    return;
+  }
   for (var j = 0u; j < ${perSubgroup}u; j++) {
     // Tasks beyond TASKS repeat the last one (same result, same place): every subgroup stays uniform.
     let task = min(sg * ${perSubgroup}u + j, TASKS - 1u);

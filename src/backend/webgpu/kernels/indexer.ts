@@ -298,6 +298,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   for (var tile = 0u; tile < p.perGroup; tile++) {
     let key0 = (group * p.perGroup + tile) * KT;
     if (key0 >= p.nKeys) { break; }
+    if (i32(key0) > pos) {
+      // A tile past the row's position (a shorter sequence of the batch): no keys, no products.
+      if (li < KT && key0 + li < p.nKeys) { out[t * p.nKeys + key0 + li] = 0xff800000u; }
+      continue;
+    }
     if (li < KT) {
       let s = key0 + li;
       var slot = NONE;
