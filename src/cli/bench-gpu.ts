@@ -96,7 +96,8 @@ export function addBenchGpu(bench: Command): void {
         for (const r of core) {
           const parts = ['indexer', 'topk', 'attention', 'wuv'].map((p) => r[`dsa${k}_${p}_ms`]).join(' / ');
           const line = `${String(r.batch).padEnd(6)} ${String(r.ctx).padEnd(8)} ${String(r[`dsa${k}_ms`]).padEnd(9)} (${parts})`.padEnd(64);
-          io().out(`${line} ${String(r[`dense${k}_ms`]).padEnd(10)} ${String(r[`ratio${k}`]).padEnd(13)}${k ? ` ${r.batched_speedup}` : ''}\n`);
+          const ratio = k ? `${String(r[`ratio${k}`]).padEnd(13)} ${r.batched_speedup}` : String(r.ratio);
+          io().out(`${line} ${String(r[`dense${k}_ms`]).padEnd(10)} ${ratio}\n`);
         }
       }
     });
