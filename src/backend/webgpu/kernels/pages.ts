@@ -46,11 +46,6 @@ export function rowSeqBinding(pg: GpuPages): GPUBuffer {
   return pg.rowSeq ?? pg.table;
 }
 
-/** Keys a row of this table may address (positions 0..maxKeys−1). */
-export function pageCapacity(pg: GpuPages): number {
-  return pg.nPages * pg.pageSize;
-}
-
 /**
  * WGSL: `slotOf(t, pos) -> u32`, the cache slot of position pos (≥ 0) for row t, or NO_SLOT. Needs
  * bindings `table: array<i32>` and `rowSeq: array<i32>` and the PAGE_FIELDS in Params `p`.
