@@ -72,7 +72,7 @@ function pages(b: Backend, seqOfRow: Int32Array = rowSeq): SeqPages {
     name: 'writeRows: a rowSeq value outside the table throws',
     needs: 'multiSequence',
     run: (b) => write(b, bad),
-    error: /writeRows.*(rowSeq|sequence)/,
+    error: /writeRows.*(rowSeq|sequence|table)/,
     gpu: { does: 'skips', expect: () => [written(bad)] },
   });
   errorCases.push({
@@ -97,30 +97,40 @@ function pages(b: Backend, seqOfRow: Int32Array = rowSeq): SeqPages {
     kCache.fill(0x7f, slot * D, (slot + 1) * D); // NaN codes
     kScale[slot] = NaN;
   }
+  const score = async (b: Backend, seqOfRow: Int32Array): Promise<Arr[]> =>
+    readAll(b, b.indexerScores(b.upload(q8, [T, H, D]), b.upload(w, [T, H]), b.upload(kCache, [slots, D]), b.upload(kScale, [slots]), pages(b, seqOfRow), nKeys, b.upload(positions, [T])));
+  /** The scores of rows with a sequence (rows without one: −∞). */
+  const scores = (seqOfRow: Int32Array): Float64Array => {
+    const out = new Float64Array(T * nKeys).fill(-Infinity);
+    for (let t = 0; t < T; t++) {
+      if (seqOfRow[t]! < 0 || seqOfRow[t]! >= lens.length) continue;
+      for (let p = 0; p <= positions[t]!; p++) {
+        const slot = slotOf(seqOfRow[t]!, p);
+        let sum = 0;
+        for (let h = 0; h < H; h++) {
+          let dot = 0;
+          for (let j = 0; j < D; j++) dot += refE4m3(q8[(t * H + h) * D + j]!) * refE4m3(kCache[slot * D + j]!);
+          if (dot > 0) sum += w[t * H + h]! * dot;
+        }
+        out[t * nKeys + p] = kScale[slot]! * sum;
+      }
+    }
+    return out;
+  };
   cases.push({
     name: 'indexerScores: rows of three sequences in one call score their own sequence\'s keys, −∞ after each position',
     needs: 'multiSequence',
-    async run(b) {
-      const out = b.indexerScores(b.upload(q8, [T, H, D]), b.upload(w, [T, H]), b.upload(kCache, [slots, D]), b.upload(kScale, [slots]), pages(b), nKeys, b.upload(positions, [T]));
-      return readAll(b, out);
-    },
-    reference() {
-      const out = new Float64Array(T * nKeys).fill(-Infinity);
-      for (let t = 0; t < T; t++) {
-        for (let p = 0; p <= positions[t]!; p++) {
-          const slot = slotOf(rowSeq[t]!, p);
-          let sum = 0;
-          for (let h = 0; h < H; h++) {
-            let dot = 0;
-            for (let j = 0; j < D; j++) dot += refE4m3(q8[(t * H + h) * D + j]!) * refE4m3(kCache[slot * D + j]!);
-            if (dot > 0) sum += w[t * H + h]! * dot;
-          }
-          out[t * nKeys + p] = kScale[slot]! * sum;
-        }
-      }
-      return [out];
-    },
+    run: (b) => score(b, rowSeq),
+    reference: () => [scores(rowSeq)],
     tol: TOL.indexer,
+  });
+  const bad = Int32Array.of(2, -1, 1, 0, 2, 1);
+  errorCases.push({
+    name: 'indexerScores: a rowSeq value outside the table throws',
+    needs: 'multiSequence',
+    run: (b) => score(b, bad),
+    error: /indexerScores.*(rowSeq|sequence|table)/,
+    gpu: { does: 'skips', expect: () => [scores(bad)], tol: TOL.indexer },
   });
 }
 
@@ -142,7 +152,8 @@ function pages(b: Backend, seqOfRow: Int32Array = rowSeq): SeqPages {
     const pick = r.shuffle(Array.from({ length: positions[t]! + 1 }, (_, p) => p)).slice(0, K - 1);
     pick.forEach((p, j) => (idx[t * K + (j < 1 ? j : j + 1)] = p)); // a −1 in the second place
   }
-  /** Row t of head h over the positions `set` of its sequence: softmax of [qLat | qPe] · latent rows, times c_kv. */
+  const selected = (t: number): number[] => Array.from(idx.subarray(t * K, (t + 1) * K)).filter((p) => p >= 0);
+  /** Row t of head h over the positions `set` of its sequence (none: zeros): softmax of [qLat | qPe] · latent rows, times c_kv. */
   const attendRef = (t: number, h: number, set: number[]): number[] => {
     const rows = set.map((p) => latent.subarray(slotOf(rowSeq[t]!, p) * row, (slotOf(rowSeq[t]!, p) + 1) * row));
     const q = (c: number) => (c < rk ? qLat[(t * H + h) * rk + c]! : qPe[(t * H + h) * dr + c - rk]!);
@@ -157,10 +168,10 @@ function pages(b: Backend, seqOfRow: Int32Array = rowSeq): SeqPages {
     for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) out.push(...attendRef(t, h, sets(t)));
     return [out];
   };
-  const run = async (b: Backend, indices: Int32Array | null): Promise<Arr[]> =>
+  const run = async (b: Backend, indices: Int32Array | null, seqOfRow = rowSeq): Promise<Arr[]> =>
     readAll(
       b,
-      b.mlaAttention(b.upload(qLat, [T, H, rk]), b.upload(qPe, [T, H, dr]), b.upload(latent, [slots, row]), pages(b), b.upload(positions, [T]), indices ? b.upload(indices, [T, K]) : null, scale),
+      b.mlaAttention(b.upload(qLat, [T, H, rk]), b.upload(qPe, [T, H, dr]), b.upload(latent, [slots, row]), pages(b, seqOfRow), b.upload(positions, [T]), indices ? b.upload(indices, [T, K]) : null, scale),
     );
   cases.push({
     name: 'mlaAttention: dense causal rows of three sequences in one call attend their own sequence',
@@ -173,8 +184,21 @@ function pages(b: Backend, seqOfRow: Int32Array = rowSeq): SeqPages {
     name: 'mlaAttention: sparse rows of three sequences in one call (indices are positions of each row\'s sequence, −1 padding)',
     needs: 'multiSequence',
     run: (b) => run(b, idx),
-    reference: () => reference((t) => Array.from(idx.subarray(t * K, (t + 1) * K)).filter((p) => p >= 0)),
+    reference: () => reference(selected),
     tol: TOL.attention,
+  });
+  const bad = Int32Array.of(2, 0, 1, 5, 2, 1);
+  errorCases.push({
+    name: 'mlaAttention: a rowSeq value outside the table throws',
+    needs: 'multiSequence',
+    run: (b) => run(b, idx, bad),
+    error: /mlaAttention.*(rowSeq|sequence|table)/,
+    // The row attends nothing: zeros, as for a row of only −1.
+    gpu: {
+      does: 'skips',
+      expect: () => reference((t) => (t === 3 ? [] : selected(t))),
+      tol: TOL.attention,
+    },
   });
 }
 
