@@ -375,6 +375,53 @@ test('mlaAttention (tensor cores): the entry slots both GEMM passes read, for a 
   }
 });
 
+// ---- a whole DSA step through the backend ----
+
+test('WebGpuBackend: a DSA step (indexer → top-k → sparse MLA) over three sequences in one call equals each sequence alone, bit for bit', async () => {
+  const be = await WebGpuBackend.create();
+  try {
+    const b = BATCH;
+    const [hi, di, heads, r, dr, k] = [4, 16, 2, 32, 8, 12];
+    const nKeys = Math.max(...b.tables.map((t) => t.length)) * b.pageSize;
+    const g = rng(31);
+    const q8 = codes(ROWS * hi * di, g);
+    const w = random(ROWS * hi, 32);
+    const kCache = codes(b.slots * di, g);
+    const kScale = Float32Array.from({ length: b.slots }, () => 0.05 + g());
+    const latent = packLatent(random(b.slots * r, 33), random(b.slots * dr, 34), b.slots, r, dr, 'bf16');
+    const qLat = random(ROWS * heads * r, 35);
+    const qPe = random(ROWS * heads * dr, 36);
+    const kc = be.upload(kCache, [b.slots, di]);
+    const ks = be.upload(kScale, [b.slots]);
+    const lat = be.upload(latent.data as Uint16Array, [b.slots, r + dr]);
+    /** The step over rows idx with the given pages; returns [scores, selection, attention output]. */
+    const step = async (idx: number[], pages: { blockTable: ReturnType<typeof be.upload>; pageSize: number; rowSeq?: ReturnType<typeof be.upload> }, width: number) => {
+      const pos = be.upload(take(b.positions, 1, idx), [idx.length]);
+      const scores = be.indexerScores(be.upload(take(q8, hi * di, idx), [idx.length, hi, di]), be.upload(take(w, hi, idx), [idx.length, hi]), kc, ks, pages, width, pos);
+      const sel = be.topk(scores, k, pos);
+      const out = be.mlaAttention(be.upload(take(qLat, heads * r, idx), [idx.length, heads, r]), be.upload(take(qPe, heads * dr, idx), [idx.length, heads, dr]), lat, pages, pos, sel, 1 / Math.sqrt(r + dr));
+      return [await be.read(scores), await be.read(sel), await be.read(out)] as const;
+    };
+    const all = Array.from({ length: ROWS }, (_, t) => t);
+    const batched = await step(all, { blockTable: be.upload(b.table2d, [b.tables.length, b.maxPages]), pageSize: b.pageSize, rowSeq: be.upload(b.rowSeq, [ROWS]) }, nKeys);
+    for (let s = 0; s < b.tables.length; s++) {
+      const idx = rowsOf(b, s);
+      const width = b.tables[s]!.length * b.pageSize;
+      const alone = await step(idx, { blockTable: be.upload(Int32Array.from(b.tables[s]!), [b.tables[s]!.length]), pageSize: b.pageSize }, width);
+      idx.forEach((t, j) => {
+        const scores = Array.from(batched[0].subarray(t * nKeys, (t + 1) * nKeys));
+        assert.deepEqual(scores.slice(0, width), Array.from(alone[0].subarray(j * width, (j + 1) * width)), `row ${t} scores`);
+        assert.ok(scores.slice(width).every((v) => v === -Infinity), `row ${t}: no keys past its sequence`);
+        assert.deepEqual(Array.from(batched[1].subarray(t * k, (t + 1) * k)), Array.from(alone[1].subarray(j * k, (j + 1) * k)), `row ${t} selection`);
+        const o = heads * r;
+        assert.deepEqual(Array.from(batched[2].subarray(t * o, (t + 1) * o)), Array.from(alone[2].subarray(j * o, (j + 1) * o)), `row ${t} attention`);
+      });
+    }
+  } finally {
+    be.destroy();
+  }
+});
+
 // ---- the backend's host-side checks ----
 
 test('WebGpuBackend: rowSeq and 2-D block tables are checked on the host, naming the op', async () => {
