@@ -6,7 +6,7 @@
  *   asm/common.ts   format flags, small f32x4 helpers (horizontal sums, 1..4-lane loads and stores)
  *   asm/decode.ts   e4m3 / bf16 decoding (scalar and in-register SIMD); decode_*, encode_bf16
  *   asm/linear.ts   linear_f32 / bf16 / fp8 / fp8_aq and their scratch sizes
- *   asm/indexer.ts  indexer_scores (lightning indexer) and its scratch size
+ *   asm/indexer.ts  indexer_scores (lightning indexer), indexer_scores_multi (several sequences) and their scratch size
  *   asm/mla.ts      mla_partial / mla_merge / mla_attention (online softmax, SIMD e^x), scratch size
  *
  * Rules every kernel follows, because one shared WebAssembly.Memory is used by the main thread and
@@ -29,5 +29,5 @@ export {
   linear_fp8_aq_scratch_bytes,
   linear_fp8_aq,
 } from './linear';
-export { indexer_scratch_bytes, indexer_scores } from './indexer';
+export { indexer_scratch_bytes, indexer_scores, indexer_scores_multi } from './indexer';
 export { mla_scratch_bytes, mla_partial, mla_merge, mla_attention } from './mla';

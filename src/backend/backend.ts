@@ -110,9 +110,8 @@ export interface RouteOptions {
 export interface Backend {
   readonly name: string;
   /**
-   * Whether the ops that take SeqPages accept rowSeq with a 2-D block table: the rows of several
-   * sequences in one call (one grid per op for a whole batched step). Absent or false: one
-   * sequence per call.
+   * Whether writeRows, indexerScores and mlaAttention accept a SeqPages with rowSeq (several
+   * sequences in one call). Absent or false: the model issues those ops once per sequence.
    */
   readonly multiSequence?: boolean;
 

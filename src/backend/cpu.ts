@@ -25,7 +25,9 @@ import { allocate, bf16, cpu, CpuTensor, dtypeOf, expectShape, f32, i32, rowsCol
 import { CpuWeight, decodeRow } from './cpu/weight.js';
 import * as ew from './cpu/kernels/elementwise.js';
 import { headMatmul } from './cpu/kernels/linear.js';
-import { indexerScores, slotOf, type PageMap } from './cpu/kernels/indexer.js';
+import { pageOfRow, slotOf } from './cpu/kernels/indexer.js';
+import { indexerScoresRows } from './cpu/indexer-rows.js';
+import { rowPageMap, rowPages } from './cpu/row-pages.js';
 import { topkRowsRadix } from './cpu/kernels/topk-radix.js';
 import { mlaAttention } from './cpu/kernels/mla-attention.js';
 import { packLatent, type LatentData } from './cpu/kernels/latent.js';
@@ -49,6 +51,11 @@ export interface CpuOptions {
    * batch-invariant anyway.
    */
   batchInvariant?: boolean;
+  /**
+   * Declare `multiSequence` (default true): the model then issues the cache writes, indexer, top-k
+   * and attention once over all sequences of a step. False keeps one call per sequence (for comparison).
+   */
+  multiSequence?: boolean;
 }
 
 const ctorOf = { f32: Float32Array, i32: Int32Array, bf16: Uint16Array, u8: Uint8Array } as const;
@@ -75,6 +82,16 @@ function twoRows(x: Float32Array): Float32Array {
   return out;
 }
 
+/** The largest selected position of row t that is not in its future (−1 when none): the last page it reads. */
+function lastSelected(idx: Int32Array, t: number, width: number, pos: number): number {
+  let last = -1;
+  for (let j = 0; j < width; j++) {
+    const p = idx[t * width + j]!;
+    if (p <= pos && p > last) last = p;
+  }
+  return last;
+}
+
 function weightOf(w: Weight, op: string): CpuWeight {
   if (!(w instanceof CpuWeight)) throw new ShapeError(op, 'weight does not belong to the CPU backend');
   return w;
@@ -82,6 +99,8 @@ function weightOf(w: Weight, op: string): CpuWeight {
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
+  /** Cache ops take several sequences in one call (SeqPages.rowSeq; the ops accept it either way). */
+  readonly multiSequence: boolean;
   readonly kernels: 'wasm' | 'js';
   private readonly rt: WasmRuntime | null;
   /** W_UK-style weights transposed once for the WASM per-head product. */
@@ -93,6 +112,7 @@ export class CpuBackend implements Backend {
   constructor(opts: CpuOptions = {}) {
     this.kernels = opts.kernels ?? envKernels();
     this.batchInvariant = opts.batchInvariant ?? false;
+    this.multiSequence = opts.multiSequence ?? true;
     this.rt = this.kernels === 'wasm' ? new WasmRuntime(opts.threads ?? envThreads(), opts.maxHeapBytes, opts.minParallelWork) : null;
     if (this.rt && this.batchInvariant) this.rt.splitRowsByEntries = false;
     const rt = this.rt;
@@ -108,10 +128,6 @@ export class CpuBackend implements Backend {
 
   private t(shape: readonly number[], data: HostArray): CpuTensor {
     return new CpuTensor(shape, dtypeOf(data), data);
-  }
-
-  private pageMap(pages: SeqPages): PageMap {
-    return { table: i32(pages.blockTable, 'pages'), pageSize: pages.pageSize };
   }
 
   // ---- memory ----
@@ -347,10 +363,10 @@ export class CpuBackend implements Backend {
     const pos = i32(positions, 'writeRows');
     if (pos.length !== rows) throw new ShapeError('writeRows', `${rows} rows but ${pos.length} positions`);
     if (colOffset + n > width) throw new ShapeError('writeRows', `columns [${colOffset}, ${colOffset + n}) exceed the cache row ${width}`);
-    const map = this.pageMap(pages);
+    const pageOf = pageOfRow(rowPageMap(rowPages('writeRows', pages, rows, (t) => pos[t])));
     for (let r = 0; r < rows; r++) {
-      const slot = slotOf(map, pos[r]);
-      if (slot >= slots) throw new ShapeError('writeRows', `slot ${slot} is outside the cache (${slots} slots)`);
+      const slot = slotOf(pageOf(r), pos[r]);
+      if (slot < 0 || slot >= slots) throw new ShapeError('writeRows', `slot ${slot} is outside the cache (${slots} slots)`);
       d.data.set(s.data.subarray(r * n, (r + 1) * n), slot * width + colOffset);
     }
   }
@@ -377,18 +393,11 @@ export class CpuBackend implements Backend {
     if (kCache.shape[1] !== dim) throw new ShapeError('indexerScores', `key cache rows have ${kCache.shape[1]} values, queries ${dim}`);
     const kc = cpu(kCache, 'indexerScores', 'u8');
     const ks = cpu(kScale, 'indexerScores', 'f32');
-    if (this.rt && kc.ptr !== undefined && ks.ptr !== undefined && dim % 16 === 0) {
-      const map = this.pageMap(pages);
-      const slots = new Int32Array(nKeys);
-      for (let s = 0; s < nKeys; s++) slots[s] = slotOf(map, s);
-      const out = this.rt.indexerScores(u8(q8, 'indexerScores'), rows, heads, dim, f32(w, 'indexerScores'), kc.ptr, ks.ptr, slots, i32(positions, 'indexerScores'));
-      if (out) return this.t([rows, nKeys], out);
-    }
-    const out = indexerScores(
-      u8(q8, 'indexerScores'), rows, heads, dim, f32(w, 'indexerScores'),
-      kc.data as Uint8Array, ks.data as Float32Array, this.pageMap(pages), nKeys, i32(positions, 'indexerScores'),
-    );
-    return this.t([rows, nKeys], out);
+    const q = u8(q8, 'indexerScores');
+    const wt = f32(w, 'indexerScores');
+    const pos = i32(positions, 'indexerScores');
+    const rp = rowPages('indexerScores', pages, rows, (t) => Math.min(pos[t], nKeys - 1));
+    return this.t([rows, nKeys], indexerScoresRows(this.rt, q, rows, heads, dim, wt, kc, ks, rp, nKeys, pos));
   }
   topk(scores: Tensor, k: number, positions: Tensor): Tensor {
     const [rows, n] = rowsCols(scores);
@@ -423,17 +432,19 @@ export class CpuBackend implements Backend {
     if (indices && indices.shape[0] !== rows) throw new ShapeError('mlaAttention', `indices have ${indices.shape[0]} rows, queries ${rows}`);
     const idx = indices ? i32(indices, 'mlaAttention') : null;
     const width = indices ? indices.shape[1]! : 0;
+    const pos = i32(positions, 'mlaAttention');
+    const pageOf = rowPageMap(rowPages('mlaAttention', pages, rows, (t) => (idx ? lastSelected(idx, t, width, pos[t]) : pos[t])));
     const lat = cpu(latent, 'mlaAttention');
     if (this.rt && lat.ptr !== undefined && r % 4 === 0 && dr % 4 === 0) {
       const out = this.rt.mlaAttentionPaged(
-        f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), { ptr: lat.ptr, format }, i32(positions, 'mlaAttention'), idx, width,
-        { rows, heads, r, dr }, scale, this.pageMap(pages),
+        f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), { ptr: lat.ptr, format }, pos, idx, width,
+        { rows, heads, r, dr }, scale, pageOf,
       );
       if (out) return this.t([rows, heads, r], out);
     }
     const out = mlaAttention(
-      f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), data, latentWidth, this.pageMap(pages),
-      i32(positions, 'mlaAttention'), idx, width, { rows, heads, r, dr }, scale,
+      f32(qLat, 'mlaAttention'), f32(qPe, 'mlaAttention'), data, latentWidth, pageOf,
+      pos, idx, width, { rows, heads, r, dr }, scale,
     );
     return this.t([rows, heads, r], out);
   }

@@ -24,6 +24,7 @@ import {
   type Tensor,
   type Weight,
 } from './backend.js';
+import { checkSeqPagesShape } from './seq-pages.js';
 import { GpuDevice, type GpuOptions } from './webgpu/device.js';
 import { addGpu, layerNormGpu, mulGpu, rmsNormGpu, scaleGpu, swigluGpu } from './webgpu/kernels/elementwise.js';
 import { hadamardGpu } from './webgpu/kernels/hadamard.js';
@@ -124,22 +125,16 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * The block table of an op over `rows` rows, checked on the host: one sequence's i32 [pages], or
-   * with rowSeq (i32 [rows]) an i32 [seqs, maxPages] table whose row rowSeq[t] row t uses. rowSeq's
-   * values live on the device: a kernel skips a row or entry whose rowSeq is outside 0..seqs−1.
+   * The block table of an op over `rows` rows, checked on the host as every backend checks it
+   * (seq-pages.ts): one sequence's i32 [pages], or with rowSeq (i32 [rows]) an i32 [seqs, maxPages]
+   * table whose row rowSeq[t] row t uses. rowSeq's values live on the device: a kernel skips a row
+   * or entry whose rowSeq is outside 0..seqs−1, where the CPU throws.
    */
   private pagesArgs(op: string, pages: SeqPages, rows: number): GpuPages {
-    const table = gt(pages.blockTable, op, 'i32');
-    if (!(Number.isInteger(pages.pageSize) && pages.pageSize > 0)) throw new ShapeError(op, `pageSize must be a positive integer, got ${pages.pageSize}`);
-    if (!pages.rowSeq) {
-      if (table.shape.length !== 1) {
-        throw new ShapeError(op, `blockTable has shape [${table.shape.join(', ')}]: a table of several sequences needs rowSeq (one sequence: i32 [pages])`);
-      }
-      return { table: table.buffer, nPages: table.size, pageSize: pages.pageSize, rowSeq: null, seqs: 1 };
-    }
-    const rowSeq = gt(pages.rowSeq, op, 'i32');
-    expectShape(op, 'rowSeq', rowSeq, [rows]);
-    if (table.shape.length !== 2) throw new ShapeError(op, `with rowSeq, blockTable must be i32 [seqs, maxPages], got [${table.shape.join(', ')}]`);
+    const table = gt(pages.blockTable, op);
+    const rowSeq = pages.rowSeq ? gt(pages.rowSeq, op) : null;
+    checkSeqPagesShape(op, pages, rows);
+    if (!rowSeq) return { table: table.buffer, nPages: table.size, pageSize: pages.pageSize, rowSeq: null, seqs: 1 };
     const [seqs, maxPages] = table.shape as [number, number];
     return { table: table.buffer, nPages: maxPages, pageSize: pages.pageSize, rowSeq: rowSeq.buffer, seqs };
   }

@@ -8,7 +8,7 @@
  */
 import type { Backend, LatentFormat, Tensor } from '../backend/backend.js';
 import { Rng } from '../generate/sampler.js';
-import { KVCache, needsPrefillLatent, type Sequence } from '../model/cache.js';
+import { KVCache, needsPrefillLatent, PAGE_SIZE, type Sequence } from '../model/cache.js';
 import type { ModelConfig } from '../model/config.js';
 import { indexerKeys, indexerQueries, indexerScores } from '../model/indexer.js';
 import { attention } from '../model/mla.js';
@@ -57,6 +57,11 @@ export interface AttentionBenchOptions {
   seed: number;
   /** How the cache stores the latent. */
   latentFormat: LatentFormat;
+  /**
+   * Issue the cache writes, indexer, top-k and attention once per sequence even where the backend
+   * takes them in one call over all sequences (multiSequence): the per-sequence path, for comparison.
+   */
+  perSequence?: boolean;
   /** Called after each point and engine with work done and total (context tokens). */
   onProgress?: (done: number, total: number) => void;
   /** After the first point: the estimated time of the rest (from that point's breakdown). */
@@ -117,11 +122,23 @@ function batchContext(b: Backend, seqs: readonly Sequence[], start: number, rows
   const opts = { mode, dense };
   const segments: Segment[] = seqs.map((seq, i) => {
     const positions = Int32Array.from({ length: rows }, (_, j) => start + j);
-    return { start: i * rows, positions, posT: b.upload(positions, [rows]), pages: seq.pages(), nKeys: start + rows, cos: rope.cos, sin: rope.sin, opts };
+    const pages = seq.pages();
+    return { start: i * rows, positions, posT: b.upload(positions, [rows]), pages, pageIds: seq.pageIds, nKeys: start + rows, cos: rope.cos, sin: rope.sin, opts };
   });
   const positions = new Int32Array(seqs.length * rows);
   segments.forEach((sg) => positions.set(sg.positions, sg.start));
   return { positions, posT: b.upload(positions, [positions.length]), cos: rope.cos, sin: rope.sin, opts, segments };
+}
+
+/** `b` as a backend that takes one sequence per call (the model then runs the per-sequence path). */
+function withoutMultiSequence(b: Backend): Backend {
+  return new Proxy(b, {
+    get(target, prop) {
+      if (prop === 'multiSequence') return false;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
 }
 
 /** Medians per op and per category over the timed runs. */
@@ -151,17 +168,19 @@ export async function runAttentionBench(o: AttentionBenchOptions): Promise<Atten
   const scale = softmaxScale(cfg);
   const g = new Gaussian(new Rng(o.seed + 1));
 
-  // Every sequence has its own one-layer cache, filled once to the largest context. Each step writes
-  // its own entries at positions ctx.. (overwriting the previous run's), and attention() never moves
-  // seq.length, so every run decodes at position ctx against exactly ctx cached tokens.
+  // Every sequence has its own pages of one one-layer cache pool (as in a server), filled once to
+  // the largest context. Each step writes its own entries at positions ctx.. (overwriting the
+  // previous run's), and attention() never moves seq.length, so every run decodes at position ctx
+  // against exactly ctx cached tokens.
   // The prefill copy of the latent exactly when the model keeps one (Model.createCache's rule).
   const prefillLatent = needsPrefillLatent(w.kvBIsFp8, o.latentFormat);
+  const pagesPerSeq = Math.ceil(capacity / PAGE_SIZE);
+  const pool = new KVCache(b, layerCfg, { capacity: o.batch * pagesPerSeq * PAGE_SIZE, prefillLatent, latentFormat: o.latentFormat });
   const seqs: Sequence[] = [];
   for (let i = 0; i < o.batch; i++) {
-    const cache = new KVCache(b, layerCfg, { capacity, prefillLatent, latentFormat: o.latentFormat });
-    const seq = cache.newSequence();
+    const seq = pool.newSequence();
     seq.reserve(capacity);
-    fillCache(b, cfg, cache.layers[0]!, seq.pages(), maxCtx, g, rope);
+    fillCache(b, cfg, pool.layers[0]!, seq.pages(), maxCtx, g, rope);
     seq.length = maxCtx;
     seqs.push(seq);
   }
@@ -169,14 +188,15 @@ export async function runAttentionBench(o: AttentionBenchOptions): Promise<Atten
   const x = b.upload(g.normalizedRows(seqs.length * rows, cfg.hiddenSize), [seqs.length * rows, cfg.hiddenSize]);
   const setupMs = performance.now() - started;
 
-  const tb = new TimingBackend(b);
+  const tb = new TimingBackend(o.perSequence ? withoutMultiSequence(b) : b);
   const tbb = tb.backend;
-  // One step for the whole batch, as the model runs it: projections once over all rows, the
-  // indexer, top-k and attention per sequence.
+  // One step for the whole batch, as the model runs it: projections once over all rows, the cache
+  // writes, indexer, top-k and attention once over all sequences (per sequence with perSequence or
+  // a backend without multiSequence).
   const step = (ctx: number, dense: boolean) => async () => {
     for (const seq of seqs) seq.length = ctx;
     const batch = batchContext(tbb, seqs, ctx, rows, rope, o.mode, dense);
-    const out = tbb.scope(() => attention(tbb, cfg, 0, w, seqs[0]!.cache.layers[0]!, x, batch, scale));
+    const out = tbb.scope(() => attention(tbb, cfg, 0, w, pool.layers[0]!, x, batch, scale));
     await tbb.read(out);
   };
 

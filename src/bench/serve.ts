@@ -9,6 +9,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { io } from '../cli/io.js';
+import { CpuBackend } from '../backend/cpu.js';
 import { writeRandomModel } from '../model/random-model.js';
 import { parseMetrics } from '../serve/metrics.js';
 import { startServer } from '../serve/server.js';
@@ -22,6 +23,8 @@ export interface ServeBenchOptions {
   maxTokens: number;
   maxBatch: number;
   batchInvariant: boolean;
+  /** The model's cache writes, indexer, top-k and attention once per sequence instead of once per step. */
+  perSequence?: boolean;
   json?: string;
 }
 
@@ -49,7 +52,8 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRow
   const work = o.model ? null : mkdtempSync(join(tmpdir(), 'dsa-bench-serve-'));
   const dir = o.model ?? join(work!, 'tiny');
   if (!o.model) writeRandomModel(dir, { seed: 1 });
-  const server = await startServer({ model: dir, port: 0, maxBatch: o.maxBatch, maxContext: o.promptLen + o.maxTokens + 1, batchInvariant: o.batchInvariant });
+  const backend = new CpuBackend({ batchInvariant: o.batchInvariant, multiSequence: !o.perSequence });
+  const server = await startServer({ model: dir, port: 0, maxBatch: o.maxBatch, maxContext: o.promptLen + o.maxTokens + 1, backend });
   try {
     const ctx = await server.ready;
     const cfg = ctx.engine.model.config;
@@ -57,7 +61,8 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRow
     out.out(`dsa bench serve: ${m.cpu}, ${m.cores} cores, Node ${m.node}, load average ${loadavg()[0]!.toFixed(2)}\n`);
     out.out(
       `model ${o.model ?? 'random tiny (writeRandomModel defaults)'}: ${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, vocab ${cfg.vocabSize}; ` +
-        `cpu backend, batch-invariant kernels ${o.batchInvariant ? 'on' : 'off'}, max batch ${o.maxBatch}, bf16 cache, prefix caching on (prompts differ)\n`,
+        `cpu backend, batch-invariant kernels ${o.batchInvariant ? 'on' : 'off'}, ${o.perSequence ? 'DSA ops per sequence (--per-sequence)' : 'DSA ops in one call per step'}, ` +
+        `max batch ${o.maxBatch}, bf16 cache, prefix caching on (prompts differ)\n`,
     );
     out.out(`${o.requests} greedy completions per run: ${o.promptLen} prompt tokens (token ids), ${o.maxTokens} generated (ignore_eos), non-streaming, over HTTP\n\n`);
     out.out('concurrency  requests/s  output tok/s  total tok/s  mean TTFT ms  mean ITL ms  wall s\n');
@@ -119,6 +124,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRow
     return rows;
   } finally {
     await server.close();
+    backend.close();
     if (work) rmSync(work, { recursive: true, force: true });
   }
 }
@@ -146,6 +152,7 @@ export function addBenchServe(bench: Command): void {
     .option('--max-tokens <n>', 'generated tokens per request', intArg('--max-tokens', 1), 32)
     .option('--max-batch <n>', "the server's --max-batch", intArg('--max-batch', 1), 16)
     .option('--no-batch-invariant', 'faster single-sequence kernels (numbers depend on batching)')
+    .option('--per-sequence', "the model's cache writes, indexer, top-k and attention once per sequence instead of once per step (for comparison)", false)
     .option('--json <file>', 'also write the setup and rows as JSON')
     .action(async (o: ServeBenchOptions) => {
       await runServeBench(o);

@@ -85,6 +85,7 @@ interface BenchAttentionOptions {
   plot?: string;
   backend: string;
   verbose: boolean;
+  perSequence: boolean;
 }
 
 /** Adds `attention` to the `bench` command group. */
@@ -93,7 +94,8 @@ export function addBenchAttention(bench: Command): void {
     .command('attention')
     .description('one full-size DeepSeek-V3.2 attention layer (random FP8 weights, caches filled directly): dense MLA vs DSA per decode step, with a breakdown')
     .option('--ctx <list>', `context positions, comma-separated (e.g. 4096,16K,128K) (default: 1K…128K powers of two; with --prefill 1K…16K)`, parseContexts)
-    .option('--batch <n>', 'sequences per step, each with its own cache', intArg('--batch', 1), 1)
+    .option('--batch <n>', 'sequences per step, each with its own pages of one cache pool', intArg('--batch', 1), 1)
+    .option('--per-sequence', 'issue the cache writes, indexer, top-k and attention once per sequence instead of once over the batch (for comparison)', false)
     .option('--runs <n>', 'timed runs per point (median reported)', intArg('--runs', 1), 5)
     .option('--budget <s>', 'seconds per point and engine after which runs stop (after at least 3)', secondsArg('--budget'), 20)
     .option('--max-step <s>', 'skip points whose single step is estimated longer than this', secondsArg('--max-step'), 60)
@@ -217,7 +219,9 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
   w(`config:   ${source}`);
   for (const line of configSummary(cfg)) w(`          ${line}`);
   w(`          seeded random weights (seed ${o.seed}) built in memory; cache content random (normalized c_kv, roped k_rope, FP8 indexer keys) written directly`);
-  w(`batch:    ${o.batch} sequence${o.batch > 1 ? 's' : ''}, each with its own cache, in one step (projections over all rows at once; indexer, top-k and attention per sequence); times are for the whole batch`);
+  const perSeq = o.perSequence || !backend.multiSequence;
+  const dsaOps = o.batch === 1 ? '' : perSeq ? `; cache writes, indexer, top-k and attention per sequence${o.perSequence ? ' (--per-sequence)' : ` (the ${backend.name} backend takes one sequence per call)`}` : '; cache writes, indexer, top-k and attention in one call over all sequences';
+  w(`batch:    ${o.batch} sequence${o.batch > 1 ? 's' : ''}, each with its own pages of one cache pool, in one step (projections over all rows at once${dsaOps}); times are for the whole batch`);
   w(`runs:     median of up to ${o.runs} timed runs after 1 warm-up (none for steps estimated over 2 s); runs stop after 3 once ${o.budget} s are spent on a point; steps estimated over ${o.maxStep} s are skipped`);
 
   const bar = progressBar('attention', contexts.reduce((s, c) => s + 2 * c, 0), o.verbose);
@@ -235,6 +239,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
       maxStepMs: o.maxStep * 1000,
       seed: o.seed,
       latentFormat: o.cache,
+      perSequence: o.perSequence,
       onProgress: (done) => bar.update(done),
       onEstimate: (ms) => {
         if (ms > 60_000) io().err(`\nestimated time for the remaining points: ~${Math.ceil(ms / 60_000)} min (from the first point's breakdown)\n`);
@@ -293,6 +298,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
   const setup = {
     mode,
     rows_per_step: rows,
+    dsa_ops_per_step: o.batch === 1 ? 'one sequence' : perSeq ? 'per sequence' : 'one call over all sequences',
     unit,
     backend: backendName,
     config_source: source,

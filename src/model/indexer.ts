@@ -8,7 +8,7 @@
 import type { Backend, Tensor } from '../backend/backend.js';
 import type { LayerCache } from './cache.js';
 import type { ModelConfig } from './config.js';
-import type { BatchContext, Segment } from './step.js';
+import type { BatchContext, StepContext } from './step.js';
 import type { IndexerWeights } from './weights.js';
 
 /** Activation quantization of the indexer's own projections when their weights are FP8. */
@@ -56,9 +56,10 @@ export function indexerQueries(
 
 /**
  * Index scores [T_seg, nKeys] of one sequence's queries (q8 [T_seg, H_I, d_I], weights [T_seg, H_I])
- * against every key in its cache (−∞ for future keys).
+ * against every key in its cache (−∞ for future keys); or of several sequences' rows at once
+ * (seg.pages with rowSeq: each row against its own sequence's keys, nKeys the largest count).
  */
-export function indexerScores(b: Backend, cache: LayerCache, q8: Tensor, weights: Tensor, seg: Segment): Tensor {
+export function indexerScores(b: Backend, cache: LayerCache, q8: Tensor, weights: Tensor, seg: StepContext): Tensor {
   const kScales = b.reshape(cache.indexScales, [cache.indexScales.shape[0]!]);
   return b.indexerScores(q8, weights, cache.indexKeys, kScales, seg.pages, seg.nKeys, seg.posT);
 }

@@ -109,7 +109,8 @@ export class Model {
   /**
    * One forward step over several sequences at once (continuous batching): each sequence's tokens
    * at its next positions. Projections and experts run once over all rows; cache writes, indexer,
-   * top-k and attention per sequence. Returns the logits of all rows (sequence after sequence),
+   * top-k and attention too where the backend takes several sequences in one call (else per
+   * sequence). Returns the logits of all rows (sequence after sequence),
    * the last row of each sequence, or nothing.
    */
   stepBatch(inputs: readonly BatchInput[], opts: StepOptions, logits: LogitRows): Tensor | null {
@@ -143,7 +144,7 @@ export class Model {
       ids.set(tokens, row);
       const posT = b.upload(own, [own.length]);
       const segOpts = mode === undefined || mode === opts.mode ? opts : { ...opts, mode };
-      segments.push({ start: row, positions: own, posT, pages: seq.pages(), nKeys: start + tokens.length, cos, sin, opts: segOpts });
+      segments.push({ start: row, positions: own, posT, pages: seq.pages(), pageIds: seq.pageIds, nKeys: start + tokens.length, cos, sin, opts: segOpts });
       row += tokens.length;
     }
     const batch: BatchContext = { positions, posT: inputs.length === 1 ? segments[0]!.posT : b.upload(positions, [t]), cos, sin, opts, segments };

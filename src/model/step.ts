@@ -5,6 +5,7 @@
  * replay one's discrete choices in the other and compare the continuous outputs.
  */
 import type { SeqPages, Tensor } from '../backend/backend.js';
+import type { MultiSeqPlan } from './multi-seq.js';
 
 /** Replaces the model's discrete choices. Each returns null to keep the model's own. */
 export interface Forcing {
@@ -41,7 +42,8 @@ export interface StepOptions {
 /**
  * One forward step over several sequences at once (continuous batching): their token rows are
  * stacked, every projection runs once over all of them, and the per-sequence parts (cache writes,
- * indexer scores, top-k, attention) run per segment.
+ * indexer scores, top-k, attention) run once over all rows where the backend takes several
+ * sequences in one call (see multi-seq.ts), else per segment.
  */
 export interface BatchContext {
   /** Positions of all T rows, sequence after sequence (host copy and device tensor). */
@@ -52,11 +54,15 @@ export interface BatchContext {
   opts: StepOptions;
   /** Each sequence's rows: [start, start + positions.length) of the step. */
   segments: Segment[];
+  /** The one-call plan over all segments, built by the first layer (null: per segment; absent: not built yet). */
+  multi?: MultiSeqPlan | null;
 }
 
 export interface Segment extends StepContext {
   /** First row of this sequence in the step. */
   start: number;
+  /** The host copy of `pages.blockTable` (needed to batch the sequences' DSA ops into one call). */
+  pageIds?: readonly number[];
 }
 
 /** What one sequence's rows of a step know (used per segment of a BatchContext). */

@@ -112,6 +112,7 @@ test('prefill chunks, a batch of two, the fp8 cache, --set, and a PNG plot', asy
     assert.equal(r.mode, 'prefill');
     assert.equal(r.rows_per_step, 4);
     assert.equal(r.batch, 2);
+    assert.equal(r.dsa_ops_per_step, 'one call over all sequences');
     assert.equal(r.cache_format, 'fp8');
     assert.equal(r.index_topk, 12);
     // fp8 latent: 128 codes + 1 scale (4 B) + 16 bf16 = 164 B, plus the indexer key (no prefill copy
@@ -125,6 +126,12 @@ test('prefill chunks, a batch of two, the fp8 cache, --set, and a PNG plot', asy
   assert.equal(rows[1]!.dsa_dense_path, false);
   assert.ok(rows[1]!.topk_ms > 0);
   assert.deepEqual([...fs.readFileSync(png).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+});
+
+test('--per-sequence: the batch’s cache writes, indexer, top-k and attention once per sequence', async () => {
+  const { stdout, rows } = await bench(['--ctx', '32', '--batch', '3', '--per-sequence']);
+  assert.equal(rows[0]!.dsa_ops_per_step, 'per sequence');
+  assert.match(stdout, /indexer, top-k and attention per sequence \(--per-sequence\)/);
 });
 
 test('bad options are one-line errors', async () => {

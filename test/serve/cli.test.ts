@@ -13,6 +13,16 @@ test('dsa bench serve prints the setup and a row per concurrency', async () => {
   for (const l of rows) assert.ok(Number(l.trim().split(/\s+/)[1]) > 0);
 });
 
+test('dsa bench serve --per-sequence says which path the model takes', async () => {
+  const base = ['bench', 'serve', '--requests', '2', '--concurrency', '2', '--prompt-len', '8', '--max-tokens', '2', '--max-batch', '2'];
+  const one = await cli(base);
+  assert.equal(one.code, 0, one.stderr);
+  assert.match(one.stdout, /DSA ops in one call per step/);
+  const per = await cli([...base, '--per-sequence']);
+  assert.equal(per.code, 0, per.stderr);
+  assert.match(per.stdout, /DSA ops per sequence \(--per-sequence\)/);
+});
+
 test('dsa serve: a missing model directory or a bad option is one clear line and exit code 1', async () => {
   const r = await cli(['serve', '--model', '/nonexistent/model', '--port', '0']);
   assert.equal(r.code, 1);

@@ -9,8 +9,10 @@ import { indexerScores } from '../../src/backend/cpu/kernels/indexer.js';
 import { readF32, rng, upload, useGpu } from './helpers.js';
 import { decodeRows } from '../../src/backend/webgpu/kernels/indexer-direct.js';
 import { onePageTable } from '../../src/backend/webgpu/kernels/pages.js';
+import { indexerFusedAvailable, indexerScoresFusedGpu } from '../../src/backend/webgpu/kernels/indexer-fused.js';
 import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
 import { f16ToF32 } from '../../src/numerics/f16.js';
+import { E4M3_TO_F16_WGSL } from '../../src/backend/webgpu/kernels/wgsl.js';
 
 const gpu = useGpu();
 
@@ -65,6 +67,11 @@ const cases = [
   { rows: 2, heads: 2, dim: 8, nKeys: 70, positions: [69, 40], table: Array.from({ length: 18 }, (_, i) => (i * 7) % 18), seed: 3 },
   // Shapes the tensor-core variant takes (H, D multiples of 16), several key tiles, more than 16 heads.
   { rows: 2, heads: 32, dim: 48, nKeys: 150, positions: [149, 77], table: Array.from({ length: 38 }, (_, i) => (i * 5) % 38), seed: 4 },
+  // The fused kernels' shapes (H, D multiples of 32; DeepSeek-V3.2's 64 × 128 needs more than
+  // lavapipe's 32 KiB of shared memory): keys in several tiles of 64 and a partial last tile, a row
+  // masked from mid-tile, a row with no keys.
+  { rows: 3, heads: 32, dim: 128, nKeys: 200, positions: [199, 70, -1], table: Array.from({ length: 50 }, (_, i) => (i * 7) % 50), seed: 5 },
+  { rows: 2, heads: 64, dim: 64, nKeys: 130, positions: [129, 127], table: Array.from({ length: 33 }, (_, i) => (i * 5) % 33), seed: 6 },
 ];
 
 /** Whether a variant runs on this device for a shape (the 'matrix' ones need tensor cores: not on lavapipe). */
@@ -160,6 +167,63 @@ test('indexer (matrix-direct): FP8 rows decode to f16 exactly, in rows or in tra
         const want = slot < 0 ? 0 : E4M3_TABLE[kc[slot * dim + d]!]!;
         assert.ok(Object.is(f16ToF32(halves[at]!), want) || (want === 0 && f16ToF32(halves[at]!) === 0), `tile ${tile}: key ${s} dim ${d}: ${f16ToF32(halves[at]!)} vs ${want}`);
       }
+    }
+  }
+});
+
+test('indexer (matrix-fused): h16 turns every non-NaN e4m3 code into its exact f16', async (t) => {
+  const g = gpu();
+  if (!g.features.has('shader-f16')) {
+    t.skip('this adapter has no shader-f16');
+    return;
+  }
+  const code = /* wgsl */ `
+enable f16;
+@group(0) @binding(0) var<storage, read_write> out: array<f16>;
+${E4M3_TO_F16_WGSL}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) i: u32) { out[i] = h16(i); }
+`;
+  const out = g.buffer(256 * 2);
+  g.dispatch(code, [out], [1]);
+  const halves = new Uint16Array(await g.read(out, 512));
+  for (let c = 0; c < 256; c++) {
+    if ((c & 0x7f) === 0x7f) continue;
+    assert.ok(Object.is(f16ToF32(halves[c]!), E4M3_TABLE[c]!), `code 0x${c.toString(16)}: ${f16ToF32(halves[c]!)} vs ${E4M3_TABLE[c]}`);
+  }
+});
+
+test('indexer (fused, scalar products): runs of several key tiles per workgroup (the next tile read while one is multiplied), 4 or 8 subgroups, equal the CPU twin', async (t) => {
+  const g = gpu();
+  const heads = 64;
+  const dim = 64;
+  if (!indexerFusedAvailable(g, heads, dim, { scalar: true })) {
+    t.skip('this adapter cannot run the fused kernel (shader-f16, shared memory)');
+    return;
+  }
+  const r = rng(21);
+  const pageSize = 16;
+  const nKeys = 500; // 8 tiles; runs of 3 leave a short last run
+  const nPages = Math.ceil(nKeys / pageSize);
+  const table = Int32Array.from({ length: nPages }, (_, i) => (i * 11) % nPages);
+  const positions = Int32Array.of(499, 300);
+  const rows = 2;
+  const q8 = codes(rows * heads * dim, r);
+  const kCache = codes(nPages * pageSize * dim, r);
+  const w = Float32Array.from({ length: rows * heads }, () => r() - 0.3);
+  const kScale = Float32Array.from({ length: nPages * pageSize }, () => 0.01 + r());
+  const want = indexerScores(q8, rows, heads, dim, w, kCache, kScale, { table, pageSize }, nKeys, positions);
+  for (const subgroups of [4, 8] as const) {
+    if (!indexerFusedAvailable(g, heads, dim, { scalar: true, subgroups })) continue; // 8 needs D ≥ 128: more shared memory than lavapipe has
+    const out = g.buffer(rows * nKeys * 4);
+    indexerScoresFusedGpu(g, {
+      q8: upload(g, q8), w: upload(g, w), kCache: upload(g, kCache), kScale: upload(g, kScale), table: upload(g, table), tableLength: nPages, pageSize,
+      positions: upload(g, positions), rows, heads, dim, nKeys,
+    }, out, { scalar: true, tilesPerGroup: 3, subgroups });
+    const got = await readF32(g, out, rows * nKeys);
+    for (let i = 0; i < want.length; i++) {
+      if (want[i] === -Infinity) assert.equal(got[i], -Infinity, `${subgroups} subgroups: ${i} must be masked`);
+      else assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * Math.max(1, Math.abs(want[i]!)) + 1e-3, `${subgroups} subgroups: ${i}: ${got[i]} vs ${want[i]}`);
     }
   }
 });

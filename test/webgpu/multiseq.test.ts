@@ -195,8 +195,9 @@ function assertScores(got: Float32Array, want: Float32Array, nKeys: number): voi
 }
 
 for (const variant of INDEXER_VARIANTS) {
-  // nKeys 70: the longest sequence; nKeys 64: row 0 (position 69) scores keys 0..63 only.
-  for (const [heads, dim, nKeys] of [[32, 48, 70], [3, 10, 64]] as const) {
+  // nKeys 70: the longest sequence; nKeys 64: row 0 (position 69) scores keys 0..63 only; D 64:
+  // the fused kernel's shapes (its f32 form runs on lavapipe).
+  for (const [heads, dim, nKeys] of [[32, 48, 70], [3, 10, 64], [32, 64, 70]] as const) {
     test(`indexer scores (${variant}), three sequences in one grid: H ${heads}, D ${dim}, width ${nKeys} equal the CPU twin per sequence`, async (t) => {
       if (!indexerVariantAvailable(gpu(), variant, heads, dim)) {
         t.skip(`the ${variant} variant does not run on this adapter for H ${heads}, D ${dim}`);
@@ -433,10 +434,10 @@ test('WebGpuBackend: rowSeq and 2-D block tables are checked on the host, naming
     const src = b.upload(new Float32Array(3 * 4), [3, 4]);
     const dst = b.zeros([24, 4], 'f32');
     const rows = (blockTable: typeof table1d, rowSeq?: typeof table1d) => b.writeRows(dst, { blockTable, pageSize: 4, rowSeq }, positions, src, 0);
-    assert.throws(() => rows(table2d), /writeRows: blockTable has shape \[2, 3\]: a table of several sequences needs rowSeq/);
-    assert.throws(() => rows(table1d, b.upload(Int32Array.of(0, 1, 0), [3])), /writeRows: with rowSeq, blockTable must be i32 \[seqs, maxPages\], got \[3\]/);
+    assert.throws(() => rows(table2d), /writeRows: a block table of shape \[2, 3\] needs rowSeq/);
+    assert.throws(() => rows(table1d, b.upload(Int32Array.of(0, 1, 0), [3])), /writeRows: with rowSeq the block table must be 2-D \[seqs, maxPages\], got \[3\]/);
     assert.throws(() => rows(table2d, b.upload(Int32Array.of(0, 1), [2])), /writeRows: rowSeq has shape \[2\], expected \[3\]/);
-    assert.throws(() => rows(table2d, b.upload(Float32Array.of(0, 1, 0), [3])), /writeRows: expected a i32 tensor, got f32/);
+    assert.throws(() => rows(table2d, b.upload(Float32Array.of(0, 1, 0), [3])), /writeRows: rowSeq must be i32, got f32/);
     const q = b.upload(new Uint8Array(3 * 2 * 4), [3, 2, 4]);
     const scores = (rowSeq: typeof table1d, nKeys: number) =>
       b.indexerScores(q, b.upload(new Float32Array(6), [3, 2]), b.upload(new Uint8Array(24 * 4), [24, 4]), b.upload(new Float32Array(24), [24]), { blockTable: table2d, pageSize: 4, rowSeq }, nKeys, positions);

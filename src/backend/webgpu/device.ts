@@ -15,7 +15,10 @@ const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium
  * timestamp_quantization off.
  */
 export const DEFAULT_DAWN_FLAGS: readonly string[] = [
-  'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia',
+  // disable_robustness: no bounds clamping added to every buffer access (our kernels keep their own
+  // accesses in bounds, and the host checks indices before they reach a kernel); on the H200 it
+  // doubled the tensor-core GEMM rate (docs/benchmarks.md).
+  'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness',
   // Dawn rounds timestamps to tens of microseconds unless told otherwise; kernel timings need them exact.
   'disable-dawn-features=timestamp_quantization',
 ];

@@ -132,8 +132,12 @@ export async function checkAttention(gpu: GpuDevice, v: AttentionVariant, multi:
   return worst;
 }
 
-/** An indexer variant against the CPU twin at the real head shape (max error ÷ its row's max |score|; a wrong mask counts as ∞). */
-export async function checkIndexer(gpu: GpuDevice, variant: IndexerVariant, multi: boolean): Promise<number> {
+/**
+ * An indexer variant against the CPU twin at the real head shape (max error ÷ its row's max
+ * |score|; a wrong mask counts as ∞); a failing variant also reports where and what it computed,
+ * for diagnosis (flat indices into [rows, nKeys]).
+ */
+export async function checkIndexer(gpu: GpuDevice, variant: IndexerVariant, multi: boolean): Promise<{ maxErrOverScale: number; sample?: Record<string, number[]> }> {
   const l = checkLayout(multi);
   const rows = l.rowSeq.length;
   const slots = l.poolPages * PAGE;
@@ -161,17 +165,16 @@ export async function checkIndexer(gpu: GpuDevice, variant: IndexerVariant, mult
   });
   const got = new Float32Array(await gpu.read(out, rows * nKeys * 4));
   let worst = 0;
+  let worstAt = 0;
   for (let t = 0; t < rows; t++) {
     let scale = 0;
-    let err = 0;
+    for (let i = t * nKeys; i < (t + 1) * nKeys; i++) if (want[i] !== -Infinity) scale = Math.max(scale, Math.abs(want[i]!));
     for (let i = t * nKeys; i < (t + 1) * nKeys; i++) {
-      if (want[i] === -Infinity) err = got[i] === -Infinity ? err : Infinity;
-      else {
-        scale = Math.max(scale, Math.abs(want[i]!));
-        err = Math.max(err, Math.abs(got[i]! - want[i]!));
-      }
+      const e = want[i] === -Infinity ? (got[i] === -Infinity ? 0 : Infinity) : Math.abs(got[i]! - want[i]!) / scale;
+      if (!(e <= worst)) [worst, worstAt] = [e, i];
     }
-    worst = Math.max(worst, err / scale);
   }
-  return worst;
+  if (worst <= 1e-4) return { maxErrOverScale: worst };
+  const pick = (a: ArrayLike<number>, from: number) => Array.from({ length: 4 }, (_, i) => a[from + i]!).filter((x) => x !== undefined);
+  return { maxErrOverScale: worst, sample: { worstAt: [worstAt], got: pick(got, worstAt), want: pick(want, worstAt), got0: pick(got, 0), want0: pick(want, 0), got64: pick(got, 64), want64: pick(want, 64) } };
 }

@@ -285,7 +285,7 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
   // Each variant on one sequence, then on three sequences in one grid (rowSeq: what the batched step runs).
   for (const multi of [false, true]) {
     const tag = multi ? '-multiseq' : '';
-    for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}${tag}`, maxErrOverScale: await checkIndexer(gpu, v, multi) });
+    for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}${tag}`, ...(await checkIndexer(gpu, v, multi)) });
     for (const v of attentionVariants) o.emit({ section: 'check', kernel: `attention-${v}${tag}`, maxErrOverScale: await checkAttention(gpu, v, multi) });
   }
   const attention = attentionVariants[attentionVariants.length - 1]!;

@@ -114,15 +114,9 @@ export interface OpCase {
   tol: Tol | readonly Tol[];
   /** Replaces the element-wise comparison where the contract allows several answers (ties, order). */
   check?(got: Arr[], want: Arr[], tol: readonly Tol[]): void;
-  /** An optional Backend capability the case needs (see Needs). */
-  needs?: Needs;
+  /** Why this backend cannot take the case (the test is skipped with that reason), or null. */
+  needs?(b: Backend): string | null;
 }
-
-/**
- * Optional capabilities of the Backend interface: 'multiSequence' — ops over the rows of several
- * sequences in one call (SeqPages.rowSeq). A backend without it skips such cases, saying so.
- */
-export type Needs = 'multiSequence';
 
 export interface ErrorCase {
   name: string;
@@ -137,7 +131,8 @@ export interface ErrorCase {
    * arrays) must equal `expect()`.
    */
   gpu?: GpuBehaviour;
-  needs?: Needs;
+  /** Why this backend cannot take the case (the test is skipped with that reason), or null. */
+  needs?(b: Backend): string | null;
 }
 
 /**
@@ -531,16 +526,12 @@ export function runCases(group: string, cases: readonly OpCase[], errorCases: re
       after(() => {
         if (backend) be.close?.(backend);
       });
-      /** Skips the test when the backend lacks what the case needs. */
-      const lacks = (b: Backend, needs: Needs | undefined, t: TestContext): boolean => {
-        if (!needs || b[needs]) return false;
-        t.skip(`${be.name} does not offer ${needs}`);
-        return true;
-      };
       for (const c of cases) {
         test(c.name, async (t) => {
           const b = await get(t);
-          if (!b || lacks(b, c.needs, t)) return;
+          if (!b) return;
+          const why = c.needs?.(b);
+          if (why) return void t.skip(why);
           const got = await c.run(b);
           const want = c.reference();
           const tols = tolsOf(c, want.length).map((t) => tolFor(be, t));
@@ -555,7 +546,9 @@ export function runCases(group: string, cases: readonly OpCase[], errorCases: re
         const gpu = be.kind === 'gpu' ? e.gpu : undefined;
         test(gpu ? `${e.name} (on the GPU: ${gpu.does})` : e.name, async (t) => {
           const b = await get(t);
-          if (!b || lacks(b, e.needs, t)) return;
+          if (!b) return;
+          const why = e.needs?.(b);
+          if (why) return void t.skip(why);
           if (gpu) {
             const res = await e.run(b);
             const got = (Array.isArray(res) ? res : [res]) as Arr[];

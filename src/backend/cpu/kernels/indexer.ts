@@ -11,6 +11,17 @@ export interface PageMap {
   pageSize: number;
 }
 
+/**
+ * The page map of each row of an op: one map for every row (one sequence), or a function of the
+ * row (several sequences in one call: row t's sequence's map).
+ */
+export type RowPageMap = PageMap | ((t: number) => PageMap);
+
+/** Row t → its page map. */
+export function pageOfRow(pages: RowPageMap): (t: number) => PageMap {
+  return typeof pages === 'function' ? pages : () => pages;
+}
+
 /** Cache slot of sequence position p. */
 export function slotOf(pages: PageMap, p: number): number {
   const page = Math.floor(p / pages.pageSize);

@@ -6,7 +6,7 @@
  * once per query (not once per head).
  */
 import { dot } from './linear.js';
-import { slotOf, type PageMap } from './indexer.js';
+import { pageOfRow, slotOf, type RowPageMap } from './indexer.js';
 import { decodeLatentRows, type LatentData } from './latent.js';
 
 export interface MlaShape {
@@ -24,7 +24,8 @@ export function mlaAttention(
   latent: LatentData,
   /** Elements per row of the latent cache tensor (r + dr, or the fp8 row bytes). */
   latentWidth: number,
-  pages: PageMap,
+  /** Row t's sequence's page map (one map for all rows when they belong to one sequence). */
+  pages: RowPageMap,
   positions: Int32Array,
   indices: Int32Array | null,
   width: number,
@@ -41,7 +42,9 @@ export function mlaAttention(
   // Rows are read in place from a float32 cache, else from this per-query buffer of decoded rows.
   const direct = latent.format === 'f32' ? latent.data : null;
   let decoded = new Float32Array(direct ? 0 : 64 * row);
+  const pageOf = pageOfRow(pages);
   for (let t = 0; t < rows; t++) {
+    const map = pageOf(t);
     // The cache slots this query attends: its selection, or every position up to its own.
     let n = 0;
     const count = indices ? width : positions[t] + 1;
@@ -54,7 +57,7 @@ export function mlaAttention(
       const p = indices ? indices[t * width + j] : j;
       if (p < 0) continue;
       if (p > positions[t]) throw new RangeError(`mlaAttention: query at position ${positions[t]} selects future position ${p}`);
-      slots[n++] = slotOf(pages, p);
+      slots[n++] = slotOf(map, p);
     }
     let src: Float32Array;
     if (direct) {

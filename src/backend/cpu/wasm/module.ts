@@ -104,6 +104,17 @@ export interface KernelExports {
     q: Ptr, w: Ptr, kCache: Ptr, kScale: Ptr, slots: Ptr, positions: Ptr, out: Ptr,
     T: number, H: number, D: number, nKeys: number, scratch: Ptr, begin: number, end: number,
   ): void;
+  /**
+   * indexer_scores over several sequences in one call: the query rows are grouped by sequence
+   * (groupStart i32 [G + 1]: group g is rows [groupStart[g], groupStart[g + 1])), and group g's key s
+   * lives at slot slots[g · nKeys + s] (slots i32 [G, nKeys]; entries past a group's keys must be
+   * valid slots: decoded at most, never used). Every row's scores equal what indexer_scores gives it
+   * for its sequence alone. Parallel over keys s in [begin, end). Scratch: indexer_scratch_bytes(D).
+   */
+  indexer_scores_multi(
+    q: Ptr, w: Ptr, kCache: Ptr, kScale: Ptr, slots: Ptr, groupStart: Ptr, G: number, positions: Ptr, out: Ptr,
+    T: number, H: number, D: number, nKeys: number, scratch: Ptr, begin: number, end: number,
+  ): void;
 
   // ---- MLA attention (absorbed form), flash-decoding style ----
   /** Scratch bytes of mla_partial / mla_attention: 4·(16·H + 16 + 16·(r + dr) + 2·ceil4(H)). */

@@ -6,7 +6,7 @@
  * against; ops without a twin here run the TypeScript kernels.
  */
 import { ShapeError, type HostArray, type HostWeight, type ScaleFormat } from '../../backend.js';
-import { slotOf, type PageMap } from '../kernels/indexer.js';
+import { pageOfRow, slotOf, type RowPageMap } from '../kernels/indexer.js';
 import { actQuantRow } from '../../../numerics/block-quant.js';
 import { E4M3_TABLE } from '../../../numerics/e4m3.js';
 import { Heap, HeapFullError } from '../heap.js';
@@ -255,6 +255,42 @@ export class WasmRuntime {
   }
 
   /**
+   * indexerScores over several sequences in one call (indexer_scores_multi): rows grouped by
+   * sequence (group g = rows [groupStart[g], groupStart[g + 1])), group g's keys at slots
+   * [g · nKeys, (g + 1) · nKeys). Each row's scores equal those of a call for its sequence alone.
+   */
+  indexerScoresMulti(
+    q8: Uint8Array,
+    rows: number,
+    heads: number,
+    dim: number,
+    w: Float32Array,
+    kCachePtr: number,
+    kScalePtr: number,
+    slots: Int32Array,
+    groupStart: Int32Array,
+    nKeys: number,
+    positions: Int32Array,
+  ): Float32Array | null {
+    return this.op((a) => {
+      const q = new Float32Array(q8.length);
+      for (let i = 0; i < q8.length; i++) q[i] = E4M3_TABLE[q8[i]!]!;
+      const qPtr = a.copy(q);
+      const wPtr = a.copy(w);
+      const slotsPtr = a.copy(slots);
+      const groupPtr = a.copy(groupStart);
+      const posPtr = a.copy(positions);
+      const out = a.alloc(rows * nKeys * 4);
+      const parts = this.parts(nKeys, 32, rows * heads * dim * nKeys);
+      const bytes = this.ex.indexer_scratch_bytes(dim);
+      const scratch = parts.map(() => a.alloc(bytes));
+      const G = groupStart.length - 1;
+      this.run('indexer_scores_multi', parts, (i, b, e) => [qPtr, wPtr, kCachePtr, kScalePtr, slotsPtr, groupPtr, G, posPtr, out, rows, heads, dim, nKeys, scratch[i]!, b, e]);
+      return this.view(Float32Array, out, rows * nKeys).slice();
+    });
+  }
+
+  /**
    * MLA attention over lists of cache slots (i32 [T, n], −1 = skip): one row split over the pool by
    * entries (flash-decoding partials, then a merge), several rows split by rows.
    */
@@ -314,9 +350,11 @@ export class WasmRuntime {
     width: number,
     shape: { rows: number; heads: number; r: number; dr: number },
     scale: number,
-    pages: PageMap,
+    /** Row t's sequence's page map (one for all rows of one sequence). */
+    pages: RowPageMap,
   ): Float32Array | null {
     const { rows, heads, r, dr } = shape;
+    const pageOf = pageOfRow(pages);
     const out = new Float32Array(rows * heads * r);
     let maxPos = 0;
     for (const p of positions) maxPos = Math.max(maxPos, p);
@@ -327,15 +365,16 @@ export class WasmRuntime {
       const lists = new Int32Array((t1 - t0) * n).fill(-1);
       for (let t = t0; t < t1; t++) {
         const base = (t - t0) * n;
+        const map = pageOf(t);
         if (idx) {
           for (let j = 0; j < width; j++) {
             const p = idx[t * width + j]!;
             if (p < 0) continue;
             if (p > positions[t]!) throw new ShapeError('mlaAttention', `query at position ${positions[t]} selects future position ${p}`);
-            lists[base + j] = slotOf(pages, p);
+            lists[base + j] = slotOf(map, p);
           }
         } else {
-          for (let p = 0; p <= positions[t]!; p++) lists[base + p] = slotOf(pages, p);
+          for (let p = 0; p <= positions[t]!; p++) lists[base + p] = slotOf(map, p);
         }
       }
       const part = this.mlaAttention(

@@ -25,6 +25,7 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
 import { indexerDirectAvailable, indexerDirectFits, indexerScoresDirectGpu } from './indexer-direct.js';
+import { indexerFusedAvailable, indexerScoresFusedGpu, type FusedOptions } from './indexer-fused.js';
 import { PAGE_FIELDS, PAGES_WGSL, pageParams, pagesOfArgs, rowSeqBinding } from './pages.js';
 
 /** The bindings every variant shares (in this order); each declares its own Params. */
@@ -130,6 +131,11 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
     indexerScoresDirectGpu(gpu, a, out);
     return out;
   }
+  const fused = FUSED_VARIANTS[variant];
+  if (fused) {
+    indexerScoresFusedGpu(gpu, a, out, fused, a.rowSeq ? { rowSeq: a.rowSeq, tableStride: a.tableLength } : null);
+    return out;
+  }
   if (variant === 'matrix') {
     const m = matrixPlan(gpu, a.heads, a.dim);
     if (!m) throw new GpuError(`indexerScoresGpu: the 'matrix' variant needs subgroup-matrix f16 tensor cores and H, D multiples of 16 (H ${a.heads}, D ${a.dim})`);
@@ -149,8 +155,15 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   return out;
 }
 
-export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct'] as const;
+export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-8', 'fused-scalar'] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
+
+/** The fused kernel's forms (indexer-fused.ts): tensor-core products, or plain f32 ones (its twin for GPUs without tensor cores). */
+const FUSED_VARIANTS: Partial<Record<IndexerVariant, FusedOptions>> = {
+  'matrix-fused': {},
+  'matrix-fused-8': { subgroups: 8 },
+  'fused-scalar': { scalar: true },
+};
 
 /**
  * The variant a call runs: its own, or the best for its shape. With several sequences (rowSeq)
@@ -169,6 +182,7 @@ export function indexerVariantOf(gpu: GpuDevice, a: IndexerGpuArgs): IndexerVari
  * (docs/benchmarks.md); the f32 'tiled' kernel without tensor cores.
  */
 export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number, nKeys = 0): IndexerVariant {
+  if (indexerFusedAvailable(gpu, heads, dim)) return 'matrix-fused';
   if (nKeys >= 16384 && indexerDirectAvailable(gpu, heads, dim)) return 'matrix-direct';
   return matrixPlan(gpu, heads, dim) ? 'matrix' : 'tiled';
 }
@@ -177,6 +191,8 @@ export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number, n
 export function indexerVariantAvailable(gpu: GpuDevice, v: IndexerVariant, heads: number, dim: number): boolean {
   if (v === 'matrix') return matrixPlan(gpu, heads, dim) !== null;
   if (v === 'matrix-direct') return indexerDirectAvailable(gpu, heads, dim);
+  const fused = FUSED_VARIANTS[v];
+  if (fused) return indexerFusedAvailable(gpu, heads, dim, fused);
   return true;
 }
 

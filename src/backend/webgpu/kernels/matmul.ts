@@ -12,8 +12,10 @@
  * (a float64 matmul) and is checked against it before it is timed.
  */
 import { GpuError, type GpuDevice } from '../device.js';
+import { STAGED_CONFIGS, stagedPlan, stagedSharedBytes } from './matmul-staged.js';
 
-export const MATMUL_VARIANTS = ['f32-tiled', 'f16-matrix-direct', 'f16-matrix-shared', 'i8-matrix-direct', 'i8-matrix-shared'] as const;
+/** The variants: this file's, then the second-generation staged ones of matmul-staged.ts. */
+export const MATMUL_VARIANTS = ['f32-tiled', 'f16-matrix-direct', 'f16-matrix-shared', 'i8-matrix-direct', 'i8-matrix-shared', ...Object.keys(STAGED_CONFIGS)] as const;
 export type MatmulVariant = (typeof MATMUL_VARIANTS)[number];
 
 export interface MatmulPlan {
@@ -32,6 +34,12 @@ export function matmulPlan(gpu: GpuDevice, v: MatmulVariant): MatmulPlan | null 
   if (v === 'f32-tiled') return { code: F32_TILED_WGSL, tileM: 64, tileN: 64, kStep: 16, input: 'f32', output: 'f32' };
   const sg = gpu.subgroupSize;
   if (sg === null) return null;
+  const staged = STAGED_CONFIGS[v];
+  if (staged) {
+    const ok = staged.input === 'i8' ? gpu.hasSubgroupMatrix('i8', 'i32', 16, 16, 32) : gpu.features.has('shader-f16') && gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16);
+    if (!ok || stagedSharedBytes(staged) > gpu.limits.maxComputeWorkgroupStorageSize || sg * staged.sgr * staged.sgc > gpu.limits.maxComputeInvocationsPerWorkgroup) return null;
+    return stagedPlan(staged, sg);
+  }
   const int8 = v.startsWith('i8');
   const shared = v.endsWith('shared');
   if (int8 ? !gpu.hasSubgroupMatrix('i8', 'i32', 16, 16, 32) : !gpu.features.has('shader-f16') || !gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16)) return null;

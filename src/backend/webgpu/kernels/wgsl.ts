@@ -20,6 +20,20 @@ fn e4m3(code: u32) -> f32 {
 }
 `;
 
+/**
+ * fn h16(code) -> f16: an e4m3fn code (low 8 bits) as f16, exactly (every e4m3 value is an f16):
+ * normal codes by moving bits (exponent rebiased from 7 to 15: + 8 << 10), subnormals (m · 2^-9,
+ * normal in f16) through f32. Needs `enable f16`. 0x7f / 0xff decode as ±480, not NaN (callers
+ * assume NaN-free codes, like the indexer).
+ */
+export const E4M3_TO_F16_WGSL = /* wgsl */ `
+fn h16(c: u32) -> f16 {
+  let a = c & 0x7fu;
+  let v = select(bitcast<vec2<f16>>((a << 7u) + 0x2000u).x, f16(f32(a) * 0.001953125), a < 8u);
+  return select(v, -v, (c & 0x80u) != 0u);
+}
+`;
+
 /** fn bf16Unpack(word, i) -> f32: element i of bf16 values packed two per u32 word (even i low). */
 export const BF16_UNPACK_WGSL = /* wgsl */ `
 fn bf16Unpack(word: u32, i: u32) -> f32 {
