@@ -24,6 +24,7 @@ import {
   type Tensor,
   type Weight,
 } from './backend.js';
+import { checkSeqPagesShape } from './seq-pages.js';
 import { GpuDevice, type GpuOptions } from './webgpu/device.js';
 import { addGpu, layerNormGpu, mulGpu, rmsNormGpu, scaleGpu, swigluGpu } from './webgpu/kernels/elementwise.js';
 import { hadamardGpu } from './webgpu/kernels/hadamard.js';
@@ -32,6 +33,7 @@ import { indexerScoresGpu } from './webgpu/kernels/indexer.js';
 import { linearGpu } from './webgpu/kernels/linear.js';
 import { mlaAttentionGpu } from './webgpu/kernels/mla-attention.js';
 import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from './webgpu/kernels/mla-attention-matrix.js';
+import type { GpuPages } from './webgpu/kernels/pages.js';
 import { dequantFp8Gpu, quantFp8Gpu } from './webgpu/kernels/quant.js';
 import { ropeGpu } from './webgpu/kernels/rope.js';
 import { topkGpu } from './webgpu/kernels/topk.js';
@@ -95,6 +97,8 @@ function rowsCols(t: Tensor): [number, number] {
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
+  /** Every op that takes SeqPages runs the rows of several sequences (rowSeq) in one grid. */
+  readonly multiSequence = true;
   /** Tensors created inside the current scopes, innermost last. */
   private readonly scopes: GpuTensor[][] = [];
 
@@ -120,9 +124,19 @@ export class WebGpuBackend implements Backend {
     return t;
   }
 
-  private pagesArgs(pages: SeqPages): { table: GPUBuffer; nPages: number; pageSize: number } {
-    const table = gt(pages.blockTable, 'pages', 'i32');
-    return { table: table.buffer, nPages: table.size, pageSize: pages.pageSize };
+  /**
+   * The block table of an op over `rows` rows, checked on the host as every backend checks it
+   * (seq-pages.ts): one sequence's i32 [pages], or with rowSeq (i32 [rows]) an i32 [seqs, maxPages]
+   * table whose row rowSeq[t] row t uses. rowSeq's values live on the device: a kernel skips a row
+   * or entry whose rowSeq is outside 0..seqs−1, where the CPU throws.
+   */
+  private pagesArgs(op: string, pages: SeqPages, rows: number): GpuPages {
+    const table = gt(pages.blockTable, op);
+    const rowSeq = pages.rowSeq ? gt(pages.rowSeq, op) : null;
+    checkSeqPagesShape(op, pages, rows);
+    if (!rowSeq) return { table: table.buffer, nPages: table.size, pageSize: pages.pageSize, rowSeq: null, seqs: 1 };
+    const [seqs, maxPages] = table.shape as [number, number];
+    return { table: table.buffer, nPages: maxPages, pageSize: pages.pageSize, rowSeq: rowSeq.buffer, seqs };
   }
 
   // ---- memory ----
@@ -311,10 +325,10 @@ export class WebGpuBackend implements Backend {
     const [rows, n] = rowsCols(s);
     if (positions.size !== rows) throw new ShapeError('writeRows', `${rows} rows but ${positions.size} positions`);
     if (colOffset + n > width) throw new ShapeError('writeRows', `columns [${colOffset}, ${colOffset + n}) exceed the cache row ${width}`);
-    const p = this.pagesArgs(pages);
+    const p = this.pagesArgs('writeRows', pages, rows);
     rowsK.writeRowsGpu(this.gpu, {
       dst: d.buffer, dtype: d.dtype, slots: d.shape[0]!, width, src: s.buffer, rows, n, colOffset,
-      positions: gt(positions, 'writeRows', 'i32').buffer, table: p.table, nPages: p.nPages, pageSize: p.pageSize,
+      positions: gt(positions, 'writeRows', 'i32').buffer, table: p.table, nPages: p.nPages, pageSize: p.pageSize, rowSeq: p.rowSeq, seqs: p.seqs,
     });
   }
   packLatent(ckv: Tensor, kPe: Tensor, format: LatentFormat): Tensor {
@@ -338,12 +352,12 @@ export class WebGpuBackend implements Backend {
     expectShape('indexerScores', 'weights', w, [rows, heads]);
     expectShape('indexerScores', 'positions', positions, [rows]);
     if (kCache.shape[1] !== dim) throw new ShapeError('indexerScores', `key cache rows have ${kCache.shape[1]} values, queries ${dim}`);
-    const p = this.pagesArgs(pages);
+    const p = this.pagesArgs('indexerScores', pages, rows);
     const out = indexerScoresGpu(this.gpu, {
       q8: gt(q8, 'indexerScores', 'u8').buffer, w: gt(w, 'indexerScores', 'f32').buffer,
       kCache: gt(kCache, 'indexerScores', 'u8').buffer, kScale: gt(kScale, 'indexerScores', 'f32').buffer,
-      table: p.table, tableLength: p.nPages, pageSize: p.pageSize, positions: gt(positions, 'indexerScores', 'i32').buffer,
-      rows, heads, dim, nKeys,
+      table: p.table, tableLength: p.nPages, pageSize: p.pageSize, rowSeq: p.rowSeq, seqs: p.seqs,
+      positions: gt(positions, 'indexerScores', 'i32').buffer, rows, heads, dim, nKeys,
     });
     return this.t([rows, nKeys], 'f32', out);
   }
@@ -371,19 +385,19 @@ export class WebGpuBackend implements Backend {
       throw new ShapeError('mlaAttention', `${format} latent rows have ${lat.shape[1]} ${format === 'fp8' ? 'bytes' : 'values'}, expected ${width} (r ${r}, dr ${dr})`);
     }
     if (indices && indices.shape[0] !== rows) throw new ShapeError('mlaAttention', `indices have ${indices.shape[0]} rows, queries ${rows}`);
-    const p = this.pagesArgs(pages);
+    const p = this.pagesArgs('mlaAttention', pages, rows);
     const idx = indices ? gt(indices, 'mlaAttention', 'i32') : null;
     if (this.tensorCoreAttention && mlaMatrixAvailable(this.gpu, { rows, heads, r, dr }, format)) {
       const out = mlaAttentionMatrixGpu(
         this.gpu, gt(qLat, 'mlaAttention', 'f32').buffer, gt(qPe, 'mlaAttention', 'f32').buffer, lat.buffer, format,
-        p.table, p.nPages, p.pageSize, gt(positions, 'mlaAttention', 'i32').buffer, idx ? idx.buffer : null, idx ? idx.shape[1]! : 0,
+        p, gt(positions, 'mlaAttention', 'i32').buffer, idx ? idx.buffer : null, idx ? idx.shape[1]! : 0,
         p.nPages * p.pageSize, { rows, heads, r, dr }, scale,
       );
       return this.t([rows, heads, r], 'f32', out);
     }
     const out = mlaAttentionGpu(
       this.gpu, gt(qLat, 'mlaAttention', 'f32').buffer, gt(qPe, 'mlaAttention', 'f32').buffer, lat.buffer, format,
-      p.table, p.nPages, p.pageSize, gt(positions, 'mlaAttention', 'i32').buffer, idx ? idx.buffer : null, idx ? idx.shape[1]! : 0,
+      p, gt(positions, 'mlaAttention', 'i32').buffer, idx ? idx.buffer : null, idx ? idx.shape[1]! : 0,
       { rows, heads, r, dr }, scale,
     );
     return this.t([rows, heads, r], 'f32', out);

@@ -88,11 +88,16 @@ export function addBenchGpu(bench: Command): void {
       if (o.json) writeFileSync(o.json, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
       if (o.plot && rows.some((r) => r.section === 'core')) writePlot(o.plot, await linePlot(coreLinePlot(rows, peer)));
       const core = rows.filter((r) => r.section === 'core');
-      if (core.length > 0) {
-        io().out('\nbatch  ctx      DSA ms (indexer / topk / attention / wuv)      dense ms   dense ÷ DSA\n');
+      // Per sequence (`dsa_*`), then every sequence of the batch in one grid per op (`dsa_batched_*`).
+      for (const k of ['', '_batched']) {
+        if (core.length === 0 || core[0]![`dsa${k}_ms`] === undefined) continue;
+        io().out(k ? '\none grid per op over the batch (rowSeq):\n' : '\n');
+        io().out(`batch  ctx      DSA ms (indexer / topk / attention / wuv)      dense ms   dense ÷ DSA${k ? '   per-sequence ÷ one grid' : ''}\n`);
         for (const r of core) {
-          const parts = [r.dsa_indexer_ms, r.dsa_topk_ms, r.dsa_attention_ms, r.dsa_wuv_ms].join(' / ');
-          io().out(`${String(r.batch).padEnd(6)} ${String(r.ctx).padEnd(8)} ${String(r.dsa_ms).padEnd(9)} (${parts})`.padEnd(64) + ` ${String(r.dense_ms).padEnd(10)} ${r.ratio}\n`);
+          const parts = ['indexer', 'topk', 'attention', 'wuv'].map((p) => r[`dsa${k}_${p}_ms`]).join(' / ');
+          const line = `${String(r.batch).padEnd(6)} ${String(r.ctx).padEnd(8)} ${String(r[`dsa${k}_ms`]).padEnd(9)} (${parts})`.padEnd(64);
+          const ratio = k ? `${String(r[`ratio${k}`]).padEnd(13)} ${r.batched_speedup}` : String(r.ratio);
+          io().out(`${line} ${String(r[`dense${k}_ms`]).padEnd(10)} ${ratio}\n`);
         }
       }
     });

@@ -9,6 +9,7 @@ import { KVCache, needsPrefillLatent, type Sequence } from './cache.js';
 import { loadConfig, type ModelConfig } from './config.js';
 import { mlp, moe } from './ffn.js';
 import { attention } from './mla.js';
+import { multiSeqPlan } from './multi-seq.js';
 import { ropeTables, softmaxScale } from './rope.js';
 import type { BatchContext, Segment, StepOptions } from './step.js';
 import { loadWeights, loadWeightsAsync, type LoadProgress, type ModelWeights } from './weights.js';
@@ -149,6 +150,9 @@ export class Model {
     }
     const batch: BatchContext = { positions, posT: inputs.length === 1 ? segments[0]!.posT : b.upload(positions, [t]), cos, sin, opts, segments };
     const cache = inputs[0]!.seq.cache;
+    // The one-call plan's tensors (stacked block table, rowSeq) serve every layer: made here, outside
+    // the layers' scopes, which free what they create (on a GPU the buffers are destroyed).
+    multiSeqPlan(b, cfg, batch, cache.layers[0]!.latentPrefill !== null);
 
     let h = b.embedding(this.weights.embed, b.upload(ids, [t]));
     let moeIndex = 0;

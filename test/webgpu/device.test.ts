@@ -88,3 +88,13 @@ test('device: profiling by pass gives one time for consecutive dispatches, label
   assert.deepEqual(times.map((k) => k.label), ['first']);
   assert.ok(times[0]!.ms >= 0);
 });
+
+test('device: a scratch buffer grows by doubling but never past one storage binding (it is bound whole)', () => {
+  const g = gpu();
+  const limit = g.limits.maxStorageBufferBindingSize;
+  const small = g.scratch('test.grow', 1024);
+  assert.equal(g.scratch('test.grow', 1500).size, 2 * small.size, 'doubled');
+  g.scratch('test.grow', Math.floor(limit * 0.6));
+  const grown = g.scratch('test.grow', Math.floor(limit * 0.7));
+  assert.ok(grown.size >= limit * 0.7 && grown.size <= limit, `${grown.size} bytes against a binding limit of ${limit}`);
+});

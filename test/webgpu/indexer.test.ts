@@ -8,6 +8,7 @@ import { INDEXER_VARIANTS, indexerVariantAvailable, indexerScoresGpu, type Index
 import { indexerScores } from '../../src/backend/cpu/kernels/indexer.js';
 import { readF32, rng, upload, useGpu } from './helpers.js';
 import { decodeRows } from '../../src/backend/webgpu/kernels/indexer-direct.js';
+import { onePageTable } from '../../src/backend/webgpu/kernels/pages.js';
 import { indexerFusedAvailable, indexerScoresFusedGpu } from '../../src/backend/webgpu/kernels/indexer-fused.js';
 import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
 import { f16ToF32 } from '../../src/numerics/f16.js';
@@ -157,7 +158,7 @@ test('indexer (matrix-direct): FP8 rows decode to f16 exactly, in rows or in tra
   const kc = codes(18 * pageSize * dim, rng(12));
   for (const tile of [0, 64]) {
     const padded = 128;
-    const out = decodeRows(g, `test.${tile}`, upload(g, kc), upload(g, table), pageSize, n, padded, dim, tile);
+    const out = decodeRows(g, `test.${tile}`, upload(g, kc), onePageTable(upload(g, table), table.length, pageSize), n, padded, dim, tile);
     const halves = new Uint16Array(await g.read(out, padded * dim * 2));
     for (let s = 0; s < padded; s++) {
       const slot = s < n ? table[Math.floor(s / pageSize)]! * pageSize + (s % pageSize) : -1;

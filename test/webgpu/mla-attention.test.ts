@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { latentRowWidth, type LatentFormat } from '../../src/backend/backend.js';
 import { mlaAttentionGpu } from '../../src/backend/webgpu/kernels/mla-attention.js';
+import { onePageTable } from '../../src/backend/webgpu/kernels/pages.js';
 import { mlaAttention } from '../../src/backend/cpu/kernels/mla-attention.js';
 import { packLatent } from '../../src/backend/cpu/kernels/latent.js';
 import { random, upload, useGpu } from './helpers.js';
@@ -96,9 +97,7 @@ for (const c of cases) {
       buf(qPe),
       buf(latent.data),
       format,
-      buf(table),
-      table.length,
-      pageSize,
+      onePageTable(buf(table), table.length, pageSize),
       buf(positions),
       indices ? buf(indices) : null,
       k,
@@ -128,9 +127,7 @@ test('mlaAttention: a sparse row of only −1 gives zeros', async () => {
     buf(random(heads * dr, 4)),
     buf(latent.data),
     'f32',
-    buf(Int32Array.of(1, 0)),
-    2,
-    pageSize,
+    onePageTable(buf(Int32Array.of(1, 0)), 2, pageSize),
     buf(Int32Array.of(5)),
     buf(Int32Array.of(-1, -1, -1)),
     3,

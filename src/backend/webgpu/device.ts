@@ -271,7 +271,8 @@ export class GpuDevice {
     const have = this.scratches.get(key);
     if (have && have.size >= size) return have;
     if (have) this.release(have);
-    const b = this.buffer(Math.max(size, have ? Math.min(2 * have.size, this.limits.maxBufferSize) : 0));
+    // Grown by doubling, but never past one storage binding (kernels bind a scratch buffer whole).
+    const b = this.buffer(Math.max(size, have ? Math.min(2 * have.size, this.limits.maxBufferSize, this.limits.maxStorageBufferBindingSize) : 0));
     this.scratches.set(key, b);
     return b;
   }

@@ -8,32 +8,26 @@
  *    (shared/peers/torch_dsa_layer.py) times: DSA = indexer scan over the FP8 key cache + top-k +
  *    sparse MLA over the selected bf16 latent rows + the per-head output matmul (w_uv); dense =
  *    MLA over every row + w_uv. The indexer is also given in GB/s of key cache read (codes + scales).
+ *    Measured twice: op by op for each sequence (`dsa_*`, `dense_*`), and with every sequence of
+ *    the batch in one grid per op (`dsa_batched_*`, `dense_batched_*`: one indexer call over
+ *    [batch, ctx], one top-k, one attention call with rowSeq over a 2-D block table, one w_uv).
+ *    The kernels and their checks are in core-kernels.ts.
  * Times are the GPU's own from timestamp queries (median of the runs): per kernel (each in a pass
  * of its own: the breakdown and `*_kernels_ms`), and per pass of back-to-back kernels (`*_ms`: the
  * work as it runs unprofiled); `*_wall_ms` adds the host's recording and submission.
  */
-import { indexerScores } from '../../backend/cpu/kernels/indexer.js';
 import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { headMatmulGpu } from '../../backend/webgpu/kernels/head-matmul.js';
-import { INDEXER_VARIANTS, indexerScoresGpu, bestIndexerVariant, indexerVariantAvailable, type IndexerVariant } from '../../backend/webgpu/kernels/indexer.js';
+import {
+  INDEXER_VARIANTS, indexerScoresGpu, bestIndexerVariant, indexerVariantAvailable, indexerVariantOf, type IndexerGpuArgs, type IndexerVariant,
+} from '../../backend/webgpu/kernels/indexer.js';
 import { MATMUL_VARIANTS, matmulGpu, matmulPlan, type MatmulPlan, type MatmulVariant } from '../../backend/webgpu/kernels/matmul.js';
-import { mlaAttentionGpu } from '../../backend/webgpu/kernels/mla-attention.js';
-import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from '../../backend/webgpu/kernels/mla-attention-matrix.js';
-import { mlaAttention } from '../../backend/cpu/kernels/mla-attention.js';
-import { encodeBf16 } from '../../numerics/bf16.js';
+import { mlaMatrixAvailable } from '../../backend/webgpu/kernels/mla-attention-matrix.js';
 import { topkGpu } from '../../backend/webgpu/kernels/topk.js';
+import { onePageTable, type GpuPages } from '../../backend/webgpu/kernels/pages.js';
 import { median } from '../harness.js';
 import { randomBuffer } from './fill.js';
-
-/** DeepSeek-V3.2's attention shapes (the peer's constants). */
-const H = 128;
-const R = 512;
-const DR = 64;
-const DV = 128;
-const HI = 64;
-const DI = 128;
-const TOPK = 2048;
-const PAGE = 64;
+import { attend, checkAttention, checkIndexer, DI, DR, DV, H, HI, PAGE, R, TOPK, type AttentionVariant } from './core-kernels.js';
 
 export interface LabOptions {
   sections: readonly string[];
@@ -205,163 +199,101 @@ async function matmulSection(gpu: GpuDevice, o: LabOptions): Promise<void> {
 
 // ---- the attention core ----
 
-/** One sequence's cache and decode-step inputs on the GPU (its pages are contiguous). */
-interface SeqData {
+/**
+ * The caches and decode-step inputs of `rows` sequences of ctx positions each, on the GPU: one
+ * sequence (a 1-D block table of contiguous pages), or a whole batch taken by one grid per op
+ * (`batched`: a 2-D table, rowSeq = 0..rows−1, the sequences' pages interleaved over one pool).
+ */
+interface StepData {
   ctx: number;
+  rows: number;
   latent: GPUBuffer;
   kCache: GPUBuffer;
   kScale: GPUBuffer;
-  table: GPUBuffer;
-  nPages: number;
+  pages: GpuPages;
   positions: GPUBuffer;
   q8: GPUBuffer;
   w: GPUBuffer;
   qLat: GPUBuffer;
   qPe: GPUBuffer;
+  /** Pages of the pool: fewer than rows × pages where one binding cannot hold them all (some then shared). */
+  poolPages: number;
 }
 
-function makeSeq(gpu: GpuDevice, ctx: number, seed: number): SeqData {
+function makeStep(gpu: GpuDevice, ctx: number, rows: number, seed: number, batched: boolean): StepData {
   const nPages = Math.ceil(ctx / PAGE);
-  const slots = nPages * PAGE;
+  const latentPage = PAGE * (R + DR) * 2;
+  const poolPages = Math.min(rows * nPages, Math.floor(Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize) / latentPage));
+  const slots = poolPages * PAGE;
+  // Page i of sequence b is the pool's page i · rows + b (mod the pool): sequences interleaved, as a server hands pages out.
+  const table = gpu.buffer(rows * nPages * 4, Int32Array.from({ length: rows * nPages }, (_, j) => ((j % nPages) * rows + Math.floor(j / nPages)) % poolPages));
+  const pages: GpuPages = batched
+    ? { table, nPages, pageSize: PAGE, rowSeq: gpu.buffer(rows * 4, Int32Array.from({ length: rows }, (_, b) => b)), seqs: rows }
+    : onePageTable(table, nPages, PAGE);
   return {
     ctx,
+    rows,
     latent: randomBuffer(gpu, slots * (R + DR) * 2, 'bf16', seed, -2, 2),
     kCache: randomBuffer(gpu, slots * DI, 'e4m3', seed + 1),
     kScale: randomBuffer(gpu, slots * 4, 'f32', seed + 2, 0.01, 1),
-    table: gpu.buffer(nPages * 4, Int32Array.from({ length: nPages }, (_, i) => i)),
-    nPages,
-    positions: gpu.buffer(4, Int32Array.of(ctx - 1)),
-    q8: randomBuffer(gpu, HI * DI, 'e4m3', seed + 3),
-    w: randomBuffer(gpu, HI * 4, 'f32', seed + 4, -1, 1),
-    qLat: randomBuffer(gpu, H * R * 4, 'f32', seed + 5, -0.05, 0.05),
-    qPe: randomBuffer(gpu, H * DR * 4, 'f32', seed + 6, -0.05, 0.05),
+    pages,
+    positions: gpu.buffer(rows * 4, new Int32Array(rows).fill(ctx - 1)),
+    q8: randomBuffer(gpu, rows * HI * DI, 'e4m3', seed + 3),
+    w: randomBuffer(gpu, rows * HI * 4, 'f32', seed + 4, -1, 1),
+    qLat: randomBuffer(gpu, rows * H * R * 4, 'f32', seed + 5, -0.05, 0.05),
+    qPe: randomBuffer(gpu, rows * H * DR * 4, 'f32', seed + 6, -0.05, 0.05),
+    poolPages,
   };
 }
 
-function releaseSeq(gpu: GpuDevice, s: SeqData): void {
-  for (const b of [s.latent, s.kCache, s.kScale, s.table, s.positions, s.q8, s.w, s.qLat, s.qPe]) gpu.release(b);
+function releaseStep(gpu: GpuDevice, s: StepData): void {
+  for (const b of [s.latent, s.kCache, s.kScale, s.pages.table, s.pages.rowSeq, s.positions, s.q8, s.w, s.qLat, s.qPe]) if (b) gpu.release(b);
 }
 
-/** Records one sequence's DSA step (or dense with `dense`); its temporaries are released after. */
-function recordCore(gpu: GpuDevice, s: SeqData, wuv: GPUBuffer, dense: boolean, variant: IndexerVariant, attention: AttentionVariant): void {
+/** The indexer's arguments over a step's rows (one sequence, or all of a batch with rowSeq). */
+function indexerArgs(s: StepData, variant: IndexerVariant): IndexerGpuArgs {
+  const { table, nPages, pageSize, rowSeq, seqs } = s.pages;
+  return {
+    q8: s.q8, w: s.w, kCache: s.kCache, kScale: s.kScale, table, tableLength: nPages, pageSize, rowSeq, seqs,
+    positions: s.positions, rows: s.rows, heads: HI, dim: DI, nKeys: s.ctx, variant,
+  };
+}
+
+/** Records a step's DSA attention core (or dense with `dense`), one call per op; its temporaries are released after. */
+function recordStep(gpu: GpuDevice, s: StepData, wuv: GPUBuffer, dense: boolean, variant: IndexerVariant, attention: AttentionVariant): void {
   const scale = 1 / Math.sqrt(192);
   const temps: GPUBuffer[] = [];
   let indices: GPUBuffer | null = null;
   const k = Math.min(TOPK, s.ctx);
   if (!dense) {
     gpu.label = 'indexer';
-    const scores = indexerScoresGpu(gpu, {
-      q8: s.q8, w: s.w, kCache: s.kCache, kScale: s.kScale, table: s.table, tableLength: s.nPages, pageSize: PAGE,
-      positions: s.positions, rows: 1, heads: HI, dim: DI, nKeys: s.ctx, variant,
-    });
+    const scores = indexerScoresGpu(gpu, indexerArgs(s, variant));
     gpu.label = 'topk';
-    indices = topkGpu(gpu, scores, s.positions, 1, s.ctx, k);
+    indices = topkGpu(gpu, scores, s.positions, s.rows, s.ctx, k);
     temps.push(scores, indices);
   }
   gpu.label = 'attention';
-  const o = attend(gpu, attention, s.qLat, s.qPe, s.latent, s.table, s.nPages, s.positions, indices, indices ? k : 0, s.ctx, { rows: 1, heads: H, r: R, dr: DR }, scale);
+  const o = attend(gpu, attention, s.qLat, s.qPe, s.latent, s.pages, s.positions, indices, indices ? k : 0, s.ctx, { rows: s.rows, heads: H, r: R, dr: DR }, scale);
   gpu.label = 'wuv';
-  temps.push(o, headMatmulGpu(gpu, o, wuv, 1, H, R, DV, true));
+  temps.push(o, headMatmulGpu(gpu, o, wuv, s.rows, H, R, DV, true));
   for (const b of temps) gpu.release(b);
-}
-
-type AttentionVariant = 'f32' | 'matrix';
-
-/** MLA attention over a bf16 latent cache by one of the two kernels. */
-function attend(
-  gpu: GpuDevice, v: AttentionVariant, qLat: GPUBuffer, qPe: GPUBuffer, latent: GPUBuffer, table: GPUBuffer, nPages: number, positions: GPUBuffer,
-  indices: GPUBuffer | null, k: number, nKeys: number, shape: { rows: number; heads: number; r: number; dr: number }, scale: number,
-): GPUBuffer {
-  if (v === 'matrix') return mlaAttentionMatrixGpu(gpu, qLat, qPe, latent, 'bf16', table, nPages, PAGE, positions, indices, k, nKeys, shape, scale);
-  return mlaAttentionGpu(gpu, qLat, qPe, latent, 'bf16', table, nPages, PAGE, positions, indices, k, shape, scale);
-}
-
-/** An attention variant against the CPU twin (bf16 latents, sparse with −1 entries and dense); max error ÷ max |output|. */
-async function checkAttention(gpu: GpuDevice, v: AttentionVariant): Promise<number> {
-  const nKeys = 300;
-  const rows = 2;
-  const k = 96;
-  const nPages = Math.ceil(nKeys / PAGE);
-  const gen = checkData(rows * H * (R + DR) + nPages * PAGE * (R + DR) + rows * k, 11);
-  let at = 0;
-  const take = (n: number) => gen.subarray(at, (at += n));
-  const qLat = Float32Array.from(take(rows * H * R), (x) => x / 16);
-  const qPe = Float32Array.from(take(rows * H * DR), (x) => x / 16);
-  const lat = encodeBf16(Float32Array.from(take(nPages * PAGE * (R + DR)), (x) => x / 4));
-  const table = Int32Array.from({ length: nPages }, (_, i) => (i * 3) % nPages);
-  const positions = Int32Array.of(nKeys - 1, 170);
-  const indices = Int32Array.from(take(rows * k), (x, i) => (x === -4 ? -1 : ((i * 37) % 171)));
-  const shape = { rows, heads: H, r: R, dr: DR };
-  const scale = 1 / Math.sqrt(192);
-  let worst = 0;
-  for (const sparse of [true, false]) {
-    const want = mlaAttention(qLat, qPe, { format: 'bf16', data: lat }, R + DR, { table, pageSize: PAGE }, positions, sparse ? indices : null, sparse ? k : 0, shape, scale);
-    const out = attend(
-      gpu, v, gpu.buffer(qLat.byteLength, qLat), gpu.buffer(qPe.byteLength, qPe), gpu.buffer(lat.byteLength, lat), gpu.buffer(table.byteLength, table), nPages,
-      gpu.buffer(positions.byteLength, positions), sparse ? gpu.buffer(indices.byteLength, indices) : null, sparse ? k : 0, nKeys, shape, scale,
-    );
-    const got = new Float32Array(await gpu.read(out, want.length * 4));
-    let max = 0;
-    let err = 0;
-    for (let i = 0; i < want.length; i++) {
-      max = Math.max(max, Math.abs(want[i]!));
-      err = Math.max(err, Math.abs(got[i]! - want[i]!));
-    }
-    worst = Math.max(worst, err / max);
-  }
-  return worst;
-}
-
-/**
- * The indexer variants against the CPU twin at the real head shape (max error ÷ the row's max
- * |score|; a failing variant also reports where and what it computed, for diagnosis).
- */
-async function checkIndexer(gpu: GpuDevice, variant: IndexerVariant): Promise<{ maxErrOverScale: number; sample?: Record<string, number[]> }> {
-  const nKeys = 300;
-  const nPages = Math.ceil(nKeys / PAGE);
-  const r = checkData(HI * DI + nPages * PAGE * DI + HI + nPages * PAGE, 7);
-  let at = 0;
-  const take = (n: number) => r.subarray(at, (at += n));
-  const code = (v: number): number => {
-    const c = ((v + 4) * 29) & 0xff; // spread over the codes, NaN (0x7f, 0xff) avoided
-    return (c & 0x7f) === 0x7f ? c ^ 1 : c;
-  };
-  const q8 = Uint8Array.from(take(HI * DI), code);
-  const kc = Uint8Array.from(take(nPages * PAGE * DI), (v) => code(v * 3));
-  const w = Float32Array.from(take(HI), (v) => v / 4);
-  const kScale = Float32Array.from(take(nPages * PAGE), (v) => 0.1 + (v + 4) / 8);
-  const table = Int32Array.from({ length: nPages }, (_, i) => nPages - 1 - i);
-  const positions = Int32Array.of(nKeys - 1);
-  const want = indexerScores(q8, 1, HI, DI, w, kc, kScale, { table, pageSize: PAGE }, nKeys, positions);
-  const out = indexerScoresGpu(gpu, {
-    q8: gpu.buffer(q8.length, q8), w: gpu.buffer(w.byteLength, w), kCache: gpu.buffer(kc.length, kc), kScale: gpu.buffer(kScale.byteLength, kScale),
-    table: gpu.buffer(table.byteLength, table), tableLength: nPages, pageSize: PAGE, positions: gpu.buffer(4, positions), rows: 1, heads: HI, dim: DI, nKeys, variant,
-  });
-  const got = new Float32Array(await gpu.read(out, nKeys * 4));
-  let scale = 0;
-  let worst = 0;
-  let worstAt = 0;
-  for (let i = 0; i < nKeys; i++) scale = Math.max(scale, Math.abs(want[i]!));
-  for (let i = 0; i < nKeys; i++) {
-    const e = Math.abs(got[i]! - want[i]!);
-    if (!(e <= worst)) [worst, worstAt] = [e, i];
-  }
-  if (worst / scale <= 1e-4) return { maxErrOverScale: worst / scale };
-  const pick = (a: ArrayLike<number>, from: number) => Array.from({ length: 4 }, (_, i) => a[from + i]!).filter((x) => x !== undefined);
-  return { maxErrOverScale: worst / scale, sample: { worstAt: [worstAt], got: pick(got, worstAt), want: pick(want, worstAt), got0: pick(got, 0), want0: pick(want, 0), got64: pick(got, 64), want64: pick(want, 64) } };
 }
 
 async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | null): Promise<void> {
   const variants = INDEXER_VARIANTS.filter((v) => indexerVariantAvailable(gpu, v, HI, DI));
-  for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}`, ...(await checkIndexer(gpu, v)) });
   const attentionVariants: AttentionVariant[] = mlaMatrixAvailable(gpu, { rows: 1, heads: H, r: R, dr: DR }, 'bf16') ? ['f32', 'matrix'] : ['f32'];
-  for (const v of attentionVariants) o.emit({ section: 'check', kernel: `attention-${v}`, maxErrOverScale: await checkAttention(gpu, v) });
+  // Each variant on one sequence, then on three sequences in one grid (rowSeq: what the batched step runs).
+  for (const multi of [false, true]) {
+    const tag = multi ? '-multiseq' : '';
+    for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}${tag}`, ...(await checkIndexer(gpu, v, multi)) });
+    for (const v of attentionVariants) o.emit({ section: 'check', kernel: `attention-${v}${tag}`, maxErrOverScale: await checkAttention(gpu, v, multi) });
+  }
   const attention = attentionVariants[attentionVariants.length - 1]!;
   const wuv = randomBuffer(gpu, H * DV * R * 4, 'f32', 99, -0.05, 0.05);
   for (const batch of o.batch) {
     for (const ctx of o.ctx) {
       o.note(`core: batch ${batch}, ctx ${ctx}`);
-      const seqs = Array.from({ length: batch }, (_, b) => makeSeq(gpu, ctx, 1000 * b + ctx));
+      const seqs = Array.from({ length: batch }, (_, b) => makeStep(gpu, ctx, 1, 1000 * b + ctx, false));
       await gpu.finish();
       const row: Record<string, unknown> = { section: 'core', batch, ctx };
       const best = bestIndexerVariant(gpu, HI, DI, ctx);
@@ -371,12 +303,7 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
         if (v === 'naive' && batch * ctx > 16 * 32768) continue;
         const t = await gpuTimes(gpu, o.runs, () => {
           gpu.label = 'indexer';
-          for (const s of seqs) {
-            gpu.release(indexerScoresGpu(gpu, {
-              q8: s.q8, w: s.w, kCache: s.kCache, kScale: s.kScale, table: s.table, tableLength: s.nPages, pageSize: PAGE,
-              positions: s.positions, rows: 1, heads: HI, dim: DI, nKeys: ctx, variant: v,
-            }));
-          }
+          for (const s of seqs) gpu.release(indexerScoresGpu(gpu, indexerArgs(s, v)));
         });
         const gbps = keyBytes / (t.totalMs * 1e-3) / 1e9;
         row[`indexer_${v}_ms`] = round(t.totalMs);
@@ -385,11 +312,11 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
       }
       if (attention === 'matrix') {
         // The f32 attention kernel on the sparse step, for comparison.
-        const f32 = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordCore(gpu, s, wuv, false, best, 'f32')));
+        const f32 = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordStep(gpu, s, wuv, false, best, 'f32')));
         row.dsa_f32attention_ms = round(f32.totalMs);
       }
-      const dsa = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordCore(gpu, s, wuv, false, best, attention)));
-      const dense = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordCore(gpu, s, wuv, true, best, attention)));
+      const dsa = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordStep(gpu, s, wuv, false, best, attention)));
+      const dense = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordStep(gpu, s, wuv, true, best, attention)));
       Object.assign(row, {
         indexerVariant: best,
         attentionVariant: attention,
@@ -399,8 +326,29 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
         dense_ms: round(dense.totalMs), dense_kernels_ms: round(dense.kernelSumMs), dense_wall_ms: round(dense.wallMs), dense_attention_ms: round(dense.byLabel.attention ?? 0),
         ratio: round(dense.totalMs / dsa.totalMs, 3),
       });
+      seqs.forEach((s) => releaseStep(gpu, s));
+      await gpu.finish();
+      // The same step with every sequence in one grid per op: one indexer call [batch, ctx], one
+      // top-k over all rows, one attention call with rowSeq, one w_uv matmul over [batch, H, R].
+      const all = makeStep(gpu, ctx, batch, 7000 + ctx, true);
+      await gpu.finish();
+      const dsaB = await gpuTimes(gpu, o.runs, () => recordStep(gpu, all, wuv, false, best, attention));
+      const denseB = await gpuTimes(gpu, o.runs, () => recordStep(gpu, all, wuv, true, best, attention));
+      Object.assign(row, {
+        indexerVariant_batched: indexerVariantOf(gpu, indexerArgs(all, best)),
+        dsa_batched_ms: round(dsaB.totalMs), dsa_batched_kernels_ms: round(dsaB.kernelSumMs), dsa_batched_wall_ms: round(dsaB.wallMs),
+        dsa_batched_indexer_ms: round(dsaB.byLabel.indexer ?? 0), dsa_batched_topk_ms: round(dsaB.byLabel.topk ?? 0),
+        dsa_batched_attention_ms: round(dsaB.byLabel.attention ?? 0), dsa_batched_wuv_ms: round(dsaB.byLabel.wuv ?? 0),
+        dsa_batched_indexer_GBps: round(keyBytes / ((dsaB.byLabel.indexer ?? Infinity) * 1e-3) / 1e9),
+        dense_batched_ms: round(denseB.totalMs), dense_batched_kernels_ms: round(denseB.kernelSumMs), dense_batched_wall_ms: round(denseB.wallMs),
+        dense_batched_attention_ms: round(denseB.byLabel.attention ?? 0),
+        ratio_batched: round(denseB.totalMs / dsaB.totalMs, 3),
+        batched_speedup: round(dsa.totalMs / dsaB.totalMs, 3),
+      });
+      // Where one binding could not hold every sequence's latent pages, sequences share some (said so).
+      if (all.poolPages < batch * Math.ceil(ctx / PAGE)) row.batched_poolPages = all.poolPages;
       o.emit(row);
-      seqs.forEach((s) => releaseSeq(gpu, s));
+      releaseStep(gpu, all);
       await gpu.finish();
     }
   }

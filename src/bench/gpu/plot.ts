@@ -1,6 +1,7 @@
 /**
  * The kernel lab's attention-core rows (and the PyTorch peer's, when given) as one figure: ms per
- * decode step against context, DSA and dense, one line per engine and batch size.
+ * decode step against context, DSA and dense, one line per engine and batch size (ours also with
+ * the batch in one grid per op, where the run measured it).
  */
 import type { LinePlot } from '../plot.js';
 
@@ -11,6 +12,11 @@ export function coreLinePlot(lab: readonly Record<string, unknown>[], peer: read
     if (r.section !== 'core') continue;
     data.push({ ctx: r.ctx, ms: r.dsa_ms, line: `ours DSA, batch ${r.batch}` });
     data.push({ ctx: r.ctx, ms: r.dense_ms, line: `ours dense, batch ${r.batch}` });
+    // The batch in one grid per op (rowSeq), where measured; at batch 1 it is the line above.
+    if (typeof r.dsa_batched_ms === 'number' && Number(r.batch) > 1) {
+      data.push({ ctx: r.ctx, ms: r.dsa_batched_ms, line: `ours DSA one grid, batch ${r.batch}` });
+      data.push({ ctx: r.ctx, ms: r.dense_batched_ms, line: `ours dense one grid, batch ${r.batch}` });
+    }
   }
   for (const r of peer) {
     if (typeof r.ctx !== 'number' || typeof r.batch !== 'number') continue;

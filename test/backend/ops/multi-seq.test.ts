@@ -81,6 +81,21 @@ const slotOf = (j: number, p: number) => refSlot(tables[j]!, pageSize, p);
     }
   });
   const upKeys = (b: Backend) => [b.upload(kCache, [slots, D]), b.upload(kScale, [slots])] as const;
+  const refScores = (): Float64Array => {
+    const out = new Float64Array(T * nKeys).fill(-Infinity);
+    layout.order.forEach(([j, k], t) => {
+      for (let s = 0; s <= seqPositions[j]![k]!; s++) {
+        let sum = 0;
+        for (let h = 0; h < H; h++) {
+          let d = 0;
+          for (let i = 0; i < D; i++) d += refE4m3(q8[j]![(k * H + h) * D + i]!) * refE4m3(keys[j]![s * D + i]!);
+          sum += w[j]![k * H + h]! * Math.max(0, d);
+        }
+        out[t * nKeys + s] = keyScales[j]![s]! * sum;
+      }
+    });
+    return out;
+  };
   cases.push(
     multiSeqCase({
       name: 'indexerScores over three sequences in one call: each row against its own sequence’s keys, width = the largest key count',
@@ -102,21 +117,7 @@ const slotOf = (j: number, p: number) => refSlot(tables[j]!, pageSize, p);
         }
         return [placeRows(layout, parts, nKeys, -Infinity), [T, nKeys]];
       },
-      reference() {
-        const out = new Float64Array(T * nKeys).fill(-Infinity);
-        layout.order.forEach(([j, k], t) => {
-          for (let s = 0; s <= seqPositions[j]![k]!; s++) {
-            let sum = 0;
-            for (let h = 0; h < H; h++) {
-              let d = 0;
-              for (let i = 0; i < D; i++) d += refE4m3(q8[j]![(k * H + h) * D + i]!) * refE4m3(keys[j]![s * D + i]!);
-              sum += w[j]![k * H + h]! * Math.max(0, d);
-            }
-            out[t * nKeys + s] = keyScales[j]![s]! * sum;
-          }
-        });
-        return [out, [T, nKeys]];
-      },
+      reference: () => [refScores(), [T, nKeys]],
       tol: TOL.indexer,
     }),
   );
@@ -129,6 +130,8 @@ const slotOf = (j: number, p: number) => refSlot(tables[j]!, pageSize, p);
       return b.read(b.indexerScores(b.upload(inCallOrder(layout, q8, H * D), [T, H, D]), b.upload(inCallOrder(layout, w, H), [T, H]), kc, ks, pages, nKeys, b.upload(positions, [T])));
     },
     error: /indexerScores: rowSeq\[4\] = 3 is outside the block table's 3 rows/,
+    // rowSeq is device data on a GPU: that row scores no key.
+    gpu: { does: 'skips', expect: () => [refScores().fill(-Infinity, 4 * nKeys, 5 * nKeys)], tol: TOL.indexer },
   });
 }
 
@@ -245,6 +248,8 @@ const slotOf = (j: number, p: number) => refSlot(tables[j]!, pageSize, p);
       return call(b, { pos });
     },
     error: /mlaAttention: row 0 \(sequence 2\) reaches position 17, on page 4, past the block table's 4 pages per sequence/,
+    // On a GPU the entries past the table are skipped; the others are zero latent rows.
+    gpu: { does: 'skips', expect: () => [new Float64Array(T * H * rk)] },
   });
   errorCases.push({
     name: 'mlaAttention: a 1-D block table with rowSeq throws',
@@ -264,10 +269,20 @@ const slotOf = (j: number, p: number) => refSlot(tables[j]!, pageSize, p);
     run: async (b) => {
       const pos = positions.slice();
       pos[callRowsOf(layout, 1)[0]!] = 16; // the table is 4 pages wide (sequence 1 has 2; the rest is padding)
-      b.writeRows(b.zeros([slots, 4], 'f32'), stackedPages(b, layout), b.upload(pos, [T]), b.zeros([T, 4], 'f32'), 0);
-      return b.read(b.zeros([1], 'f32'));
+      const dst = b.zeros([slots, 4], 'f32');
+      b.writeRows(dst, stackedPages(b, layout), b.upload(pos, [T]), b.upload(Float32Array.from({ length: T * 4 }, (_, i) => 1 + Math.floor(i / 4)), [T, 4]), 0);
+      return b.read(dst);
     },
     error: /writeRows: row 2 \(sequence 1\) reaches position 16, on page 4, past the block table's 4 pages per sequence/,
+    // On a GPU that row is skipped; every other row t (its values t + 1) lands at its slot.
+    gpu: {
+      does: 'skips',
+      expect: () => {
+        const out = new Float64Array(slots * 4);
+        layout.order.forEach(([j, k], t) => t !== 2 && out.fill(t + 1, slotOf(j, seqPositions[j]![k]!) * 4, slotOf(j, seqPositions[j]![k]!) * 4 + 4));
+        return [out];
+      },
+    },
   });
 }
 

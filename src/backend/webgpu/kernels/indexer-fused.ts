@@ -223,7 +223,7 @@ export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GP
   // matrices are loaded once per run.
   const perGroup = o.tilesPerGroup ?? Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
-  const qh = decodeRows(gpu, 'indexer.q', a.q8, null, 1, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
+  const qh = decodeRows(gpu, 'indexer.q', a.q8, null, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
   const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${JSON.stringify(o)}`, () => fusedWgsl(a.heads, a.dim, o));
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0));
   gpu.dispatch(code, [qh, a.w, a.kCache, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);

@@ -2,7 +2,9 @@
  * Lightning-indexer scores on WebGPU:
  * out[t, s] = kScale[slot(s)] · Σ_h w[t, h] · ReLU(q8[t, h] · k8[slot(s)]) for s ≤ positions[t],
  * −∞ after (and for every s when positions[t] < 0), over the paged FP8 key cache with
- * slot(s) = table[s / pageSize] · pageSize + s % pageSize. The e4m3 codes (queries and keys, four
+ * slot(s) = table[s / pageSize] · pageSize + s % pageSize — or, with rowSeq (several sequences in
+ * one grid), through row rowSeq[t] of a 2-D table (pages.ts); keys without a slot there give −∞.
+ * The e4m3 codes (queries and keys, four
  * per u32 word, any dim) are decoded in the shader by bit arithmetic; 0x7f / 0xff (NaN) are not
  * special-cased (they decode as ±480), inputs are assumed NaN-free like the CPU path.
  *
@@ -22,8 +24,9 @@
  */
 import { GpuError, type GpuDevice } from '../device.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
-import { indexerDirectAvailable, indexerScoresDirectGpu } from './indexer-direct.js';
+import { indexerDirectAvailable, indexerDirectFits, indexerScoresDirectGpu } from './indexer-direct.js';
 import { indexerFusedAvailable, indexerScoresFusedGpu, type FusedOptions } from './indexer-fused.js';
+import { PAGE_FIELDS, PAGES_WGSL, pageParams, pagesOfArgs, rowSeqBinding } from './pages.js';
 
 /** The bindings every variant shares (in this order); each declares its own Params. */
 const BINDINGS = /* wgsl */ `
@@ -32,12 +35,14 @@ const BINDINGS = /* wgsl */ `
 @group(0) @binding(2) var<storage, read> kCache: array<u32>;
 @group(0) @binding(3) var<storage, read> kScale: array<f32>;
 @group(0) @binding(4) var<storage, read> table: array<i32>;
-@group(0) @binding(5) var<storage, read> positions: array<i32>;
-@group(0) @binding(6) var<storage, read_write> out: array<u32>; // f32 bits (−∞ is not a WGSL constant)
-@group(0) @binding(7) var<uniform> p: Params;`;
+@group(0) @binding(5) var<storage, read> rowSeq: array<i32>;
+@group(0) @binding(6) var<storage, read> positions: array<i32>;
+@group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits (−∞ is not a WGSL constant)
+@group(0) @binding(8) var<uniform> p: Params;
+${PAGES_WGSL}`;
 
 export const INDEXER_WGSL = /* wgsl */ `
-struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, pageSize: u32, groupsX: u32 }
+struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, groupsX: u32, ${PAGE_FIELDS} }
 ${BINDINGS}
 
 fn e4m3(c: u32) -> f32 {
@@ -60,11 +65,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let s = (wg.x + wg.z * p.groupsX) * 64u + lid.x;
   let t = wg.y;
   if (s >= p.nKeys || t >= p.rows) { return; }
-  if (i32(s) > positions[t]) {
+  var slot = NO_SLOT;
+  if (i32(s) <= positions[t]) { slot = slotOf(t, s); }
+  if (slot == NO_SLOT) {
     out[t * p.nKeys + s] = 0xff800000u;
     return;
   }
-  let slot = u32(table[s / p.pageSize]) * p.pageSize + s % p.pageSize;
   let kBase = slot * p.dim;
   var score = 0.0;
   for (var h = 0u; h < p.heads; h++) {
@@ -88,10 +94,17 @@ export interface IndexerGpuArgs {
   kCache: GPUBuffer;
   /** f32 [slots]. */
   kScale: GPUBuffer;
-  /** i32 block table (pages of this sequence) and its length in entries. */
+  /**
+   * i32 block table: the pages of one sequence, tableLength entries; or with rowSeq [seqs,
+   * tableLength], row t using table row rowSeq[t] (every sequence of a step in one grid).
+   */
   table: GPUBuffer;
   tableLength: number;
   pageSize: number;
+  /** i32 [rows]: each row's table row; absent / null with a one-sequence table. */
+  rowSeq?: GPUBuffer | null;
+  /** Rows of a 2-D table (with rowSeq). */
+  seqs?: number;
   /** i32 [rows]. */
   positions: GPUBuffer;
   rows: number;
@@ -102,21 +115,25 @@ export interface IndexerGpuArgs {
   variant?: IndexerVariant;
 }
 
-/** Runs the indexer score kernel; returns f32 [rows, nKeys]. */
+/**
+ * Runs the indexer score kernel; returns f32 [rows, nKeys]. With rowSeq, nKeys is the width of the
+ * output (the longest sequence) and row t scores its own sequence's keys 0..min(positions[t], nKeys−1).
+ */
 export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   if (a.nKeys > a.tableLength * a.pageSize) {
     throw new GpuError(`indexerScoresGpu: ${a.nKeys} keys exceed the sequence's ${a.tableLength} cache pages of ${a.pageSize}`);
   }
   const out = gpu.buffer(a.rows * a.nKeys * 4);
   if (a.rows === 0 || a.nKeys === 0) return out;
-  const variant = a.variant ?? bestIndexerVariant(gpu, a.heads, a.dim, a.nKeys);
+  const variant = indexerVariantOf(gpu, a);
+  const pages = pagesOfArgs(a);
   if (variant === 'matrix-direct') {
     indexerScoresDirectGpu(gpu, a, out);
     return out;
   }
   const fused = FUSED_VARIANTS[variant];
   if (fused) {
-    indexerScoresFusedGpu(gpu, a, out, fused);
+    indexerScoresFusedGpu(gpu, a, out, fused, a.rowSeq ? { rowSeq: a.rowSeq, tableStride: a.tableLength } : null);
     return out;
   }
   if (variant === 'matrix') {
@@ -127,14 +144,14 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
     const perGroup = Math.max(1, Math.min(16, Math.floor((tiles * a.rows) / 512)));
     const groups = Math.ceil(tiles / perGroup);
     const [gx, gz] = gpu.grid(groups);
-    const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup));
-    gpu.dispatch(m.code, [a.q8, a.w, a.kCache, a.kScale, a.table, a.positions, out, params], [gx, a.rows, gz]);
+    const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, gx, perGroup, ...pageParams(pages)));
+    gpu.dispatch(m.code, [a.q8, a.w, a.kCache, a.kScale, a.table, rowSeqBinding(pages), a.positions, out, params], [gx, a.rows, gz]);
     return out;
   }
   const [gx, gz] = gpu.grid(a.nKeys, 64);
-  const params = gpu.uniforms(Uint32Array.of(a.rows, a.heads, a.dim, a.nKeys, a.pageSize, gx));
+  const params = gpu.uniforms(Uint32Array.of(a.rows, a.heads, a.dim, a.nKeys, gx, ...pageParams(pages)));
   const code = variant === 'tiled' ? INDEXER_TILED_WGSL : INDEXER_WGSL;
-  gpu.dispatch(code, [a.q8, a.w, a.kCache, a.kScale, a.table, a.positions, out, params], [gx, a.rows, gz]);
+  gpu.dispatch(code, [a.q8, a.w, a.kCache, a.kScale, a.table, rowSeqBinding(pages), a.positions, out, params], [gx, a.rows, gz]);
   return out;
 }
 
@@ -150,6 +167,17 @@ const FUSED_VARIANTS: Partial<Record<IndexerVariant, FusedOptions>> = {
   'matrix-fused-r32': { tilesPerGroup: 32 },
   'fused-scalar': { scalar: true },
 };
+
+/**
+ * The variant a call runs: its own, or the best for its shape. With several sequences (rowSeq)
+ * 'matrix-direct' decodes each row's keys apart; where that scratch would not fit one storage
+ * binding, the shared-memory tensor-core kernel takes the call ('tiled' where that cannot run).
+ */
+export function indexerVariantOf(gpu: GpuDevice, a: IndexerGpuArgs): IndexerVariant {
+  const v = a.variant ?? bestIndexerVariant(gpu, a.heads, a.dim, a.nKeys);
+  if (v === 'matrix-direct' && a.rowSeq && !indexerDirectFits(gpu, a)) return matrixPlan(gpu, a.heads, a.dim) ? 'matrix' : 'tiled';
+  return v;
+}
 
 /**
  * The fastest variant the device offers for H heads of D dims and nKeys keys: on the H200 the
@@ -174,7 +202,7 @@ export function indexerVariantAvailable(gpu: GpuDevice, v: IndexerVariant, heads
 // ---- 'tiled' ----
 
 export const INDEXER_TILED_WGSL = /* wgsl */ `
-struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, pageSize: u32, groupsX: u32 }
+struct Params { rows: u32, heads: u32, dim: u32, nKeys: u32, groupsX: u32, ${PAGE_FIELDS} }
 ${BINDINGS}
 
 const HC: u32 = 16u; // heads per chunk
@@ -188,13 +216,11 @@ fn code(words: ptr<storage, array<u32>, read>, i: u32) -> u32 { return ((*words)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let t = wg.y;
   let s = (wg.x + wg.z * p.groupsX) * 64u + lid.x;
-  let live = s < p.nKeys && i32(s) <= positions[t];
-  var kBase = 0u;
-  var slot = 0u;
-  if (live) {
-    slot = u32(table[s / p.pageSize]) * p.pageSize + s % p.pageSize;
-    kBase = slot * p.dim;
-  }
+  var slot = NO_SLOT;
+  if (s < p.nKeys && i32(s) <= positions[t]) { slot = slotOf(t, s); }
+  let live = slot != NO_SLOT;
+  let kSlot = select(0u, slot, live);
+  let kBase = kSlot * p.dim;
   var score = 0.0;
   for (var h0 = 0u; h0 < p.heads; h0 += HC) {
     var acc: array<f32, 16>;
@@ -222,7 +248,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     }
   }
   if (s < p.nKeys && t < p.rows) {
-    out[t * p.nKeys + s] = select(0xff800000u, bitcast<u32>(kScale[slot] * score), live);
+    out[t * p.nKeys + s] = select(0xff800000u, bitcast<u32>(kScale[kSlot] * score), live);
   }
 }
 `;
@@ -260,14 +286,14 @@ function matrixWgsl(H: number, D: number, KT: number, SG: number, NSG: number): 
   return /* wgsl */ `
 enable f16;
 enable chromium_experimental_subgroup_matrix;
-struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, perGroup: u32 }
+struct Params { rows: u32, nKeys: u32, groupsX: u32, perGroup: u32, ${PAGE_FIELDS} }
 ${BINDINGS}
 
 const H: u32 = ${H}u;
 const D: u32 = ${D}u;
 const KT: u32 = ${KT}u;
 const WGS: u32 = ${SG * NSG}u;
-const NONE: u32 = 0xffffffffu;
+const NONE: u32 = NO_SLOT;
 var<workgroup> qS: array<f16, ${H * D}>;   // the query row [H][D]
 var<workgroup> kS: array<f16, ${KT * D}>;  // the tile's keys, transposed: [D][KT]
 var<workgroup> sS: array<f32, ${H * KT}>;  // q·k [H][KT]
@@ -291,10 +317,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   for (var tile = 0u; tile < p.perGroup; tile++) {
     let key0 = (group * p.perGroup + tile) * KT;
     if (key0 >= p.nKeys) { break; }
+    if (i32(key0) > pos) {
+      // A tile past the row's position (a shorter sequence of the batch): no keys, no products.
+      if (li < KT && key0 + li < p.nKeys) { out[t * p.nKeys + key0 + li] = 0xff800000u; }
+      continue;
+    }
     if (li < KT) {
       let s = key0 + li;
       var slot = NONE;
-      if (s < p.nKeys && i32(s) <= pos) { slot = u32(table[s / p.pageSize]) * p.pageSize + s % p.pageSize; }
+      if (s < p.nKeys && i32(s) <= pos) { slot = slotOf(t, s); }
       slotS[li] = slot;
     }
     workgroupBarrier();

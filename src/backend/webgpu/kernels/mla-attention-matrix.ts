@@ -2,8 +2,11 @@
  * MLA attention (absorbed, MQA form) on tensor cores through WebGPU's subgroup-matrix feature, for
  * f32 and bf16 latent caches: the same contract as mla-attention.ts (its CPU twin is mlaAttention,
  * cpu/kernels/mla-attention.ts), computed as two gathered GEMMs in the split-KV manner of flash
- * decoding. Four kernels per call:
+ * decoding. Five kernels per call:
  *  1. prep: the query rows [qLat | qPe] as f16 (its tensor-core operand).
+ *  1b. entries: the cache slot of every entry of every row (selected positions, or 0..pos when
+ *     dense; through the block table, or through row rowSeq[t] of a 2-D one: pages.ts), NONE where
+ *     there is none — read by both GEMM passes, so every sequence of a step goes in one grid.
  *  2. scores: per tile of 64 entries (selected positions, or 0..pos when dense) and 64 heads,
  *     S = scale · Q · Lᵀ with f16 × f16 → f32 products (the tile's latent rows are gathered through
  *     the block table into shared memory, 64 dims at a time); S is written out and each head's
@@ -21,6 +24,7 @@ import type { LatentFormat } from '../../backend.js';
 import { GpuError, type GpuDevice, type UniformParams } from '../device.js';
 import { BF16_UNPACK_WGSL, ORDER_KEY_WGSL } from './wgsl.js';
 import type { MlaGpuShape } from './mla-attention.js';
+import { PAGE_FIELDS, PAGES_WGSL, pageParams, rowSeqBinding, type GpuPages } from './pages.js';
 
 /** Scores held at once, bytes (rows of a call are processed in groups under this). */
 const SCORE_BUDGET = 256 * 1024 * 1024;
@@ -41,23 +45,41 @@ export function mlaMatrixAvailable(gpu: GpuDevice, shape: MlaGpuShape, format: L
 const PARAMS = /* wgsl */ `
 struct Params {
   rows: u32, heads: u32, r: u32, dr: u32,
-  width: u32, format: u32, pageSize: u32, k: u32,
-  nPages: u32, E: u32, splits: u32, tilesPerSplit: u32,
-  scale: f32, rowOffset: u32, total: u32, groupsX: u32,
+  width: u32, format: u32, k: u32, E: u32,
+  splits: u32, tilesPerSplit: u32, scale: f32, rowOffset: u32,
+  total: u32, groupsX: u32,
 }`;
 
-/** The cache slot of entry j of row t, or NONE (−1 entry, beyond the row's position or the table). */
-const ENTRY_WGSL = /* wgsl */ `
-const NONE: u32 = 0xffffffffu;
-fn entrySlot(t: u32, j: u32) -> u32 {
-  if (j >= p.E) { return NONE; }
-  let pos = positions[t];
+/** Entry slots of the rows of a group: slots[tl · E + j] for row rowOffset + tl (see mlaEntrySlotsGpu). */
+const ENTRIES_WGSL = /* wgsl */ `
+struct Params { k: u32, E: u32, rowOffset: u32, total: u32, groupsX: u32, ${PAGE_FIELDS} }
+@group(0) @binding(0) var<storage, read> table: array<i32>;
+@group(0) @binding(1) var<storage, read> rowSeq: array<i32>;
+@group(0) @binding(2) var<storage, read> positions: array<i32>;
+@group(0) @binding(3) var<storage, read> indices: array<i32>;
+@group(0) @binding(4) var<storage, read_write> slots: array<u32>;
+@group(0) @binding(5) var<uniform> p: Params;
+${PAGES_WGSL}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = (wg.x + wg.y * p.groupsX) * 256u + lid.x;
+  if (i >= p.total) { return; }
+  let t = p.rowOffset + i / p.E;
+  let j = i % p.E;
   var q = i32(j);
   if (p.k > 0u) { q = indices[t * p.k + j]; }
-  if (q < 0 || q > pos) { return NONE; }
-  let page = u32(q) / p.pageSize;
-  if (page >= p.nPages) { return NONE; }
-  return u32(table[page]) * p.pageSize + u32(q) % p.pageSize;
+  var slot = NO_SLOT;
+  if (q >= 0 && q <= positions[t]) { slot = slotOf(t, u32(q)); }
+  slots[i] = slot;
+}
+`;
+
+/** The cache slot of entry j of the group's row tl, or NONE (−1 entry, beyond the row's position or its pages). */
+const ENTRY_WGSL = /* wgsl */ `
+const NONE: u32 = 0xffffffffu;
+fn entrySlot(tl: u32, j: u32) -> u32 {
+  if (j >= p.E) { return NONE; }
+  return slots[tl * p.E + j];
 }
 ${BF16_UNPACK_WGSL}
 fn latVal(e: u32) -> f32 {
@@ -90,12 +112,10 @@ enable chromium_experimental_subgroup_matrix;
 ${PARAMS}
 @group(0) @binding(0) var<storage, read> qh: array<f16>;
 @group(0) @binding(1) var<storage, read> latent: array<u32>;
-@group(0) @binding(2) var<storage, read> table: array<i32>;
-@group(0) @binding(3) var<storage, read> positions: array<i32>;
-@group(0) @binding(4) var<storage, read> indices: array<i32>;
-@group(0) @binding(5) var<storage, read_write> S: array<u32>; // f32 bits, −∞ for no entry
-@group(0) @binding(6) var<storage, read_write> mKey: array<atomic<u32>>;
-@group(0) @binding(7) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> slots: array<u32>;
+@group(0) @binding(3) var<storage, read_write> S: array<u32>; // f32 bits, −∞ for no entry
+@group(0) @binding(4) var<storage, read_write> mKey: array<atomic<u32>>;
+@group(0) @binding(5) var<uniform> p: Params;
 ${ENTRY_WGSL}
 ${ORDER_KEY_WGSL}
 const H: u32 = ${H}u;
@@ -110,7 +130,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let h0 = wg.y * 64u;
   let tl = wg.z;
   let t = p.rowOffset + tl;
-  if (li < 64u) { slotS[li] = entrySlot(t, e0 + li); }
+  if (li < 64u) { slotS[li] = entrySlot(tl, e0 + li); }
   var acc: array<subgroup_matrix_result<f32, 16, 16>, 4>;
   for (var j = 0u; j < 4u; j++) { acc[j] = subgroup_matrix_result<f32, 16, 16>(); }
   for (var dc = 0u; dc < ROW; dc += 64u) {
@@ -170,14 +190,12 @@ enable f16;
 enable chromium_experimental_subgroup_matrix;
 ${PARAMS}
 @group(0) @binding(0) var<storage, read> latent: array<u32>;
-@group(0) @binding(1) var<storage, read> table: array<i32>;
-@group(0) @binding(2) var<storage, read> positions: array<i32>;
-@group(0) @binding(3) var<storage, read> indices: array<i32>;
-@group(0) @binding(4) var<storage, read> S: array<u32>;
-@group(0) @binding(5) var<storage, read> mKey: array<u32>;
-@group(0) @binding(6) var<storage, read_write> oPart: array<f32>;
-@group(0) @binding(7) var<storage, read_write> lPart: array<f32>;
-@group(0) @binding(8) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> slots: array<u32>;
+@group(0) @binding(2) var<storage, read> S: array<u32>;
+@group(0) @binding(3) var<storage, read> mKey: array<u32>;
+@group(0) @binding(4) var<storage, read_write> oPart: array<f32>;
+@group(0) @binding(5) var<storage, read_write> lPart: array<f32>;
+@group(0) @binding(6) var<uniform> p: Params;
 ${ENTRY_WGSL}
 const H: u32 = ${H}u;
 var<workgroup> slotS: array<u32, 64>;
@@ -206,7 +224,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     let e0 = (split * p.tilesPerSplit + tt) * 64u;
     if (e0 >= p.E) { break; }
     workgroupBarrier();
-    if (li < 64u) { slotS[li] = entrySlot(t, e0 + li); }
+    if (li < 64u) { slotS[li] = entrySlot(tl, e0 + li); }
     workgroupBarrier();
     for (var i0 = 0u; i0 < 4096u; i0 += 2048u) {
       var vals: array<f32, 16>;
@@ -279,8 +297,24 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 `;
 
 /**
+ * The cache slot of entry j of rows rowOffset..rowOffset+n−1 into slots u32 [n, E]: the selected
+ * position indices[t, j] (k > 0) or position j (dense), through the row's block table; NONE
+ * (0xffffffff) for −1, a position past the row's own or one without a page.
+ */
+export function mlaEntrySlotsGpu(
+  gpu: GpuDevice, pages: GpuPages, positions: GPUBuffer, indices: GPUBuffer | null, k: number, E: number, rowOffset: number, n: number, slots: GPUBuffer,
+): void {
+  if (n * E === 0) return;
+  const g = gpu.grid(n * E, 256);
+  const params = gpu.uniforms(Uint32Array.of(indices ? k : 0, E, rowOffset, n * E, g[0], ...pageParams(pages)));
+  // Dense: the kernel does not read indices; the positions stand in for the binding.
+  gpu.dispatch(ENTRIES_WGSL, [pages.table, rowSeqBinding(pages), positions, indices ?? positions, slots, params], g);
+}
+
+/**
  * MLA attention on tensor cores; arguments as mlaAttentionGpu (mla-attention.ts) plus `nKeys`, the
- * entries a dense call may attend (the largest position + 1). Returns f32 [rows, heads, r].
+ * entries a dense call may attend (the largest position + 1; with rowSeq, of any row's sequence).
+ * Returns f32 [rows, heads, r].
  */
 export function mlaAttentionMatrixGpu(
   gpu: GpuDevice,
@@ -288,9 +322,7 @@ export function mlaAttentionMatrixGpu(
   qPe: GPUBuffer,
   latent: GPUBuffer,
   format: LatentFormat,
-  table: GPUBuffer,
-  nPages: number,
-  pageSize: number,
+  pages: GpuPages,
   positions: GPUBuffer,
   indices: GPUBuffer | null,
   k: number,
@@ -310,11 +342,11 @@ export function mlaAttentionMatrixGpu(
   const splits = Math.ceil(tiles / tilesPerSplit);
   const group = Math.max(1, Math.min(rows, Math.floor(SCORE_BUDGET / (heads * E * 4))));
   const params = (rowOffset: number, n: number, total: number, groupsX: number): UniformParams => {
-    const b = new ArrayBuffer(64);
+    const b = new ArrayBuffer(56);
     const u = new Uint32Array(b);
-    u.set([n, heads, r, dr, width, format === 'f32' ? 0 : 1, pageSize, indices ? k : 0, nPages, E, splits, tilesPerSplit]);
-    new Float32Array(b)[12] = scale;
-    u.set([rowOffset, total, groupsX], 13);
+    u.set([n, heads, r, dr, width, format === 'f32' ? 0 : 1, indices ? k : 0, E, splits, tilesPerSplit]);
+    new Float32Array(b)[10] = scale;
+    u.set([rowOffset, total, groupsX], 11);
     return gpu.uniforms(u);
   };
   const qh = gpu.scratch('mla.q', rows * heads * row * 2);
@@ -322,7 +354,6 @@ export function mlaAttentionMatrixGpu(
   const qg = gpu.grid(qTotal, 256);
   gpu.dispatch(PREP_WGSL, [qLat, qPe, qh, params(0, rows, qTotal, qg[0])], qg);
   const mKey = gpu.buffer(rows * heads * 4); // zeros: the running maxima start below every key
-  const idx = indices ?? gpu.buffer(4);
   const scoresCode = gpu.generated(`mla-scores ${heads} ${row}`, () => scoresWgsl(heads, row));
   const valuesCode = gpu.generated(`mla-values ${heads}`, () => valuesWgsl(heads));
   const combineCode = COMBINE_WGSL;
@@ -331,12 +362,14 @@ export function mlaAttentionMatrixGpu(
     const S = gpu.scratch('mla.scores', n * heads * E * 4);
     const oPart = gpu.scratch('mla.o', n * splits * heads * r * 4);
     const lPart = gpu.scratch('mla.l', n * splits * heads * 2 * 4);
-    gpu.dispatch(scoresCode, [qh, latent, table, positions, idx, S, mKey, params(t0, n, 0, 0)], [tiles, heads / 64, n]);
-    gpu.dispatch(valuesCode, [latent, table, positions, idx, S, mKey, oPart, lPart, params(t0, n, 0, 0)], [splits, (heads / 64) * (r / 128), n]);
+    const slots = gpu.scratch('mla.slots', n * E * 4);
+    mlaEntrySlotsGpu(gpu, pages, positions, indices, k, E, t0, n, slots);
+    gpu.dispatch(scoresCode, [qh, latent, slots, S, mKey, params(t0, n, 0, 0)], [tiles, heads / 64, n]);
+    gpu.dispatch(valuesCode, [latent, slots, S, mKey, oPart, lPart, params(t0, n, 0, 0)], [splits, (heads / 64) * (r / 128), n]);
     const total = n * heads * r;
     const g = gpu.grid(total, 256);
     gpu.dispatch(combineCode, [oPart, lPart, out, params(t0, n, total, g[0])], g);
   }
-  for (const b of indices ? [mKey] : [mKey, idx]) gpu.release(b);
+  gpu.release(mKey);
   return out;
 }

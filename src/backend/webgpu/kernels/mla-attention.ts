@@ -13,10 +13,13 @@
  * codes of c_kv, float32 scales per 128 values, then bf16 k_rope; see cpu/kernels/latent.ts).
  * Its CPU twin is mlaAttention (cpu/kernels/mla-attention.ts). Entries that are −1, beyond the
  * query's position or beyond the block table are skipped (the CPU twin throws on the latter two).
+ * With rowSeq (pages.ts) the rows of several sequences go in one grid: row t's entries are
+ * positions of sequence rowSeq[t], mapped through that row of a 2-D block table.
  */
 import { LATENT_FP8_BLOCK, latentRowWidth, type LatentFormat } from '../../backend.js';
 import { GpuError, type GpuDevice } from '../device.js';
 import { BF16_UNPACK_WGSL } from './wgsl.js';
+import { PAGE_FIELDS, PAGES_WGSL, pageParams, rowSeqBinding, type GpuPages } from './pages.js';
 
 /** Most output columns per invocation: r ≤ 64 · MLA_MAX_COLS. */
 const MLA_MAX_COLS = 16;
@@ -24,17 +27,19 @@ const MLA_MAX_COLS = 16;
 export const MLA_ATTENTION_WGSL = /* wgsl */ `
 struct Params {
   rows: u32, heads: u32, r: u32, dr: u32,
-  width: u32, format: u32, pageSize: u32, k: u32,
-  nPages: u32, groupsX: u32, scale: f32, _pad: u32,
+  width: u32, format: u32, k: u32, groupsX: u32,
+  scale: f32, ${PAGE_FIELDS},
 }
 @group(0) @binding(0) var<storage, read> qLat: array<f32>;
 @group(0) @binding(1) var<storage, read> qPe: array<f32>;
 @group(0) @binding(2) var<storage, read> latent: array<u32>;
 @group(0) @binding(3) var<storage, read> table: array<i32>;
-@group(0) @binding(4) var<storage, read> positions: array<i32>;
-@group(0) @binding(5) var<storage, read> indices: array<i32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
-@group(0) @binding(7) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> rowSeq: array<i32>;
+@group(0) @binding(5) var<storage, read> positions: array<i32>;
+@group(0) @binding(6) var<storage, read> indices: array<i32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(8) var<uniform> p: Params;
+${PAGES_WGSL}
 
 const WG: u32 = 64u;
 const MAX_COLS: u32 = ${MLA_MAX_COLS}u;
@@ -103,11 +108,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     if (j < count) {
       var q = i32(j);
       if (p.k > 0u) { q = indices[t * p.k + j]; }
-      let page = u32(q) / p.pageSize;
-      if (q >= 0 && q <= pos && page < p.nPages) {
-        let slot = u32(table[page]) * p.pageSize + u32(q) % p.pageSize;
+      if (q >= 0 && q <= pos) {
+        let slot = slotOf(t, u32(q));
         base = slot * p.width;
-        ok = true;
+        ok = slot != NO_SLOT;
       }
     }
     if (ok) {
@@ -169,11 +173,11 @@ export interface MlaGpuShape {
 }
 
 /**
- * Runs MLA attention for one sequence. qLat f32 [rows, heads, r], qPe f32 [rows, heads, dr];
- * latent: the cache [slots, latentRowWidth(format, r, dr)] as bytes in a device buffer (bf16: two
- * values per u32 word); table i32 [nPages] (slot(p) = table[p / pageSize]·pageSize + p % pageSize);
- * positions i32 [rows]; indices i32 [rows, k] (−1 = none) or null for dense causal attention over
- * 0..positions[t]. Returns the output buffer f32 [rows, heads, r].
+ * Runs MLA attention. qLat f32 [rows, heads, r], qPe f32 [rows, heads, dr]; latent: the cache
+ * [slots, latentRowWidth(format, r, dr)] as bytes in a device buffer (bf16: two values per u32
+ * word); pages: one sequence's block table (slot(p) = table[p / pageSize]·pageSize + p % pageSize),
+ * or a 2-D one with rowSeq (pages.ts); positions i32 [rows]; indices i32 [rows, k] (−1 = none) or
+ * null for dense causal attention over 0..positions[t]. Returns the output buffer f32 [rows, heads, r].
  */
 export function mlaAttentionGpu(
   gpu: GpuDevice,
@@ -181,9 +185,7 @@ export function mlaAttentionGpu(
   qPe: GPUBuffer,
   latent: GPUBuffer,
   format: LatentFormat,
-  table: GPUBuffer,
-  nPages: number,
-  pageSize: number,
+  pages: GpuPages,
   positions: GPUBuffer,
   indices: GPUBuffer | null,
   k: number,
@@ -192,7 +194,7 @@ export function mlaAttentionGpu(
 ): GPUBuffer {
   const { rows, heads, r, dr } = shape;
   if (r > 64 * MLA_MAX_COLS) throw new GpuError(`mlaAttentionGpu: kv_lora_rank ${r} exceeds ${64 * MLA_MAX_COLS}`);
-  if (!(pageSize > 0)) throw new GpuError(`mlaAttentionGpu: pageSize must be positive, got ${pageSize}`);
+  if (!(pages.pageSize > 0)) throw new GpuError(`mlaAttentionGpu: pageSize must be positive, got ${pages.pageSize}`);
   const width = latentRowWidth(format, r, dr);
   const out = gpu.buffer(rows * heads * r * 4);
   const groups = rows * heads;
@@ -200,13 +202,15 @@ export function mlaAttentionGpu(
   if (indices && k === 0) return out; // nothing selected: all-zero output, as on the CPU
   const groupsX = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
   const groupsY = Math.ceil(groups / groupsX);
-  const params = new ArrayBuffer(48);
+  const params = new ArrayBuffer(52);
   const u = new Uint32Array(params);
-  u.set([rows, heads, r, dr, width, format === 'f32' ? 0 : format === 'bf16' ? 1 : 2, pageSize, indices ? k : 0, nPages, groupsX]);
-  new Float32Array(params)[10] = scale;
+  u.set([rows, heads, r, dr, width, format === 'f32' ? 0 : format === 'bf16' ? 1 : 2, indices ? k : 0, groupsX]);
+  new Float32Array(params)[8] = scale;
+  u.set(pageParams(pages), 9);
+  // Dense: the kernel does not read indices; the positions stand in for the binding.
   gpu.dispatch(
     MLA_ATTENTION_WGSL,
-    [qLat, qPe, latent, table, positions, indices ?? gpu.buffer(4), out, gpu.uniforms(u)],
+    [qLat, qPe, latent, pages.table, rowSeqBinding(pages), positions, indices ?? positions, out, gpu.uniforms(u)],
     [groupsX, groupsY],
   );
   return out;

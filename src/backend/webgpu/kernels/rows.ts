@@ -16,6 +16,7 @@
 import type { DType } from '../../backend.js';
 import { GpuError, type GpuDevice } from '../device.js';
 import { E4M3_DECODE_WGSL, ORDER_KEY_WGSL } from './wgsl.js';
+import { PAGE_FIELDS, PAGES_WGSL, pageParams, pagesOfArgs, rowSeqBinding, type GpuPages } from './pages.js';
 
 const WG = 64;
 const ROW_WG = 256;
@@ -260,38 +261,35 @@ export function embeddingGpu(gpu: GpuDevice, table: EmbeddingTableGpu, ids: GPUB
 }
 
 /**
- * WGSL: the cache slot of row t's position, slot(p) = table[p / pageSize] · pageSize + p % pageSize,
- * or NO_SLOT for a negative position or one whose page or slot is out of range (the row is skipped).
- * Uses positions, table and the Params fields pageSize, pages, slots.
+ * WGSL: the cache slot of row t's position, slotOf(t, positions[t]) (pages.ts: through the 1-D
+ * table, or through table row rowSeq[t] of a 2-D one), or NO_SLOT for a negative position or one
+ * whose page, table row or slot is out of range (the row is skipped). Uses positions, table, rowSeq
+ * and the Params fields slots and PAGE_FIELDS.
  */
-const SLOT_WGSL = /* wgsl */ `
-const NO_SLOT: u32 = 0xffffffffu;
-fn slotOf(t: u32) -> u32 {
+const ROW_SLOT_WGSL = /* wgsl */ `${PAGES_WGSL}
+fn rowSlot(t: u32) -> u32 {
   let pos = positions[t];
   if (pos < 0) { return NO_SLOT; }
-  let page = u32(pos) / p.pageSize;
-  if (page >= p.pages) { return NO_SLOT; }
-  let base = table[page];
-  if (base < 0) { return NO_SLOT; }
-  let slot = u32(base) * p.pageSize + u32(pos) % p.pageSize;
+  let slot = slotOf(t, u32(pos));
   if (slot >= p.slots) { return NO_SLOT; }
   return slot;
 }
 `;
 
 export const WRITE_ROWS_WGSL = /* wgsl */ `
-struct Params { slots: u32, widthW: u32, rows: u32, nW: u32, colW: u32, pageSize: u32, pages: u32, count: u32, groupsX: u32 }
+struct Params { slots: u32, widthW: u32, rows: u32, nW: u32, colW: u32, count: u32, groupsX: u32, ${PAGE_FIELDS} }
 @group(0) @binding(0) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(1) var<storage, read> table: array<i32>;
-@group(0) @binding(2) var<storage, read> positions: array<i32>;
-@group(0) @binding(3) var<storage, read> src: array<u32>;
-@group(0) @binding(4) var<uniform> p: Params;
-${SLOT_WGSL}
+@group(0) @binding(2) var<storage, read> rowSeq: array<i32>;
+@group(0) @binding(3) var<storage, read> positions: array<i32>;
+@group(0) @binding(4) var<storage, read> src: array<u32>;
+@group(0) @binding(5) var<uniform> p: Params;
+${ROW_SLOT_WGSL}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
   if (i >= p.count) { return; }
-  let slot = slotOf(i / p.nW);
+  let slot = rowSlot(i / p.nW);
   if (slot == NO_SLOT) { return; }
   dst[slot * p.widthW + p.colW + i % p.nW] = src[i];
 }
@@ -303,10 +301,17 @@ export interface WriteRowsGpuArgs {
   dtype: DType;
   slots: number;
   width: number;
-  /** i32 [pages]: the block table; slot(p) = table[p / pageSize] · pageSize + p % pageSize. */
+  /**
+   * The block table: i32 [nPages] (slot(p) = table[p / pageSize] · pageSize + p % pageSize), or with
+   * rowSeq i32 [seqs, nPages], row t mapping through table row rowSeq[t] (pages.ts).
+   */
   table: GPUBuffer;
   nPages: number;
   pageSize: number;
+  /** i32 [rows]: each row's table row (several sequences in one call), or absent / null. */
+  rowSeq?: GPUBuffer | null;
+  /** Rows of a 2-D table (with rowSeq). */
+  seqs?: number;
   /** i32 [rows]. */
   positions: GPUBuffer;
   /** [rows, n] of `dtype`. */
@@ -319,21 +324,22 @@ export interface WriteRowsGpuArgs {
 /**
  * Element-wise scatter of sub-word elements (bf16, u8) where rows do not fall on whole words:
  * src element i (row t = i / n, column c = i % n) goes to dst element row·width + colOffset + c,
- * row = slot(positions[t]) when paged (rows whose page or slot is out of range are skipped), else
+ * row = rowSlot(t) when paged (rows whose page or slot is out of range are skipped), else
  * rowOffset + t. Each invocation sets its element's bits with atomicAnd then atomicOr: neighbours
  * in the same word touch other bits, so the order does not matter.
  */
 export const SCATTER_WGSL = /* wgsl */ `
 struct Params {
-  slots: u32, width: u32, n: u32, colOffset: u32, pageSize: u32, pages: u32, count: u32, groupsX: u32,
-  per: u32, paged: u32, rowOffset: u32, _pad: u32,
+  slots: u32, width: u32, n: u32, colOffset: u32, count: u32, groupsX: u32,
+  per: u32, paged: u32, rowOffset: u32, ${PAGE_FIELDS},
 }
 @group(0) @binding(0) var<storage, read_write> dst: array<atomic<u32>>;
 @group(0) @binding(1) var<storage, read> table: array<i32>;
-@group(0) @binding(2) var<storage, read> positions: array<i32>;
-@group(0) @binding(3) var<storage, read> src: array<u32>;
-@group(0) @binding(4) var<uniform> p: Params;
-${elementAt('src')}${SLOT_WGSL}
+@group(0) @binding(2) var<storage, read> rowSeq: array<i32>;
+@group(0) @binding(3) var<storage, read> positions: array<i32>;
+@group(0) @binding(4) var<storage, read> src: array<u32>;
+@group(0) @binding(5) var<uniform> p: Params;
+${elementAt('src')}${ROW_SLOT_WGSL}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = (wg.y * p.groupsX + wg.x) * ${WG}u + lid.x;
@@ -341,7 +347,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let t = i / p.n;
   var row = p.rowOffset + t;
   if (p.paged == 1u) {
-    row = slotOf(t);
+    row = rowSlot(t);
     if (row == NO_SLOT) { return; }
   }
   let d = row * p.width + p.colOffset + i % p.n;
@@ -363,7 +369,7 @@ interface ScatterArgs {
   width: number;
   colOffset: number;
   /** Paged destination rows (writeRows); without, rows rowOffset + t (concatRows). */
-  pages?: { table: GPUBuffer; nPages: number; pageSize: number; positions: GPUBuffer; slots: number };
+  pages?: { table: GpuPages; positions: GPUBuffer; slots: number };
   rowOffset?: number;
 }
 
@@ -373,14 +379,16 @@ function scatterGpu(gpu: GpuDevice, a: ScatterArgs): void {
   const pg = a.pages;
   const g = gpu.grid(count, WG);
   const params = gpu.uniforms(
-    Uint32Array.of(pg?.slots ?? 0, a.width, a.n, a.colOffset, pg?.pageSize ?? 1, pg?.nPages ?? 0, count, g[0], perWord(a.dtype), pg ? 1 : 0, a.rowOffset ?? 0, 0),
+    Uint32Array.of(pg?.slots ?? 0, a.width, a.n, a.colOffset, count, g[0], perWord(a.dtype), pg ? 1 : 0, a.rowOffset ?? 0, ...(pg ? pageParams(pg.table) : [1, 0, 0, 0])),
   );
-  // Without pages the table and positions are not read; the source stands in for their bindings.
-  gpu.dispatch(SCATTER_WGSL, [a.dst, pg?.table ?? a.src, pg?.positions ?? a.src, a.src, params], g);
+  // Without pages the table, rowSeq and positions are not read; the source stands in for their bindings.
+  const table = pg?.table.table ?? a.src;
+  gpu.dispatch(SCATTER_WGSL, [a.dst, table, pg ? rowSeqBinding(pg.table) : a.src, pg?.positions ?? a.src, a.src, params], g);
 }
 
 /**
- * dst[slot(positions[t]), colOffset .. colOffset + n) = src[t, :], any dtype. Whole u32 words are
+ * dst[slot(t, positions[t]), colOffset .. colOffset + n) = src[t, :], any dtype (slot through the
+ * 1-D table, or through table row rowSeq[t]: every sequence of a step in one grid). Whole u32 words are
  * written where n, colOffset and width are whole words (always for f32 and i32; the kernel then
  * never races on a word shared by two rows), else element by element (scatterGpu). Rows whose page
  * or slot is out of range are skipped.
@@ -389,8 +397,9 @@ export function writeRowsGpu(gpu: GpuDevice, a: WriteRowsGpuArgs): void {
   const eb = elementBytes(a.dtype);
   if (a.colOffset < 0 || a.colOffset + a.n > a.width) throw new GpuError(`writeRows: columns [${a.colOffset}, ${a.colOffset + a.n}) exceed the cache row ${a.width}`);
   if (a.pageSize <= 0) throw new GpuError(`writeRows: page size ${a.pageSize}`);
+  const table = pagesOfArgs({ ...a, tableLength: a.nPages });
   if (!wholeWords(a.dtype, a.n) || !wholeWords(a.dtype, a.colOffset) || !wholeWords(a.dtype, a.width)) {
-    const pages = { table: a.table, nPages: a.nPages, pageSize: a.pageSize, positions: a.positions, slots: a.slots };
+    const pages = { table, positions: a.positions, slots: a.slots };
     scatterGpu(gpu, { dst: a.dst, dtype: a.dtype, src: a.src, rows: a.rows, n: a.n, width: a.width, colOffset: a.colOffset, pages });
     return;
   }
@@ -398,6 +407,6 @@ export function writeRowsGpu(gpu: GpuDevice, a: WriteRowsGpuArgs): void {
   const count = a.rows * nW;
   if (count === 0) return;
   const g = gpu.grid(count, WG);
-  const params = gpu.uniforms(Uint32Array.of(a.slots, (a.width * eb) / 4, a.rows, nW, (a.colOffset * eb) / 4, a.pageSize, a.nPages, count, g[0]));
-  gpu.dispatch(WRITE_ROWS_WGSL, [a.dst, a.table, a.positions, a.src, params], g);
+  const params = gpu.uniforms(Uint32Array.of(a.slots, (a.width * eb) / 4, a.rows, nW, (a.colOffset * eb) / 4, count, g[0], ...pageParams(table)));
+  gpu.dispatch(WRITE_ROWS_WGSL, [a.dst, a.table, rowSeqBinding(table), a.positions, a.src, params], g);
 }
