@@ -131,7 +131,7 @@ function fusedWgsl(H: number, D: number, o: FusedOptions): string {
   return /* wgsl */ `
 enable f16;
 ${o.scalar ? '' : 'enable chromium_experimental_subgroup_matrix;'}
-struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32 }
+struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32, seqs: u32 }
 @group(0) @binding(0) var<storage, read> qh: array<f16>; // decoded queries [rows][H][D]
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<vec4u>; // key codes [slots][D], 16 per word
@@ -155,9 +155,12 @@ fn slotOf(tableRow: u32, s: u32) -> u32 {
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${o.scalar ? '' : ', @builtin(subgroup_id) sg: u32'}) {
   let t = wg.y;
-  let tableRow = select(0u, u32(rowSeq[t]), p.multi == 1u);
+  // A row whose sequence is outside the table sees no keys (its reads stay on table row 0).
+  let seq = select(0, rowSeq[t], p.multi == 1u);
+  let known = seq >= 0 && u32(seq) < max(p.seqs, 1u);
+  let tableRow = select(0u, u32(seq), known);
   for (var h = li; h < ${H}u; h += ${THREADS}u) { wS[h] = w[t * ${H}u + h]; }
-  let valid = u32(clamp(positions[t] + 1, 0, i32(p.nKeys))); // keys the row sees
+  let valid = select(0u, u32(clamp(positions[t] + 1, 0, i32(p.nKeys))), known); // keys the row sees
   let span0 = (wg.x + wg.z * p.groupsX) * p.tilesPerGroup * ${KT}u;
   let spanEnd = min(span0 + p.tilesPerGroup * ${KT}u, p.nKeys);
 ${o.scalar ? '' : `  let hb = (sg % ${SG / 2}u) * ${16 * RM}u; // this subgroup's heads and keys in the tile
@@ -207,8 +210,9 @@ ${words.map((v) => `      r${v} = ${load(v, 'next')};`).join('\n')}
 /** Multi-sequence form of the arguments: rows map to rows of a 2-D block table. */
 export interface FusedRowSeq {
   rowSeq: GPUBuffer;
-  /** Entries per sequence in the 2-D table. */
+  /** Entries per sequence in the 2-D table, and its rows. */
   tableStride: number;
+  seqs: number;
 }
 
 /** Records the scores into `out` (f32 [rows, nKeys], allocated by the caller). */
@@ -225,6 +229,6 @@ export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GP
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const qh = decodeRows(gpu, 'indexer.q', a.q8, null, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
   const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${JSON.stringify(o)}`, () => fusedWgsl(a.heads, a.dim, o));
-  const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0));
+  const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0, multi ? multi.seqs : 1));
   gpu.dispatch(code, [qh, a.w, a.kCache, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
 }

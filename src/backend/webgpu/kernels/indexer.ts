@@ -133,7 +133,7 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   }
   const fused = FUSED_VARIANTS[variant];
   if (fused) {
-    indexerScoresFusedGpu(gpu, a, out, fused, a.rowSeq ? { rowSeq: a.rowSeq, tableStride: a.tableLength } : null);
+    indexerScoresFusedGpu(gpu, a, out, fused, a.rowSeq ? { rowSeq: a.rowSeq, tableStride: a.tableLength, seqs: a.seqs ?? 1 } : null);
     return out;
   }
   if (variant === 'matrix') {
