@@ -223,9 +223,10 @@ export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GP
     );
   }
   const tiles = Math.ceil(a.nKeys / KT);
-  // Enough workgroups to fill the GPU several times over; each takes a run of tiles so the query
-  // matrices are loaded once per run.
-  const perGroup = o.tilesPerGroup ?? Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));
+  // Runs of up to 8 tiles (the query matrices are loaded once per run) while at least ~2048
+  // workgroups remain: on the H200 (docs/benchmarks.md) runs of 8 won at 16 × 128K keys, single
+  // tiles at 16 × 4K, and longer runs (32) lost everywhere.
+  const perGroup = o.tilesPerGroup ?? Math.max(1, Math.min(8, Math.floor((tiles * a.rows) / 2048)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const qh = decodeRows(gpu, 'indexer.q', a.q8, null, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
   const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${JSON.stringify(o)}`, () => fusedWgsl(a.heads, a.dim, o));

@@ -155,16 +155,13 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   return out;
 }
 
-export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-4', 'matrix-fused-r2', 'matrix-fused-r8', 'matrix-fused-r32', 'fused-scalar'] as const;
+export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-4', 'fused-scalar'] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
 
 /** The fused kernel's forms (indexer-fused.ts): tensor-core products, or plain f32 ones (its twin for GPUs without tensor cores). */
 const FUSED_VARIANTS: Partial<Record<IndexerVariant, FusedOptions>> = {
   'matrix-fused': {},
   'matrix-fused-4': { subgroups: 4 },
-  'matrix-fused-r2': { tilesPerGroup: 2 },
-  'matrix-fused-r8': { tilesPerGroup: 8 },
-  'matrix-fused-r32': { tilesPerGroup: 32 },
   'fused-scalar': { scalar: true },
 };
 
