@@ -26,6 +26,7 @@ import { mlaMatrixAvailable } from '../../backend/webgpu/kernels/mla-attention-m
 import { topkGpu } from '../../backend/webgpu/kernels/topk.js';
 import { onePageTable, type GpuPages } from '../../backend/webgpu/kernels/pages.js';
 import { median } from '../harness.js';
+import { FUSED_PROBES, indexerFusedAvailable, indexerScoresFusedGpu } from '../../backend/webgpu/kernels/indexer-fused.js';
 import { randomBuffer } from './fill.js';
 import { attend, checkAttention, checkIndexer, DI, DR, DV, H, HI, PAGE, R, TOPK, type AttentionVariant } from './core-kernels.js';
 
@@ -345,6 +346,23 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
         ratio_batched: round(denseB.totalMs / dsaB.totalMs, 3),
         batched_speedup: round(dsa.totalMs / dsaB.totalMs, 3),
       });
+      // The indexer alone over the whole batch in one grid: every variant, and the fused kernel's
+      // timing probes (each leaves one stage out; the time saved is that stage's share).
+      for (const v of variants) {
+        if (v === 'naive' && batch * ctx > 16 * 32768) continue;
+        const t = await gpuTimes(gpu, o.runs, () => gpu.release(indexerScoresGpu(gpu, indexerArgs(all, v))));
+        row[`indexer_${v}_batched_ms`] = round(t.totalMs);
+      }
+      if (indexerFusedAvailable(gpu, HI, DI)) {
+        for (const probe of FUSED_PROBES) {
+          const t = await gpuTimes(gpu, o.runs, () => {
+            const out = gpu.buffer(batch * ctx * 4);
+            indexerScoresFusedGpu(gpu, indexerArgs(all, 'matrix-fused'), out, { probe }, { rowSeq: all.pages.rowSeq!, tableStride: all.pages.nPages, seqs: all.pages.seqs });
+            gpu.release(out);
+          });
+          row[`indexer_fused_${probe}_batched_ms`] = round(t.totalMs);
+        }
+      }
       // Where one binding could not hold every sequence's latent pages, sequences share some (said so).
       if (all.poolPages < batch * Math.ceil(ctx / PAGE)) row.batched_poolPages = all.poolPages;
       o.emit(row);

@@ -50,7 +50,16 @@ export interface FusedOptions {
   tilesPerGroup?: number;
   /** Subgroups per workgroup: 4 (each half of the heads × half of the keys) or 8 (a quarter of the heads). */
   subgroups?: 4 | 8;
+  /**
+   * Timing probes for the kernel lab (wrong results, on purpose): leave one stage out — the key
+   * loads, the decode into shared memory, the matrix products or the head reduction — and the time
+   * saved is that stage's share.
+   */
+  probe?: FusedProbe;
 }
+
+export const FUSED_PROBES = ['no-load', 'no-decode', 'no-mma', 'no-reduce'] as const;
+export type FusedProbe = (typeof FUSED_PROBES)[number];
 
 export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number, o: FusedOptions = {}): boolean {
   return (
@@ -171,26 +180,26 @@ ${o.scalar ? '' : `  let hb = (sg % ${SG / 2}u) * ${16 * RM}u; // this subgroup'
   // Word v of the tile: its key and 16-byte part (see wordAt).
   let lastKey = max(valid, 1u) - 1u;
 ${words.map((v) => `  var r${v}: vec4u;`).join('\n')}
-${words.map((v) => `  r${v} = ${load(v, 'span0')};`).join('\n')}
+${words.map((v) => `  r${v} = ${o.probe === 'no-load' ? 'vec4u(li)' : load(v, 'span0')};`).join('\n')}
   for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
     // Decode the tile's words into the transposed tile.
-${decode.join('\n')}
+${o.probe === 'no-decode' ? '    if (li == 0u) { kS[0] = f16(r0.x); }' : decode.join('\n')}
     workgroupBarrier();
     // The next tile's words, read while this one is multiplied.
     let next = tile0 + ${KT}u;
     if (next < spanEnd) {
-${words.map((v) => `      r${v} = ${load(v, 'next')};`).join('\n')}
+${words.map((v) => `      r${v} = ${o.probe === 'no-load' ? 'r' + v + ' + vec4u(1u)' : load(v, 'next')};`).join('\n')}
     }
     {
     ${o.scalar ? scalarProducts : ''}
-    ${o.scalar ? '' : mma.join('\n    ')}
+    ${o.scalar || o.probe === 'no-mma' ? '' : mma.join('\n    ')}
     }
     workgroupBarrier();
     // THREADS / KT invocations per key, a share of the heads each.
     let key = li % ${KT}u;
     let share = li / ${KT}u;
     var score = 0.0;
-    for (var h = share * ${(H * KT) / THREADS}u; h < (share + 1u) * ${(H * KT) / THREADS}u; h++) {
+    for (var h = share * ${(H * KT) / THREADS}u; h < ${o.probe === 'no-reduce' ? `share * ${(H * KT) / THREADS}u + 1u` : `(share + 1u) * ${(H * KT) / THREADS}u`}; h++) {
       let d = sS[h * ${LDS}u + key];
       if (d > 0.0) { score += wS[h] * d; }
     }
