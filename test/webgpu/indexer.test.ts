@@ -12,7 +12,7 @@ import { onePageTable } from '../../src/backend/webgpu/kernels/pages.js';
 import { indexerFusedAvailable, indexerScoresFusedGpu } from '../../src/backend/webgpu/kernels/indexer-fused.js';
 import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
 import { f16ToF32 } from '../../src/numerics/f16.js';
-import { E4M3_TO_F16_WGSL } from '../../src/backend/webgpu/kernels/wgsl.js';
+import { E4M3_PAIR_TO_F16_WGSL } from '../../src/backend/webgpu/kernels/wgsl.js';
 
 const gpu = useGpu();
 
@@ -171,25 +171,32 @@ test('indexer (matrix-direct): FP8 rows decode to f16 exactly, in rows or in tra
   }
 });
 
-test('indexer (matrix-fused): h16 turns every non-NaN e4m3 code into its exact f16', async (t) => {
+test('indexer (matrix-fused): dec2 turns every pair of non-NaN e4m3 codes into their exact f16 values', async (t) => {
   const g = gpu();
   if (!g.features.has('shader-f16')) {
     t.skip('this adapter has no shader-f16');
     return;
   }
+  // Invocation i decodes the pair (i & 0xff, i >> 8): all 65536 pairs.
   const code = /* wgsl */ `
 enable f16;
-@group(0) @binding(0) var<storage, read_write> out: array<f16>;
-${E4M3_TO_F16_WGSL}
+@group(0) @binding(0) var<storage, read_write> out: array<vec2<f16>>;
+${E4M3_PAIR_TO_F16_WGSL}
 @compute @workgroup_size(256)
-fn main(@builtin(local_invocation_index) i: u32) { out[i] = h16(i); }
+fn main(@builtin(global_invocation_id) id: vec3u) {
+  let i = id.x;
+  out[i] = dec2((i & 0xffu) | ((i >> 8u) << 16u));
+}
 `;
-  const out = g.buffer(256 * 2);
-  g.dispatch(code, [out], [1]);
-  const halves = new Uint16Array(await g.read(out, 512));
-  for (let c = 0; c < 256; c++) {
-    if ((c & 0x7f) === 0x7f) continue;
-    assert.ok(Object.is(f16ToF32(halves[c]!), E4M3_TABLE[c]!), `code 0x${c.toString(16)}: ${f16ToF32(halves[c]!)} vs ${E4M3_TABLE[c]}`);
+  const out = g.buffer(65536 * 4);
+  g.dispatch(code, [out], [256]);
+  const halves = new Uint16Array(await g.read(out, 65536 * 4));
+  for (let i = 0; i < 65536; i++) {
+    const lo = i & 0xff;
+    const hi = i >> 8;
+    if ((lo & 0x7f) === 0x7f || (hi & 0x7f) === 0x7f) continue;
+    assert.ok(Object.is(f16ToF32(halves[2 * i]!), E4M3_TABLE[lo]!), `code 0x${lo.toString(16)}: ${f16ToF32(halves[2 * i]!)} vs ${E4M3_TABLE[lo]}`);
+    assert.ok(Object.is(f16ToF32(halves[2 * i + 1]!), E4M3_TABLE[hi]!), `code 0x${hi.toString(16)}: ${f16ToF32(halves[2 * i + 1]!)} vs ${E4M3_TABLE[hi]}`);
   }
 });
 

@@ -137,7 +137,9 @@ export async function checkAttention(gpu: GpuDevice, v: AttentionVariant, multi:
  * |score|; a wrong mask counts as ∞); a failing variant also reports where and what it computed,
  * for diagnosis (flat indices into [rows, nKeys]).
  */
-export async function checkIndexer(gpu: GpuDevice, variant: IndexerVariant, multi: boolean): Promise<{ maxErrOverScale: number; sample?: Record<string, number[]> }> {
+export async function checkIndexer(
+  gpu: GpuDevice, variant: IndexerVariant, multi: boolean, subnormalKeys = false,
+): Promise<{ maxErrOverScale: number; sample?: Record<string, number[]> }> {
   const l = checkLayout(multi);
   const rows = l.rowSeq.length;
   const slots = l.poolPages * PAGE;
@@ -149,7 +151,9 @@ export async function checkIndexer(gpu: GpuDevice, variant: IndexerVariant, mult
     return (c & 0x7f) === 0x7f ? c ^ 1 : c;
   };
   const q8 = Uint8Array.from(take(rows * HI * DI), code);
-  const kc = Uint8Array.from(take(slots * DI), (v) => code(v * 3));
+  // With subnormalKeys every key code is an e4m3 subnormal (±m·2⁻⁹) or zero, so every score is made
+  // of them: a kernel that flushed them to zero (an f16 path without denormals) fails plainly.
+  const kc = Uint8Array.from(take(slots * DI), (v, i) => (subnormalKeys ? ((v + 4) % 8) | (i % 3 === 0 ? 0x80 : 0) : code(v * 3)));
   const w = Float32Array.from(take(rows * HI), (v) => v / 4);
   const kScale = Float32Array.from(take(slots), (v) => 0.1 + (v + 4) / 8);
   const nKeys = l.nKeys;

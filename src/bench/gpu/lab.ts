@@ -287,6 +287,7 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
   for (const multi of [false, true]) {
     const tag = multi ? '-multiseq' : '';
     for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}${tag}`, ...(await checkIndexer(gpu, v, multi)) });
+    if (!multi) for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}-subnormal-keys`, ...(await checkIndexer(gpu, v, false, true)) });
     for (const v of attentionVariants) o.emit({ section: 'check', kernel: `attention-${v}${tag}`, maxErrOverScale: await checkAttention(gpu, v, multi) });
   }
   const attention = attentionVariants[attentionVariants.length - 1]!;

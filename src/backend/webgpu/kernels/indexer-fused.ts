@@ -7,7 +7,7 @@
  *     loaded as left matrices straight from storage and kept in registers for the whole run
  *     (each subgroup holds H/32 × D/16 of them: half of the heads, every 16 dims);
  *  2. per tile, every invocation reads 16-byte words of key codes (two keys' worth at a time) and
- *     decodes them exactly to f16 (h16) into a transposed tile [D][64] in shared memory; the next
+ *     decodes them exactly to f16, two at a time (dec2), into a transposed tile [D][64] in shared memory; the next
  *     tile's words are already being read while this tile is multiplied;
  *  3. each subgroup multiplies its heads by half of the tile's keys: S = q·kᵀ [H, 64], f32;
  *  4. S goes to shared memory; ReLU, the head weights (two invocations per key, half of the heads
@@ -29,7 +29,7 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import type { IndexerGpuArgs } from './indexer.js';
 import { decodeRows } from './indexer-direct.js';
-import { E4M3_TO_F16_WGSL } from './wgsl.js';
+import { E4M3_PAIR_TO_F16_WGSL } from './wgsl.js';
 
 /** Keys per tile. */
 const KT = 64;
@@ -123,7 +123,11 @@ function fusedWgsl(H: number, D: number, o: FusedOptions): string {
     const { key, part } = wordAt(v);
     return `kc[slotOf(tableRow, min(${tile} + ${key}, lastKey)) * ${WPK}u + ${part}]`;
   };
-  const bytes = (word: string, b: number) => `h16((${word} >> ${8 * b}u) & 0xffu)`;
+  // Two codes (byte b of two adjacent keys' words) → two f16 in one u32: the magnitude bits moved
+  // under f16's exponent (an f16 of 2⁻⁸ times the e4m3 value, subnormal codes included: exact),
+  // the signs set, then one multiplication by 256 on the pair.
+  const pair = (x: string, y: string, b: number) =>
+    `dec2(((${x} >> ${8 * b}u) & 0xffu) | (((${y} >> ${8 * b}u) & 0xffu) << 16u))`;
   const decode: string[] = [];
   for (let v = 0; v < V; v += 2) {
     const { key, part } = wordAt(v);
@@ -131,8 +135,9 @@ function fusedWgsl(H: number, D: number, o: FusedOptions): string {
     for (let c = 0; c < 4; c++) {
       for (let b = 0; b < 4; b++) {
         const at = `o + ${(4 * c + b) * LDK}u`;
-        lines.push(`kS[${at}] = ${bytes(`r${v}[${c}]`, b)};`);
-        lines.push(`kS[${at} + 1u] = ${bytes(`r${v + 1}[${c}]`, b)};`);
+        lines.push(`let h${c}${b} = ${pair(`r${v}[${c}]`, `r${v + 1}[${c}]`, b)};`);
+        lines.push(`kS[${at}] = h${c}${b}.x;`);
+        lines.push(`kS[${at} + 1u] = h${c}${b}.y;`);
       }
     }
     decode.push(`    {\n      let o = (${part}) * ${16 * LDK}u + ${key};\n      ${lines.join('\n      ')}\n    }`);
@@ -155,7 +160,7 @@ var<workgroup> sS: array<f32, ${H * LDS}>; // S = q·kᵀ [H][KT]
 var<workgroup> wS: array<f32, ${H}>;
 var<workgroup> part: array<f32, ${THREADS}>;
 
-${E4M3_TO_F16_WGSL}
+${E4M3_PAIR_TO_F16_WGSL}
 /** The cache slot of key s of row t's sequence. */
 fn slotOf(tableRow: u32, s: u32) -> u32 {
   return u32(table[tableRow * p.tableStride + s / p.pageSize]) * p.pageSize + s % p.pageSize;

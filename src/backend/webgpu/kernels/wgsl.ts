@@ -21,16 +21,17 @@ fn e4m3(code: u32) -> f32 {
 `;
 
 /**
- * fn h16(code) -> f16: an e4m3fn code (low 8 bits) as f16, exactly (every e4m3 value is an f16):
- * normal codes by moving bits (exponent rebiased from 7 to 15: + 8 << 10), subnormals (m · 2^-9,
- * normal in f16) through f32. Needs `enable f16`. 0x7f / 0xff decode as ±480, not NaN (callers
- * assume NaN-free codes, like the indexer).
+ * fn dec2(c) -> vec2<f16>: two e4m3fn codes (bits 0–7 and 16–23 of c) as two f16, exactly (every
+ * e4m3 value is an f16): each code's magnitude bits moved under f16's exponent make an f16 of 2⁻⁸
+ * times its value — normal codes and subnormal ones alike (those become f16 subnormals) — then the
+ * signs, and one multiplication of the pair by 256. Needs `enable f16` and f16 subnormals kept by
+ * the GPU's multiplier (checked per device by the kernel lab's subnormal-keys rows). 0x7f / 0xff
+ * decode as ±480, not NaN (callers assume NaN-free codes, like the indexer).
  */
-export const E4M3_TO_F16_WGSL = /* wgsl */ `
-fn h16(c: u32) -> f16 {
-  let a = c & 0x7fu;
-  let v = select(bitcast<vec2<f16>>((a << 7u) + 0x2000u).x, f16(f32(a) * 0.001953125), a < 8u);
-  return select(v, -v, (c & 0x80u) != 0u);
+export const E4M3_PAIR_TO_F16_WGSL = /* wgsl */ `
+fn dec2(c: u32) -> vec2<f16> {
+  let bits = ((c & 0x007f007fu) << 7u) | ((c & 0x00800080u) << 8u);
+  return bitcast<vec2<f16>>(bits) * vec2<f16>(256.0h);
 }
 `;
 
