@@ -12,6 +12,8 @@ for (const transposeW of [false, true]) {
     [1, 4, 32, 48],
     [3, 2, 17, 5],
     [5, 3, 64, 40],
+    // Several rows per workgroup (wᵀ, n a multiple of 4): 16 rows and a second group of 3.
+    [19, 3, 64, 70],
   ] as const) {
     test(`headMatmul${transposeW ? ' (wᵀ)' : ''}: T ${rows}, H ${heads}, n ${n}, m ${m} equals the CPU twin`, async () => {
       const x = random(rows * heads * n, 7 + rows + n);
@@ -25,3 +27,15 @@ for (const transposeW of [false, true]) {
     });
   }
 }
+
+test('headMatmul (wᵀ): the several-rows form equals the one-row-per-call form bit for bit', async () => {
+  const [rows, heads, n, m] = [17, 4, 128, 96];
+  const x = random(rows * heads * n, 3);
+  const w = random(heads * n * m, 5, 0.2);
+  const g = gpu();
+  const all = await readF32(g, headMatmulGpu(g, upload(g, x), upload(g, w), rows, heads, n, m, true), rows * heads * m);
+  for (const t of [0, 15, 16]) {
+    const one = await readF32(g, headMatmulGpu(g, upload(g, x.subarray(t * heads * n, (t + 1) * heads * n)), upload(g, w), 1, heads, n, m, true), heads * m);
+    assert.deepEqual(Array.from(all.subarray(t * heads * m, (t + 1) * heads * m)), Array.from(one), `row ${t}`);
+  }
+});

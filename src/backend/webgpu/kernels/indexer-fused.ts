@@ -185,7 +185,7 @@ ${o.scalar ? '' : `  let hb = (sg % ${SG / 2}u) * ${16 * RM}u; // this subgroup'
   // Word v of the tile: its key and 16-byte part (see wordAt).
   let lastKey = max(valid, 1u) - 1u;
 ${words.map((v) => `  var r${v}: vec4u;`).join('\n')}
-${words.map((v) => `  r${v} = ${o.probe === 'no-load' ? 'vec4u(li)' : load(v, 'span0')};`).join('\n')}
+${words.map((v) => `  r${v} = ${o.probe === 'no-load' ? 'kc[li & 7u]' : load(v, 'span0')};`).join('\n')}
   for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
     // Decode the tile's words into the transposed tile.
 ${o.probe === 'no-decode' ? '    if (li == 0u) { kS[0] = f16(r0.x); }' : decode.join('\n')}
