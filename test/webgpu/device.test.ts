@@ -98,3 +98,10 @@ test('device: a scratch buffer grows by doubling but never past one storage bind
   const grown = g.scratch('test.grow', Math.floor(limit * 0.7));
   assert.ok(grown.size >= limit * 0.7 && grown.size <= limit, `${grown.size} bytes against a binding limit of ${limit}`);
 });
+
+test('a buffer past the largest storage binding is refused with the limit named (no kernel could bind it)', () => {
+  const g = gpu();
+  const max = g.limits.maxStorageBufferBindingSize;
+  assert.throws(() => g.buffer(max + 4), (e: Error) => e.name === 'GpuError' && e.message.includes('maxStorageBufferBindingSize') && e.message.includes(String(max)));
+  g.release(g.buffer(1024)); // ordinary sizes still work
+});

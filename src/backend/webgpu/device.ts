@@ -251,6 +251,14 @@ export class GpuDevice {
   buffer(bytes: number, data?: ArrayBufferView): GPUBuffer {
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
     if (size > this.limits.maxBufferSize) throw new GpuError(`WebGPU: a buffer of ${size} bytes exceeds the device's maxBufferSize ${this.limits.maxBufferSize}`);
+    // Every buffer here is bound whole by some kernel: one past the binding limit would fail there
+    // (a validation error and wrong results), so it is refused here, naming the limit.
+    const maxBinding = this.limits.maxStorageBufferBindingSize;
+    if (size > maxBinding) {
+      throw new GpuError(
+        `WebGPU: a tensor of ${size} bytes exceeds the device's largest storage binding (maxStorageBufferBindingSize ${maxBinding}); use fewer sequences or cache pages per call, or a smaller cache format (e.g. --cache fp8)`,
+      );
+    }
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     if (!data) return this.device.createBuffer({ size, usage });
     // Filled at creation (not through the queue), so it needs no ordering against recorded commands.
