@@ -74,7 +74,7 @@ export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number
   );
 }
 
-function fusedWgsl(H: number, D: number, o: FusedOptions): string {
+function fusedWgsl(H: number, D: number, pageSize: number, o: FusedOptions): string {
   const SG = subgroupsFor(H, D, o);
   const THREADS = 32 * SG;
   const RM = H / 16 / (SG / 2); // head blocks of 16 per subgroup (subgroups split the heads SG/2 ways, the keys 2 ways)
@@ -146,6 +146,8 @@ function fusedWgsl(H: number, D: number, o: FusedOptions): string {
 enable f16;
 ${o.scalar ? '' : 'enable chromium_experimental_subgroup_matrix;'}
 struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32, seqs: u32 }
+// The page size is a constant of the kernel: slot arithmetic by shifts when it is a power of two.
+const PAGE: u32 = ${pageSize}u;
 @group(0) @binding(0) var<storage, read> qh: array<f16>; // decoded queries [rows][H][D]
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<vec4u>; // key codes [slots][D], 16 per word
@@ -163,7 +165,7 @@ var<workgroup> part: array<f32, ${THREADS}>;
 ${E4M3_PAIR_TO_F16_WGSL}
 /** The cache slot of key s of row t's sequence. */
 fn slotOf(tableRow: u32, s: u32) -> u32 {
-  return u32(table[tableRow * p.tableStride + s / p.pageSize]) * p.pageSize + s % p.pageSize;
+  return u32(table[tableRow * p.tableStride + s / PAGE]) * PAGE + s % PAGE;
 }
 
 @compute @workgroup_size(${THREADS})
@@ -243,7 +245,7 @@ export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GP
   const perGroup = o.tilesPerGroup ?? Math.max(1, Math.min(8, Math.floor((tiles * a.rows) / 2048)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const qh = decodeRows(gpu, 'indexer.q', a.q8, null, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
-  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} ${JSON.stringify(o)}`, () => fusedWgsl(a.heads, a.dim, o));
+  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} page ${a.pageSize} ${JSON.stringify(o)}`, () => fusedWgsl(a.heads, a.dim, a.pageSize, o));
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0, multi ? multi.seqs : 1));
   gpu.dispatch(code, [qh, a.w, a.kCache, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
 }
