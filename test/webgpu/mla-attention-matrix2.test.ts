@@ -93,7 +93,7 @@ const cases: Case[] = [
   { name: 'f32 sparse (K 150), one sequence, one tile per split', format: 'f32', heads: 64, r: 128, dr: 64, l: one, k: 150, o: { tilesPerSplit: 1 } },
   { name: 'bf16 dense, one sequence, r 256 (two value chunks)', format: 'bf16', heads: 64, r: 256, dr: 64, l: one, k: 0, o: {} },
   { name: 'bf16 sparse (K 150), three sequences in one grid (rowSeq), 3 tiles per split', format: 'bf16', heads: 64, r: 128, dr: 64, l: three, k: 150, o: { tilesPerSplit: 3 } },
-  { name: 'f32 dense, three sequences in one grid (rowSeq), 2 tiles per split', format: 'f32', heads: 64, r: 128, dr: 128, l: three, k: 0, o: { tilesPerSplit: 2 } },
+  { name: 'f32 dense, three sequences in one grid (rowSeq), 2 tiles per split', format: 'f32', heads: 64, r: 128, dr: 64, l: three, k: 0, o: { tilesPerSplit: 2 } },
   { name: 'bf16 dense, three sequences in one grid (rowSeq), default splits', format: 'bf16', heads: 64, r: 256, dr: 64, l: three, k: 0, o: {} },
 ];
 
@@ -139,7 +139,7 @@ for (const c of cases) {
       const { max, scale } = await run(c, scalar);
       console.log(`matrix2${scalar ? ' scalar' : ''} ${c.name}: max abs diff ${max} (max |out| ${scale})`);
       assert.ok(scale > 0.1, 'outputs are not trivial');
-      assert.ok(max <= 2e-3 * scale, `max abs diff ${max} (max |out| ${scale})`);
+      assert.ok(max <= 1e-3 * scale, `max abs diff ${max} (max |out| ${scale})`);
     });
   }
 }

@@ -35,6 +35,12 @@ import type { MlaGpuShape } from './mla-attention.js';
 import type { GpuPages } from './pages.js';
 import { ORDER_KEY_WGSL } from './wgsl.js';
 
+/**
+ * The tensor-core attention kernel the WebGPU backend runs where both can: 'matrix'
+ * (mla-attention-matrix.ts) or this one. DSA_WEBGPU_ATTENTION=matrix|matrix2 overrides it.
+ */
+export const TENSOR_CORE_ATTENTION: 'matrix' | 'matrix2' = 'matrix';
+
 /** Scores held at once, bytes (rows of a call are processed in groups under this). */
 const SCORE_BUDGET = 256 * 1024 * 1024;
 /** Invocations per workgroup of the two GEMM passes (8 subgroups of 32 on the H200). */
