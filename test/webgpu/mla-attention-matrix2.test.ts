@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { latentRowWidth } from '../../src/backend/backend.js';
 import { packLatent } from '../../src/backend/cpu/kernels/latent.js';
 import { mlaAttention } from '../../src/backend/cpu/kernels/mla-attention.js';
-import { matrix2Splits, mlaAttentionMatrix2Gpu, mlaMatrix2Available, type Matrix2Options } from '../../src/backend/webgpu/kernels/mla-attention-matrix2.js';
+import { matrix2Sources, matrix2Splits, mlaAttentionMatrix2Gpu, mlaMatrix2Available, type Matrix2Options } from '../../src/backend/webgpu/kernels/mla-attention-matrix2.js';
 import type { GpuPages } from '../../src/backend/webgpu/kernels/pages.js';
 import { maxDiff, random, readF32, rng, upload, useGpu } from './helpers.js';
 
@@ -174,5 +174,30 @@ test('mlaAttention (tensor cores, second form): splits are runs of tiles coverin
   for (const [tiles, n, o] of [[7, 3, {}], [2048, 16, {}], [33, 2, { groups: 100 }]] as const) {
     const s = matrix2Splits(tiles, n, 512, o);
     assert.ok(s.splits * s.tilesPerSplit >= tiles && (s.splits - 1) * s.tilesPerSplit < tiles, `${tiles} tiles: ${JSON.stringify(s)}`);
+  }
+});
+
+test("mlaAttention (tensor cores, second form): the generated WGSL keeps the H200 stack's rules", () => {
+  // Wrong products were seen on the H200 (Dawn, Vulkan) with column-major loads from shared memory
+  // and with matrix products under loop bounds from workgroupUniformLoad; accumulators are named
+  // variables, never arrays of matrices indexed at run time (docs/webgpu.md).
+  for (const heads of [64, 128, 256]) {
+    for (const format of ['f32', 'bf16'] as const) {
+      const src = matrix2Sources({ rows: 1, heads, r: 512, dr: 64 }, format);
+      for (const pass of ['scores', 'values'] as const) {
+        const code = src[pass];
+        const loads = code.match(/subgroupMatrixLoad<[^>]+>>\([^;]*\);/g) ?? [];
+        const products = code.match(/subgroupMatrixMultiplyAccumulate/g) ?? [];
+        assert.equal(products.length, pass === 'scores' ? 4 * ((4 * heads) / 16 / 8) : 4 * ((heads / 16) * 8) / 8, `${pass} ${heads} ${format}: products per subgroup and tile`);
+        assert.ok(loads.length > 0 && loads.every((l) => /, false, \w+u?\);$/.test(l)), `${pass}: every matrix load is row-major`);
+        assert.ok(!/array<subgroup_matrix/.test(code), `${pass}: no arrays of matrices`);
+        assert.ok(!/workgroupUniformLoad/.test(code), `${pass}: no workgroupUniformLoad`);
+        // The only run-time loop around the products: the tiles of a split (a uniform) or the chunks of a row (a constant).
+        const loops = code.match(/for \([^)]*\)/g) ?? [];
+        assert.ok(loops.some((l) => (pass === 'scores' ? /c < \d+u/ : /tt < p\.tilesPerSplit/).test(l)), `${pass}: ${loops.join(' | ')}`);
+      }
+      const scalar = matrix2Sources({ rows: 1, heads, r: 512, dr: 64 }, format, { scalar: true });
+      assert.ok(!/subgroup/.test(scalar.scores + scalar.values), 'the scalar twin uses no subgroup operations');
+    }
   }
 });

@@ -398,6 +398,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 `;
 }
 
+/** The WGSL of the four passes for a shape (for inspection and the tests' checks of the generated code). */
+export function matrix2Sources(shape: MlaGpuShape, format: 'f32' | 'bf16', o: Matrix2Options = {}): Record<'prep' | 'scores' | 'values' | 'combine', string> {
+  const g: Gen = { H: shape.heads, R: shape.r, ROW: shape.r + shape.dr, bf16: format === 'bf16', scalar: o.scalar === true };
+  return { prep: prepWgsl(g), scores: scoresWgsl(g), values: valuesWgsl(g), combine: combineWgsl(g) };
+}
+
 /** Splits of the values pass for `tiles` tiles: runs of tilesPerSplit tiles, about `groups` workgroups over n rows. */
 export function matrix2Splits(tiles: number, n: number, r: number, o: Matrix2Options): { splits: number; tilesPerSplit: number } {
   const want = Math.max(1, Math.min(tiles, Math.ceil((o.groups ?? 512) / (n * (r / 128)))));
@@ -449,15 +455,13 @@ export function mlaAttentionMatrix2Gpu(
     return gpu.uniforms(u);
   };
   const key = `${heads} ${r} ${dr} ${format} ${g.scalar}`;
+  const sources = gpu.generated(`mla2 ${key}`, () => matrix2Sources(shape, format as 'f32' | 'bf16', o));
   const qT = gpu.scratch('mla2.qT', rows * heads * (r + dr) * 2);
   const qTotal = (rows * heads * (r + dr)) / 2;
   const qg = gpu.grid(qTotal, 256);
   label('prep');
-  gpu.dispatch(gpu.generated(`mla2-prep ${key}`, () => prepWgsl(g)), [qLat, qPe, qT, params(0, rows, qTotal, qg[0])], qg);
+  gpu.dispatch(sources.prep, [qLat, qPe, qT, params(0, rows, qTotal, qg[0])], qg);
   const mKey = gpu.buffer(rows * heads * 4); // zeros: the running maxima start below every key
-  const scoresCode = gpu.generated(`mla2-scores ${key}`, () => scoresWgsl(g));
-  const valuesCode = gpu.generated(`mla2-values ${key}`, () => valuesWgsl(g));
-  const combineCode = gpu.generated(`mla2-combine ${key}`, () => combineWgsl(g));
   for (let t0 = 0; t0 < rows; t0 += group) {
     const n = Math.min(group, rows - t0);
     const { splits, tilesPerSplit } = matrix2Splits(tiles, n, r, o);
@@ -469,13 +473,13 @@ export function mlaAttentionMatrix2Gpu(
     mlaEntrySlotsGpu(gpu, pages, positions, indices, k, E, t0, n, slots);
     const pr = params(t0, n, 0, 0, splits, tilesPerSplit);
     label('scores');
-    gpu.dispatch(scoresCode, [qT, latent, slots, S, mKey, pr], [tiles, n]);
+    gpu.dispatch(sources.scores, [qT, latent, slots, S, mKey, pr], [tiles, n]);
     label('values');
-    gpu.dispatch(valuesCode, [latent, slots, S, mKey, oPart, lPart, pr], [splits, r / 128, n]);
+    gpu.dispatch(sources.values, [latent, slots, S, mKey, oPart, lPart, pr], [splits, r / 128, n]);
     const total = (n * heads * r) / 4;
     const cg = gpu.grid(total, 256);
     label('combine');
-    gpu.dispatch(combineCode, [oPart, lPart, out, params(t0, n, total, cg[0], splits, tilesPerSplit)], cg);
+    gpu.dispatch(sources.combine, [oPart, lPart, out, params(t0, n, total, cg[0], splits, tilesPerSplit)], cg);
   }
   gpu.label = base;
   gpu.release(mKey);
