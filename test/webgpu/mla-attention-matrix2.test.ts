@@ -90,6 +90,7 @@ const one = layout([300], 16, [0, 0, 0], [299, 170, 64], 3);
 const three = layout([150, 70, 200], 16, [2, 0, 1, 0, 2], [199, 149, 69, 30, 120], 5);
 const cases: Case[] = [
   { name: 'bf16 sparse (K 150: 3 tiles, −1 entries), one sequence, 2 tiles per split', format: 'bf16', heads: 64, r: 128, dr: 64, l: one, k: 150, o: { tilesPerSplit: 2 } },
+  { name: 'bf16 sparse (K 150), three sequences in one grid (rowSeq), 2 tiles per split, no prefetch', format: 'bf16', heads: 64, r: 128, dr: 64, l: three, k: 150, o: { tilesPerSplit: 2, prefetch: false } },
   { name: 'f32 sparse (K 150), one sequence, one tile per split', format: 'f32', heads: 64, r: 128, dr: 64, l: one, k: 150, o: { tilesPerSplit: 1 } },
   { name: 'bf16 dense, one sequence, r 256 (two value chunks)', format: 'bf16', heads: 64, r: 256, dr: 64, l: one, k: 0, o: {} },
   { name: 'bf16 sparse (K 150), three sequences in one grid (rowSeq), 3 tiles per split', format: 'bf16', heads: 64, r: 128, dr: 64, l: three, k: 150, o: { tilesPerSplit: 3 } },

@@ -98,7 +98,8 @@ function perSequence(l: CheckLayout, width: number, fill: number, run: (table: I
 
 /**
  * An attention variant against the CPU twin (bf16 latents, sparse with −1 entries and dense); max
- * error ÷ max |output|. 'matrix2' is checked with its default splits and with runs of 2 tiles.
+ * error ÷ max |output|. 'matrix2' is checked with its default splits and with runs of 2 tiles (also
+ * without prefetch).
  */
 export async function checkAttention(gpu: GpuDevice, v: AttentionVariant, multi: boolean): Promise<number> {
   const l = checkLayout(multi);
@@ -123,7 +124,7 @@ export async function checkAttention(gpu: GpuDevice, v: AttentionVariant, multi:
       ),
       width: H * R,
     }));
-    for (const o of v === 'matrix2' ? [{}, { tilesPerSplit: 2 }] : [{}]) {
+    for (const o of v === 'matrix2' ? [{}, { tilesPerSplit: 2 }, { tilesPerSplit: 2, prefetch: false }] : [{}]) {
       const out = attend(
         gpu, v, up(qLat), up(qPe), up(lat), checkPages(gpu, l), up(l.positions), sparse ? up(indices) : null, sparse ? k : 0, l.nKeys, { rows, heads: H, r: R, dr: DR }, scale, o,
       );

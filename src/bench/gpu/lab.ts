@@ -23,7 +23,7 @@ import {
 } from '../../backend/webgpu/kernels/indexer.js';
 import { MATMUL_VARIANTS, matmulGpu, matmulPlan, type MatmulPlan, type MatmulVariant } from '../../backend/webgpu/kernels/matmul.js';
 import { mlaMatrixAvailable } from '../../backend/webgpu/kernels/mla-attention-matrix.js';
-import { mlaMatrix2Available, TENSOR_CORE_ATTENTION } from '../../backend/webgpu/kernels/mla-attention-matrix2.js';
+import { mlaMatrix2Available, TENSOR_CORE_ATTENTION, type Matrix2Options } from '../../backend/webgpu/kernels/mla-attention-matrix2.js';
 import { topkGpu } from '../../backend/webgpu/kernels/topk.js';
 import { onePageTable, type GpuPages } from '../../backend/webgpu/kernels/pages.js';
 import { median } from '../harness.js';
@@ -366,30 +366,27 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
  * computed once): `batched_attention_<variant>_ms` (its kernels back to back) and, for 'matrix2',
  * each pass by itself (`batched_attention_matrix2_<pass>_ms`: prep, entries, scores, values,
  * combine) and the whole call with the values pass aimed at other workgroup counts
- * (`batched_attention_matrix2_groups<n>_ms`).
+ * (`batched_attention_matrix2_groups<n>_ms`) or without prefetch (`batched_attention_matrix2_noprefetch_ms`).
  */
 async function attentionVariantTimes(gpu: GpuDevice, o: LabOptions, s: StepData, variant: IndexerVariant, variants: AttentionVariant[]): Promise<Record<string, number>> {
   const k = Math.min(TOPK, s.ctx);
   const scores = indexerScoresGpu(gpu, indexerArgs(s, variant));
   const indices = topkGpu(gpu, scores, s.positions, s.rows, s.ctx, k);
+  const time = (v: AttentionVariant, options: Matrix2Options) =>
+    gpuTimes(gpu, o.runs, () => {
+      gpu.label = 'attention';
+      gpu.release(attend(gpu, v, s.qLat, s.qPe, s.latent, s.pages, s.positions, indices, k, s.ctx, { rows: s.rows, heads: H, r: R, dr: DR }, 1 / Math.sqrt(192), options));
+    });
   const row: Record<string, number> = {};
   for (const v of variants) {
-    const t = await gpuTimes(gpu, o.runs, () => {
-      gpu.label = 'attention';
-      gpu.release(attend(gpu, v, s.qLat, s.qPe, s.latent, s.pages, s.positions, indices, k, s.ctx, { rows: s.rows, heads: H, r: R, dr: DR }, 1 / Math.sqrt(192), { passLabels: true }));
-    });
+    const t = await time(v, { passLabels: true });
     row[`batched_attention_${v}_ms`] = round(t.totalMs);
     if (v === 'matrix2') for (const [label, ms] of Object.entries(t.byLabel)) row[`batched_attention_matrix2_${label.replace('attention.', '')}_ms`] = round(ms);
   }
-  // 'matrix2' with fewer and with more splits (the values pass aims for 512 workgroups by default).
+  // 'matrix2' with fewer and with more splits (the values pass aims for 512 workgroups by default), and without prefetch.
   if (variants.includes('matrix2')) {
-    for (const groups of [128, 256, 1024, 2048]) {
-      const t = await gpuTimes(gpu, o.runs, () => {
-        gpu.label = 'attention';
-        gpu.release(attend(gpu, 'matrix2', s.qLat, s.qPe, s.latent, s.pages, s.positions, indices, k, s.ctx, { rows: s.rows, heads: H, r: R, dr: DR }, 1 / Math.sqrt(192), { groups }));
-      });
-      row[`batched_attention_matrix2_groups${groups}_ms`] = round(t.totalMs);
-    }
+    for (const groups of [128, 256, 1024, 2048]) row[`batched_attention_matrix2_groups${groups}_ms`] = round((await time('matrix2', { groups })).totalMs);
+    row.batched_attention_matrix2_noprefetch_ms = round((await time('matrix2', { prefetch: false })).totalMs);
   }
   gpu.release(scores);
   gpu.release(indices);

@@ -57,6 +57,8 @@ export interface Matrix2Options {
   groups?: number;
   /** Tiles of 64 entries per split (overrides `groups`). */
   tilesPerSplit?: number;
+  /** Values pass: read the next tile's S and V words while this tile is multiplied (default true; false: fewer registers). */
+  prefetch?: boolean;
   /** Label each pass's dispatch `<gpu.label>.<pass>` (the lab's per-pass times). */
   passLabels?: boolean;
 }
@@ -86,6 +88,7 @@ interface Gen {
   ROW: number;
   bf16: boolean;
   scalar: boolean;
+  prefetch: boolean;
 }
 
 const PARAMS = /* wgsl */ `
@@ -329,10 +332,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 ${sw.map((j) => `  let m${j} = fromOrderKey(mKey[t * H + li / 16u + ${16 * j}u]);\n  var l${j} = 0.0;\n  var s${j}: vec4f;`).join('\n')}
 ${vw.map((w) => `  var r${w}: vec4u;\n  let at${w} = ((li + ${w * THREADS}u) / ${WPE}u) * ${LDV}u + ((li + ${w * THREADS}u) % ${WPE}u) * EPW;`).join('\n')}
 ${g.scalar ? `  var accs: array<f32, ${RES}>;` : `  let hb = (sg % ${SGH}u) * ${16 * RH}u;\n  let db = (sg / ${SGH}u) * ${16 * RD}u;\n${accs.map(([, , a]) => `  var ${a} = ${RESULT}();`).join('\n')}`}
-  {
-${tileLoads('    ', '0u')}
-  }
+${g.prefetch ? `  {\n${tileLoads('    ', '0u')}\n  }` : ''}
   for (var tt = 0u; tt < p.tilesPerSplit; tt++) {
+${g.prefetch ? '' : `    {\n${tileLoads('      ', 'tt')}\n    }`}
 ${sw
   .map(
     (j) => `    {
@@ -345,9 +347,7 @@ ${sw
   .join('\n')}
 ${vw.map((w) => `    put_vS(at${w}, r${w});`).join('\n')}
     workgroupBarrier();
-    if (tt + 1u < p.tilesPerSplit) {
-${tileLoads('      ', 'tt + 1u')}
-    }
+    ${g.prefetch ? `if (tt + 1u < p.tilesPerSplit) {\n${tileLoads('      ', 'tt + 1u')}\n    }` : ''}
     ${g.scalar ? scalarProducts : matrixProducts}
     workgroupBarrier();
   }
@@ -400,7 +400,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 
 /** The WGSL of the four passes for a shape (for inspection and the tests' checks of the generated code). */
 export function matrix2Sources(shape: MlaGpuShape, format: 'f32' | 'bf16', o: Matrix2Options = {}): Record<'prep' | 'scores' | 'values' | 'combine', string> {
-  const g: Gen = { H: shape.heads, R: shape.r, ROW: shape.r + shape.dr, bf16: format === 'bf16', scalar: o.scalar === true };
+  const g: Gen = { H: shape.heads, R: shape.r, ROW: shape.r + shape.dr, bf16: format === 'bf16', scalar: o.scalar === true, prefetch: o.prefetch !== false };
   return { prep: prepWgsl(g), scores: scoresWgsl(g), values: valuesWgsl(g), combine: combineWgsl(g) };
 }
 
@@ -437,7 +437,7 @@ export function mlaAttentionMatrix2Gpu(
   const out = gpu.buffer(rows * heads * r * 4);
   const E = indices ? k : nKeys;
   if (rows === 0 || E === 0) return out;
-  const g: Gen = { H: heads, R: r, ROW: r + dr, bf16: format === 'bf16', scalar: o.scalar === true };
+  const g: Gen = { H: heads, R: r, ROW: r + dr, bf16: format === 'bf16', scalar: o.scalar === true, prefetch: o.prefetch !== false };
   const rowBytes = (r + dr) * (g.bf16 ? 2 : 4);
   const nSlots = Math.floor(latent.size / rowBytes);
   const tiles = Math.ceil(E / 64);
@@ -454,7 +454,7 @@ export function mlaAttentionMatrix2Gpu(
     new Float32Array(b)[5] = scale;
     return gpu.uniforms(u);
   };
-  const key = `${heads} ${r} ${dr} ${format} ${g.scalar}`;
+  const key = `${heads} ${r} ${dr} ${format} ${g.scalar} ${g.prefetch}`;
   const sources = gpu.generated(`mla2 ${key}`, () => matrix2Sources(shape, format as 'f32' | 'bf16', o));
   const qT = gpu.scratch('mla2.qT', rows * heads * (r + dr) * 2);
   const qTotal = (rows * heads * (r + dr)) / 2;
