@@ -33,6 +33,7 @@ import { indexerScoresGpu } from './webgpu/kernels/indexer.js';
 import { linearGpu } from './webgpu/kernels/linear.js';
 import { mlaAttentionGpu } from './webgpu/kernels/mla-attention.js';
 import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from './webgpu/kernels/mla-attention-matrix.js';
+import { mlaAttentionMatrix2Gpu, mlaMatrix2Available, TENSOR_CORE_ATTENTION } from './webgpu/kernels/mla-attention-matrix2.js';
 import type { GpuPages } from './webgpu/kernels/pages.js';
 import { dequantFp8Gpu, quantFp8Gpu } from './webgpu/kernels/quant.js';
 import { ropeGpu } from './webgpu/kernels/rope.js';
@@ -107,10 +108,13 @@ export class WebGpuBackend implements Backend {
    * shapes fit (mla-attention-matrix.ts); DSA_WEBGPU_ATTENTION=f32 keeps the f32 kernel everywhere.
    */
   readonly tensorCoreAttention: boolean;
+  /** Which tensor-core kernel: TENSOR_CORE_ATTENTION (mla-attention-matrix2.ts), or DSA_WEBGPU_ATTENTION=matrix|matrix2. */
+  readonly tensorCoreForm: 'matrix' | 'matrix2';
 
   private constructor(readonly gpu: GpuDevice) {
     const env = typeof process !== 'undefined' ? process.env?.DSA_WEBGPU_ATTENTION : undefined;
     this.tensorCoreAttention = env !== 'f32';
+    this.tensorCoreForm = env === 'matrix' || env === 'matrix2' ? env : TENSOR_CORE_ATTENTION;
   }
 
   static async create(opts: GpuOptions = {}): Promise<WebGpuBackend> {
@@ -387,8 +391,9 @@ export class WebGpuBackend implements Backend {
     if (indices && indices.shape[0] !== rows) throw new ShapeError('mlaAttention', `indices have ${indices.shape[0]} rows, queries ${rows}`);
     const p = this.pagesArgs('mlaAttention', pages, rows);
     const idx = indices ? gt(indices, 'mlaAttention', 'i32') : null;
-    if (this.tensorCoreAttention && mlaMatrixAvailable(this.gpu, { rows, heads, r, dr }, format)) {
-      const out = mlaAttentionMatrixGpu(
+    const tc = this.tensorCoreForm === 'matrix2' && mlaMatrix2Available(this.gpu, { rows, heads, r, dr }, format) ? mlaAttentionMatrix2Gpu : mlaAttentionMatrixGpu;
+    if (this.tensorCoreAttention && (tc === mlaAttentionMatrix2Gpu || mlaMatrixAvailable(this.gpu, { rows, heads, r, dr }, format))) {
+      const out = tc(
         this.gpu, gt(qLat, 'mlaAttention', 'f32').buffer, gt(qPe, 'mlaAttention', 'f32').buffer, lat.buffer, format,
         p, gt(positions, 'mlaAttention', 'i32').buffer, idx ? idx.buffer : null, idx ? idx.shape[1]! : 0,
         p.nPages * p.pageSize, { rows, heads, r, dr }, scale,

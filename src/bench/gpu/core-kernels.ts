@@ -10,6 +10,7 @@ import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { indexerScoresGpu, type IndexerVariant } from '../../backend/webgpu/kernels/indexer.js';
 import { mlaAttentionGpu } from '../../backend/webgpu/kernels/mla-attention.js';
 import { mlaAttentionMatrixGpu } from '../../backend/webgpu/kernels/mla-attention-matrix.js';
+import { mlaAttentionMatrix2Gpu, type Matrix2Options } from '../../backend/webgpu/kernels/mla-attention-matrix2.js';
 import { onePageTable, type GpuPages } from '../../backend/webgpu/kernels/pages.js';
 import { Rng } from '../../generate/sampler.js';
 import { encodeBf16 } from '../../numerics/bf16.js';
@@ -24,13 +25,15 @@ export const DI = 128;
 export const TOPK = 2048;
 export const PAGE = 64;
 
-export type AttentionVariant = 'f32' | 'matrix';
+/** The attention kernels: f32 (mla-attention.ts), tensor cores (mla-attention-matrix.ts) and their second form (mla-attention-matrix2.ts). */
+export type AttentionVariant = 'f32' | 'matrix' | 'matrix2';
 
-/** MLA attention over a bf16 latent cache by one of the two kernels (one sequence's table, or a 2-D one with rowSeq). */
+/** MLA attention over a bf16 latent cache by one of the kernels (one sequence's table, or a 2-D one with rowSeq); `o` goes to 'matrix2'. */
 export function attend(
   gpu: GpuDevice, v: AttentionVariant, qLat: GPUBuffer, qPe: GPUBuffer, latent: GPUBuffer, pages: GpuPages, positions: GPUBuffer,
-  indices: GPUBuffer | null, k: number, nKeys: number, shape: { rows: number; heads: number; r: number; dr: number }, scale: number,
+  indices: GPUBuffer | null, k: number, nKeys: number, shape: { rows: number; heads: number; r: number; dr: number }, scale: number, o: Matrix2Options = {},
 ): GPUBuffer {
+  if (v === 'matrix2') return mlaAttentionMatrix2Gpu(gpu, qLat, qPe, latent, 'bf16', pages, positions, indices, k, nKeys, shape, scale, o);
   if (v === 'matrix') return mlaAttentionMatrixGpu(gpu, qLat, qPe, latent, 'bf16', pages, positions, indices, k, nKeys, shape, scale);
   return mlaAttentionGpu(gpu, qLat, qPe, latent, 'bf16', pages, positions, indices, k, shape, scale);
 }
@@ -93,7 +96,11 @@ function perSequence(l: CheckLayout, width: number, fill: number, run: (table: I
   return want;
 }
 
-/** An attention variant against the CPU twin (bf16 latents, sparse with −1 entries and dense); max error ÷ max |output|. */
+/**
+ * An attention variant against the CPU twin (bf16 latents, sparse with −1 entries and dense); max
+ * error ÷ max |output|. 'matrix2' is checked with its default splits and with runs of 2 tiles (also
+ * without prefetch).
+ */
 export async function checkAttention(gpu: GpuDevice, v: AttentionVariant, multi: boolean): Promise<number> {
   const l = checkLayout(multi);
   const rows = l.rowSeq.length;
@@ -117,17 +124,19 @@ export async function checkAttention(gpu: GpuDevice, v: AttentionVariant, multi:
       ),
       width: H * R,
     }));
-    const out = attend(
-      gpu, v, up(qLat), up(qPe), up(lat), checkPages(gpu, l), up(l.positions), sparse ? up(indices) : null, sparse ? k : 0, l.nKeys, { rows, heads: H, r: R, dr: DR }, scale,
-    );
-    const got = new Float32Array(await gpu.read(out, want.length * 4));
-    let max = 0;
-    let err = 0;
-    for (let i = 0; i < want.length; i++) {
-      max = Math.max(max, Math.abs(want[i]!));
-      err = Math.max(err, Math.abs(got[i]! - want[i]!));
+    for (const o of v === 'matrix2' ? [{}, { tilesPerSplit: 2 }, { tilesPerSplit: 2, prefetch: false }] : [{}]) {
+      const out = attend(
+        gpu, v, up(qLat), up(qPe), up(lat), checkPages(gpu, l), up(l.positions), sparse ? up(indices) : null, sparse ? k : 0, l.nKeys, { rows, heads: H, r: R, dr: DR }, scale, o,
+      );
+      const got = new Float32Array(await gpu.read(out, want.length * 4));
+      let max = 0;
+      let err = 0;
+      for (let i = 0; i < want.length; i++) {
+        max = Math.max(max, Math.abs(want[i]!));
+        err = Math.max(err, Math.abs(got[i]! - want[i]!));
+      }
+      worst = Math.max(worst, err / max);
     }
-    worst = Math.max(worst, err / max);
   }
   return worst;
 }

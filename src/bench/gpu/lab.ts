@@ -23,6 +23,7 @@ import {
 } from '../../backend/webgpu/kernels/indexer.js';
 import { MATMUL_VARIANTS, matmulGpu, matmulPlan, type MatmulPlan, type MatmulVariant } from '../../backend/webgpu/kernels/matmul.js';
 import { mlaMatrixAvailable } from '../../backend/webgpu/kernels/mla-attention-matrix.js';
+import { mlaMatrix2Available, TENSOR_CORE_ATTENTION, type Matrix2Options } from '../../backend/webgpu/kernels/mla-attention-matrix2.js';
 import { topkGpu } from '../../backend/webgpu/kernels/topk.js';
 import { onePageTable, type GpuPages } from '../../backend/webgpu/kernels/pages.js';
 import { median } from '../harness.js';
@@ -282,7 +283,10 @@ function recordStep(gpu: GpuDevice, s: StepData, wuv: GPUBuffer, dense: boolean,
 
 async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | null): Promise<void> {
   const variants = INDEXER_VARIANTS.filter((v) => indexerVariantAvailable(gpu, v, HI, DI));
-  const attentionVariants: AttentionVariant[] = mlaMatrixAvailable(gpu, { rows: 1, heads: H, r: R, dr: DR }, 'bf16') ? ['f32', 'matrix'] : ['f32'];
+  const shape = { rows: 1, heads: H, r: R, dr: DR };
+  const attentionVariants: AttentionVariant[] = [
+    'f32', ...(mlaMatrixAvailable(gpu, shape, 'bf16') ? ['matrix' as const] : []), ...(mlaMatrix2Available(gpu, shape, 'bf16') ? ['matrix2' as const] : []),
+  ];
   // Each variant on one sequence, then on three sequences in one grid (rowSeq: what the batched step runs).
   for (const multi of [false, true]) {
     const tag = multi ? '-multiseq' : '';
@@ -290,7 +294,8 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
     if (!multi) for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}-subnormal-keys`, ...(await checkIndexer(gpu, v, false, true)) });
     for (const v of attentionVariants) o.emit({ section: 'check', kernel: `attention-${v}${tag}`, maxErrOverScale: await checkAttention(gpu, v, multi) });
   }
-  const attention = attentionVariants[attentionVariants.length - 1]!;
+  // The step's attention: the backend's tensor-core kernel (TENSOR_CORE_ATTENTION) where it runs, else the other one, else f32.
+  const attention = attentionVariants.includes(TENSOR_CORE_ATTENTION) ? TENSOR_CORE_ATTENTION : attentionVariants.includes('matrix') ? 'matrix' : 'f32';
   const wuv = randomBuffer(gpu, H * DV * R * 4, 'f32', 99, -0.05, 0.05);
   for (const batch of o.batch) {
     for (const ctx of o.ctx) {
@@ -312,7 +317,7 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
         row[`indexer_${v}_GBps`] = round(gbps);
         if (copyGBps) row[`indexer_${v}_ofCopy`] = round(gbps / copyGBps, 3);
       }
-      if (attention === 'matrix') {
+      if (attention !== 'f32') {
         // The f32 attention kernel on the sparse step, for comparison.
         const f32 = await gpuTimes(gpu, o.runs, () => seqs.forEach((s) => recordStep(gpu, s, wuv, false, best, 'f32')));
         row.dsa_f32attention_ms = round(f32.totalMs);
@@ -364,6 +369,7 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
           row[`indexer_fused_${probe}_batched_ms`] = round(t.totalMs);
         }
       }
+      Object.assign(row, await attentionVariantTimes(gpu, o, all, best, attentionVariants));
       // Where one binding could not hold every sequence's latent pages, sequences share some (said so).
       if (all.poolPages < batch * Math.ceil(ctx / PAGE)) row.batched_poolPages = all.poolPages;
       o.emit(row);
@@ -372,6 +378,39 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
     }
   }
   gpu.release(wuv);
+}
+
+/**
+ * The sparse attention call alone, every variant, on the batched step (the step's top-k indices
+ * computed once): `batched_attention_<variant>_ms` (its kernels back to back) and, for 'matrix2',
+ * each pass by itself (`batched_attention_matrix2_<pass>_ms`: prep, entries, scores, values,
+ * combine) and the whole call with the values pass aimed at other workgroup counts
+ * (`batched_attention_matrix2_groups<n>_ms`) or without prefetch (`batched_attention_matrix2_noprefetch_ms`).
+ */
+async function attentionVariantTimes(gpu: GpuDevice, o: LabOptions, s: StepData, variant: IndexerVariant, variants: AttentionVariant[]): Promise<Record<string, number>> {
+  const k = Math.min(TOPK, s.ctx);
+  const scores = indexerScoresGpu(gpu, indexerArgs(s, variant));
+  const indices = topkGpu(gpu, scores, s.positions, s.rows, s.ctx, k);
+  const time = (v: AttentionVariant, options: Matrix2Options) =>
+    gpuTimes(gpu, o.runs, () => {
+      gpu.label = 'attention';
+      gpu.release(attend(gpu, v, s.qLat, s.qPe, s.latent, s.pages, s.positions, indices, k, s.ctx, { rows: s.rows, heads: H, r: R, dr: DR }, 1 / Math.sqrt(192), options));
+    });
+  const row: Record<string, number> = {};
+  for (const v of variants) {
+    const t = await time(v, { passLabels: true });
+    row[`batched_attention_${v}_ms`] = round(t.totalMs);
+    if (v === 'matrix2') for (const [label, ms] of Object.entries(t.byLabel)) row[`batched_attention_matrix2_${label.replace('attention.', '')}_ms`] = round(ms);
+  }
+  // 'matrix2' with fewer and with more splits (the values pass aims for 512 workgroups by default), and without prefetch.
+  if (variants.includes('matrix2')) {
+    for (const groups of [128, 256, 1024, 2048]) row[`batched_attention_matrix2_groups${groups}_ms`] = round((await time('matrix2', { groups })).totalMs);
+    row.batched_attention_matrix2_noprefetch_ms = round((await time('matrix2', { prefetch: false })).totalMs);
+  }
+  gpu.release(scores);
+  gpu.release(indices);
+  await gpu.finish();
+  return row;
 }
 
 export const LAB_SECTIONS = ['copy', 'matmul', 'core'] as const;
