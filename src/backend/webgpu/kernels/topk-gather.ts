@@ -6,9 +6,10 @@
  *     bits of its keys in workgroup memory and adds its non-zero bins into the row's global one.
  *  2. 'gather' [chunks, rows]: every workgroup finds, from the row's histogram, the bin b1 that holds
  *     the k-th largest key (and how many keys of it are to be taken); its chunk's keys above b1 are
- *     counted (per chunk), the positions of its keys in b1 appended to the row's candidate list.
+ *     counted (per chunk), its keys in b1 appended (key, position) to the row's candidate list.
  *  3. 'refine' [rows]: one workgroup per row selects among the candidates only (few, unless many
- *     keys share their top 11 bits): 11 more bits, then the last 10, give the threshold T exactly
+ *     keys share their top 11 bits; read strided, four loads in flight per invocation, counts
+ *     added in runs of equal bins): 11 more bits, then the last 10, give the threshold T exactly
  *     and the number of keys equal to T to take; it counts, per chunk, the candidates above T and
  *     equal to T, and leaves the global histogram and the candidate counter zeroed for the next call.
  *  4. 'write' [chunks, rows]: every chunk adds the counts of the chunks before it and writes its
@@ -41,7 +42,7 @@ struct Params { rows: u32, nKeys: u32, k: u32, width: u32, chunks: u32 }
 @group(0) @binding(1) var<storage, read> positions: array<i32>;
 @group(0) @binding(2) var<storage, read_write> state: array<atomic<u32>>; // per row: STATE words
 @group(0) @binding(3) var<storage, read_write> hist: array<atomic<u32>>; // per row: BINS, zero between calls
-@group(0) @binding(4) var<storage, read_write> cand: array<u32>; // per row: nKeys slots of candidate positions
+@group(0) @binding(4) var<storage, read_write> cand: array<vec2u>; // per row: nKeys slots of candidates (key, position)
 @group(0) @binding(5) var<storage, read_write> counts: array<u32>; // per row and chunk: above b1, above T in b1, = T
 @group(0) @binding(6) var<storage, read_write> out: array<i32>;
 @group(0) @binding(7) var<uniform> p: Params;
@@ -192,7 +193,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   slot += row * p.nKeys + workgroupUniformLoad(&baseW);
   for (var j = 0u; j < PER; j++) {
     if (start + lid + j * WG < end && (keys[j] >> 21u) == b1) {
-      cand[slot] = start + lid + j * WG;
+      cand[slot] = vec2u(keys[j], start + lid + j * WG);
       slot++;
     }
   }
@@ -203,12 +204,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
 function refineWgsl(per: number): string {
   return /* wgsl */ `${common(per)}${FIND_BIN}
 var<workgroup> h: array<atomic<u32>, BINS>;
-
-fn clearH(lid: u32) {
-  workgroupBarrier();
-  for (var i = lid; i < BINS; i += WG) { atomicStore(&h[i], 0u); }
-  workgroupBarrier();
-}
+const U: u32 = 4u; // candidates an invocation loads before it uses any
 
 /** Invocation lid's bins of h, top first (findBin's order). */
 fn binsOf(lid: u32) -> array<u32, PB> {
@@ -218,6 +214,43 @@ fn binsOf(lid: u32) -> array<u32, PB> {
   return c;
 }
 
+/**
+ * The bin of candidate c in h for a step (BINS: not counted): step 0, bits 20..10 of the key;
+ * step 1, bits 9..0 of the keys whose top 22 bits are hi's; step 2, 2·chunk of the keys above
+ * the threshold and 2·chunk + 1 of those equal to it.
+ */
+fn binOf(step: u32, c: vec2u, hi: u32, threshold: u32) -> u32 {
+  if (step == 0u) { return (c.x >> 10u) & 0x7ffu; }
+  if (step == 1u) { return select(BINS, c.x & 0x3ffu, (c.x & 0xfffffc00u) == hi); }
+  return select(BINS, 2u * (c.y / CHUNK) + select(0u, 1u, c.x == threshold), c.x >= threshold);
+}
+
+/** h = the counts of the row's n candidates by binOf(step, ...), from zero (call in uniform control flow). */
+fn countCandidates(lid: u32, base: u32, n: u32, step: u32, hi: u32, threshold: u32) {
+  workgroupBarrier();
+  for (var i = lid; i < BINS; i += WG) { atomicStore(&h[i], 0u); }
+  workgroupBarrier();
+  let last = base + max(n, 1u) - 1u; // slot 0 of the row exists (nKeys ≥ 1)
+  // Counts are added in runs of equal bins (ties, and candidates of one chunk, come in runs).
+  var runBin = BINS;
+  var runLen = 0u;
+  for (var i0 = lid; i0 < n; i0 += WG * U) {
+    var cs: array<vec2u, U>;
+    for (var j = 0u; j < U; j++) { cs[j] = cand[min(base + i0 + j * WG, last)]; }
+    for (var j = 0u; j < U; j++) {
+      let bin = select(BINS, binOf(step, cs[j], hi, threshold), i0 + j * WG < n);
+      if (bin != runBin && runLen > 0u) {
+        atomicAdd(&h[runBin], runLen);
+        runLen = 0u;
+      }
+      runBin = bin;
+      runLen += select(0u, 1u, bin < BINS);
+    }
+  }
+  if (runLen > 0u) { atomicAdd(&h[runBin], runLen); }
+  workgroupBarrier();
+}
+
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
   let lid = lid3.x;
@@ -225,45 +258,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let b1 = atomicLoad(&state[STATE * row]);
   let r1 = atomicLoad(&state[STATE * row + 1u]);
   let n = atomicLoad(&state[STATE * row + 4u]);
-  // Invocation lid takes the candidates [c0, c1) (contiguous: equal keys and chunks come in runs).
-  let seg = (n + WG - 1u) / WG;
-  let c0 = min(lid * seg, n);
-  let c1 = min(c0 + seg, n);
-  let base = row * p.nKeys; // of the row's scores and of its candidate slots
-
-  // Digit 2: bits 20..10 of the candidates (all share their top 11 bits, b1).
-  clearH(lid);
-  var runBin = 0u;
-  var runLen = 0u;
-  for (var i = c0; i < c1; i++) {
-    let bin = (orderKey(scores[base + cand[base + i]]) >> 10u) & 0x7ffu;
-    if (bin != runBin && runLen > 0u) {
-      atomicAdd(&h[runBin], runLen);
-      runLen = 0u;
-    }
-    runBin = bin;
-    runLen++;
-  }
-  if (runLen > 0u) { atomicAdd(&h[runBin], runLen); }
+  let base = row * p.nKeys; // the row's candidate slots
+  // Digit 2 (bits 20..10 of the candidates: all share their top 11 bits, b1), then digit 3.
+  countCandidates(lid, base, n, 0u, 0u, 0u);
   let f2 = findBin(lid, binsOf(lid), r1);
   let hi = (b1 << 21u) | (f2.x << 10u);
-
-  // Digit 3: bits 9..0 of the candidates whose top 22 bits are hi's.
-  clearH(lid);
-  runLen = 0u;
-  for (var i = c0; i < c1; i++) {
-    let key = orderKey(scores[base + cand[base + i]]);
-    if ((key & 0xfffffc00u) == hi) {
-      let bin = key & 0x3ffu;
-      if (bin != runBin && runLen > 0u) {
-        atomicAdd(&h[runBin], runLen);
-        runLen = 0u;
-      }
-      runBin = bin;
-      runLen++;
-    }
-  }
-  if (runLen > 0u) { atomicAdd(&h[runBin], runLen); }
+  countCandidates(lid, base, n, 1u, hi, 0u);
   let f3 = findBin(lid, binsOf(lid), f2.y);
   let threshold = hi | (f3.x & 0x3ffu);
   if (lid == 0u) {
@@ -272,26 +272,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
     atomicStore(&state[STATE * row + 4u], 0u); // every invocation read n before findBin's barriers
   }
   for (var i = lid; i < BINS; i += WG) { atomicStore(&hist[row * BINS + i], 0u); }
-
   // Per chunk: candidates above the threshold (h[2·chunk]) and equal to it (h[2·chunk + 1]).
-  clearH(lid);
-  runBin = 0u;
-  runLen = 0u;
-  for (var i = c0; i < c1; i++) {
-    let pos = cand[base + i];
-    let key = orderKey(scores[base + pos]);
-    if (key >= threshold) {
-      let bin = 2u * (pos / CHUNK) + select(0u, 1u, key == threshold);
-      if (bin != runBin && runLen > 0u) {
-        atomicAdd(&h[runBin], runLen);
-        runLen = 0u;
-      }
-      runBin = bin;
-      runLen++;
-    }
-  }
-  if (runLen > 0u) { atomicAdd(&h[runBin], runLen); }
-  workgroupBarrier();
+  countCandidates(lid, base, n, 2u, hi, threshold);
   for (var ch = lid; ch < p.chunks; ch += WG) {
     counts[3u * (row * p.chunks + ch) + 1u] = atomicLoad(&h[2u * ch]);
     counts[3u * (row * p.chunks + ch) + 2u] = atomicLoad(&h[2u * ch + 1u]);
@@ -365,10 +347,11 @@ function perFor(rows: number, nKeys: number): number {
   return PER_CHOICES.find((per) => rows * Math.ceil(nKeys / (WG * per)) >= TARGET_GROUPS) ?? PER_CHOICES[PER_CHOICES.length - 1]!;
 }
 
-/** Whether the gather form takes rows × nKeys on this device (grid dimensions, chunks per row). */
+/** Whether the gather form takes rows × nKeys on this device (grid dimensions, chunks per row, the candidate scratch in one binding). */
 export function topkGatherFits(gpu: GpuDevice, rows: number, nKeys: number): boolean {
   const chunks = Math.ceil(nKeys / (WG * PER_CHOICES[0]));
-  return rows <= gpu.limits.maxComputeWorkgroupsPerDimension && chunks <= MAX_CHUNKS && gpu.limits.maxComputeWorkgroupStorageSize >= BINS * 4 + WG * 8 + 16;
+  const bind = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  return rows <= gpu.limits.maxComputeWorkgroupsPerDimension && chunks <= MAX_CHUNKS && rows * nKeys * 8 <= bind && gpu.limits.maxComputeWorkgroupStorageSize >= BINS * 4 + WG * 8 + 16;
 }
 
 /** Records the four-kernel top-k into `out` (i32 [rows, width]); topkGatherFits must hold. */
@@ -378,13 +361,13 @@ export function topkGatherGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUB
   const chunks = Math.ceil(nKeys / (WG * per));
   const state = gpu.scratch('topk-gather.state', rows * STATE * 4);
   const hist = gpu.scratch('topk-gather.hist', rows * BINS * 4);
-  const cand = gpu.scratch('topk-gather.cand', rows * nKeys * 4);
+  const cand = gpu.scratch('topk-gather.cand', rows * nKeys * 8);
   const counts = gpu.scratch('topk-gather.counts', rows * chunks * 12);
   const params = gpu.uniforms(Uint32Array.of(rows, nKeys, k, width, chunks));
   const code = gpu.generated(`topk-gather ${per}`, () => ({ hist: histWgsl(per), gather: gatherWgsl(per), refine: refineWgsl(per), write: writeWgsl(per) }));
   // Each kernel binds what it uses (an automatic layout has no slot for the others).
   gpu.dispatch(code.hist, [scores, positions, null, hist, null, null, null, params], [chunks, rows]);
   gpu.dispatch(code.gather, [scores, positions, state, hist, cand, counts, null, params], [chunks, rows]);
-  gpu.dispatch(code.refine, [scores, null, state, hist, cand, counts, null, params], [rows]);
+  gpu.dispatch(code.refine, [null, null, state, hist, cand, counts, null, params], [rows]);
   gpu.dispatch(code.write, [scores, positions, state, null, null, counts, out, params], [chunks, rows]);
 }
