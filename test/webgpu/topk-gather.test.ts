@@ -123,8 +123,10 @@ test('topk variants: many long rows in one grid (16 × 65536, k 2048), two calls
   await check('long rows, three', scores.subarray(0, 3 * nKeys), 3, nKeys, 2048, fewer, false);
 });
 
-test('topk: the default variant by shape (single below GATHER_FROM keys, gather for long rows)', () => {
+test('topk: the default variant by shape (single below GATHER_FROM keys, gather for long decode rows, multi for long prefill chunks)', () => {
   assert.equal(topkVariantFor(gpu(), 16, 4096), 'single');
   assert.equal(topkVariantFor(gpu(), 16, 131072), 'gather');
   assert.equal(topkVariantFor(gpu(), 1, 32768), 'gather');
+  assert.equal(topkVariantFor(gpu(), 1, 8192), 'single');
+  assert.equal(topkVariantFor(gpu(), 1024, 65536), 'multi', 'a long prefill chunk keeps the small scratch of multi');
 });

@@ -180,9 +180,20 @@ export const MULTI_FROM = 16 * TOPK_CHUNK;
  */
 export const GATHER_FROM = 16384;
 
-/** The variant topkGpu runs for rows × nKeys on this device when none is asked for. */
+/**
+ * 'gather' keeps a candidate scratch of 8 bytes per key of the call (room for a row whose keys all
+ * share their top 11 bits); by default it is used up to this many keys per call (16M: 128 decode
+ * rows of 128K keys, a 128 MiB scratch), larger calls (long prefill chunks) run 'multi'.
+ */
+export const GATHER_MAX_KEYS = 1 << 24;
+
+/**
+ * The variant topkGpu runs for rows × nKeys on this device when none is asked for: 'gather' for
+ * rows of GATHER_FROM keys or more (up to GATHER_MAX_KEYS keys in all), else 'multi' from
+ * MULTI_FROM keys, else 'single'.
+ */
 export function topkVariantFor(gpu: GpuDevice, rows: number, nKeys: number): TopkVariant {
-  if (nKeys >= GATHER_FROM && topkGatherFits(gpu, rows, nKeys)) return 'gather';
+  if (nKeys >= GATHER_FROM && rows * nKeys <= GATHER_MAX_KEYS && topkGatherFits(gpu, rows, nKeys)) return 'gather';
   return nKeys >= MULTI_FROM ? 'multi' : 'single';
 }
 
