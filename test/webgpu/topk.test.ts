@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { topkGpu, type TopkVariant } from '../../src/backend/webgpu/kernels/topk.js';
+import { TOPK_VARIANTS, topkGpu, type TopkVariant } from '../../src/backend/webgpu/kernels/topk.js';
 import { topkRowsRadix } from '../../src/backend/cpu/kernels/topk-radix.js';
 import { topkRows } from '../../src/backend/cpu/kernels/topk.js';
 import { rng, upload, useGpu } from './helpers.js';
@@ -15,7 +15,7 @@ const gpu = useGpu();
 async function check(scores: Float32Array, rows: number, nKeys: number, k: number, positions: Int32Array): Promise<void> {
   const want = topkRowsRadix(scores, rows, nKeys, k, positions);
   assert.deepEqual(want, topkRows(scores, rows, nKeys, k, positions), 'the CPU twins agree');
-  for (const variant of ['single', 'multi'] as const) await checkVariant(want, scores, rows, nKeys, k, positions, variant);
+  for (const variant of TOPK_VARIANTS) await checkVariant(want, scores, rows, nKeys, k, positions, variant);
 }
 
 async function checkVariant(want: Int32Array, scores: Float32Array, rows: number, nKeys: number, k: number, positions: Int32Array, variant: TopkVariant): Promise<void> {

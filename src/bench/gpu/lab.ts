@@ -29,6 +29,7 @@ import { onePageTable, type GpuPages } from '../../backend/webgpu/kernels/pages.
 import { median } from '../harness.js';
 import { FUSED_PROBES, indexerFusedAvailable, indexerScoresFusedGpu } from '../../backend/webgpu/kernels/indexer-fused.js';
 import { randomBuffer } from './fill.js';
+import { topkVariantRows } from './topk-lab.js';
 import { attend, checkAttention, checkIndexer, DI, DR, DV, H, HI, PAGE, R, TOPK, type AttentionVariant } from './core-kernels.js';
 
 export interface LabOptions {
@@ -339,6 +340,10 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
       // top-k over all rows, one attention call with rowSeq, one w_uv matmul over [batch, H, R].
       const all = makeStep(gpu, ctx, batch, 7000 + ctx, true);
       await gpu.finish();
+      // Every top-k variant alone over the batch's scores, one grid over all rows (topk-lab.ts).
+      const topkScores = indexerScoresGpu(gpu, indexerArgs(all, best));
+      Object.assign(row, await topkVariantRows(gpu, topkScores, all.positions, batch, ctx, Math.min(TOPK, ctx), (rec) => gpuTimes(gpu, o.runs, rec)));
+      gpu.release(topkScores);
       const dsaB = await gpuTimes(gpu, o.runs, () => recordStep(gpu, all, wuv, false, best, attention));
       const denseB = await gpuTimes(gpu, o.runs, () => recordStep(gpu, all, wuv, true, best, attention));
       Object.assign(row, {

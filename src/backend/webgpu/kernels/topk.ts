@@ -12,6 +12,7 @@
 import type { GpuDevice } from '../device.js';
 import { ORDER_KEY_WGSL } from './wgsl.js';
 import { TOPK_CHUNK, topkMultiGpu } from './topk-multi.js';
+import { topkGatherFits, topkGatherGpu } from './topk-gather.js';
 
 /** Loads an invocation issues before it uses any (memory-level parallelism for one row per workgroup). */
 const UNROLL = 8;
@@ -163,19 +164,54 @@ function topkWorkgroup(gpu: GpuDevice): number {
 }
 
 /**
- * 'single': one workgroup per row (this file); 'multi': many per row (topk-multi.ts), the default
- * from MULTI_FROM keys on (64K: on the H200 its eleven dispatches cost more than they save below
- * that; at 128K keys a row takes 0.22 ms against 0.40 ms).
+ * 'single': one workgroup per row (this file); 'multi': many per row in eleven kernels
+ * (topk-multi.ts); 'gather': many per row in four kernels, selecting the last 21 bits among the
+ * keys of the threshold's 11-bit bin only (topk-gather.ts). All three give the same output.
  */
-export type TopkVariant = 'single' | 'multi';
+export type TopkVariant = 'single' | 'multi' | 'gather';
+export const TOPK_VARIANTS: readonly TopkVariant[] = ['single', 'multi', 'gather'];
+/** Rows from this many keys on use 'multi' where 'gather' does not fit (64K). */
 export const MULTI_FROM = 16 * TOPK_CHUNK;
+/**
+ * Rows from this many keys on use 'gather' (16K): below, one workgroup per row ('single', one
+ * dispatch) is about as fast as four dispatches that fill the GPU (on the H200 a small dispatch
+ * costs ~10–20 µs, 'single' took 0.044 ms for 16 rows of 4K keys). A first guess, to be set from
+ * the lab's `topk_<variant>_ms` keys (`dsa bench gpu`, core section).
+ */
+export const GATHER_FROM = 16384;
 
-/** Runs top-k: scores f32 [rows, nKeys], positions i32 [rows]; returns i32 [rows, min(k, nKeys)] (same output for both variants). */
+/**
+ * 'gather' keeps a candidate scratch of 8 bytes per key of the call (room for a row whose keys all
+ * share their top 11 bits); by default it is used up to this many keys per call (16M: 128 decode
+ * rows of 128K keys, a 128 MiB scratch), larger calls (long prefill chunks) run 'multi'.
+ */
+export const GATHER_MAX_KEYS = 1 << 24;
+
+/**
+ * The variant topkGpu runs for rows × nKeys on this device when none is asked for: 'gather' for
+ * rows of GATHER_FROM keys or more (up to GATHER_MAX_KEYS keys in all), else 'multi' from
+ * MULTI_FROM keys, else 'single'.
+ */
+export function topkVariantFor(gpu: GpuDevice, rows: number, nKeys: number): TopkVariant {
+  if (nKeys >= GATHER_FROM && rows * nKeys <= GATHER_MAX_KEYS && topkGatherFits(gpu, rows, nKeys)) return 'gather';
+  return nKeys >= MULTI_FROM ? 'multi' : 'single';
+}
+
+/**
+ * Runs top-k: scores f32 [rows, nKeys], positions i32 [rows]; returns i32 [rows, min(k, nKeys)]
+ * (same output for every variant; a variant that cannot take the shape on this device falls back
+ * to 'single').
+ */
 export function topkGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUBuffer, rows: number, nKeys: number, k: number, variant?: TopkVariant): GPUBuffer {
   const width = Math.min(k, nKeys);
   const out = gpu.buffer(rows * width * 4);
   if (rows === 0 || width === 0) return out;
-  if ((variant ?? (nKeys >= MULTI_FROM ? 'multi' : 'single')) === 'multi' && rows <= gpu.limits.maxComputeWorkgroupsPerDimension) {
+  const v = variant ?? topkVariantFor(gpu, rows, nKeys);
+  if (v === 'gather' && topkGatherFits(gpu, rows, nKeys)) {
+    topkGatherGpu(gpu, scores, positions, out, rows, nKeys, k, width);
+    return out;
+  }
+  if (v === 'multi' && rows <= gpu.limits.maxComputeWorkgroupsPerDimension) {
     topkMultiGpu(gpu, scores, positions, out, rows, nKeys, k, width);
     return out;
   }
