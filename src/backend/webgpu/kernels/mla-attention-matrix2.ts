@@ -39,7 +39,7 @@ import { ORDER_KEY_WGSL } from './wgsl.js';
  * The tensor-core attention kernel the WebGPU backend runs where both can: 'matrix'
  * (mla-attention-matrix.ts) or this one. DSA_WEBGPU_ATTENTION=matrix|matrix2 overrides it.
  */
-export const TENSOR_CORE_ATTENTION: 'matrix' | 'matrix2' = 'matrix';
+export const TENSOR_CORE_ATTENTION: 'matrix' | 'matrix2' = 'matrix2';
 
 /** Scores held at once, bytes (rows of a call are processed in groups under this). */
 const SCORE_BUDGET = 256 * 1024 * 1024;
