@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TOPK_VARIANTS, topkGpu, topkVariantFor, type TopkVariant } from '../../src/backend/webgpu/kernels/topk.js';
+import { refineWorkgroup, topkGatherGpu } from '../../src/backend/webgpu/kernels/topk-gather.js';
 import { topkRowsRadix } from '../../src/backend/cpu/kernels/topk-radix.js';
 import { rng, upload, useGpu } from './helpers.js';
 
@@ -121,6 +122,24 @@ test('topk variants: many long rows in one grid (16 × 65536, k 2048), two calls
   await check('long rows again', scores, rows, nKeys, 2048, positions, false);
   const fewer = Int32Array.from({ length: 3 }, (_, t) => 1000 + 30000 * t);
   await check('long rows, three', scores.subarray(0, 3 * nKeys), 3, nKeys, 2048, fewer, false);
+});
+
+test('topk gather: the 256-invocation refine (devices without 1024) equals the CPU twin too', async () => {
+  const r = rng(14);
+  const rows = 5;
+  const nKeys = 30000;
+  // Few levels (ties, many candidates) in rows 0–2, continuous scores in rows 3–4.
+  const scores = Float32Array.from({ length: rows * nKeys }, (_, i) => (i < 3 * nKeys ? Math.floor(r() * 6) * 0.5 : (r() - 0.5) * 10));
+  const positions = Int32Array.of(nKeys - 1, 20000, 4096, nKeys - 1, 17000);
+  const want = topkRowsRadix(scores, rows, nKeys, 2048, positions);
+  // The default tests run refineWorkgroup's choice (1024 on lavapipe); this one the narrow form.
+  assert.equal(refineWorkgroup(gpu()), 1024, 'lavapipe allows 1024 invocations');
+  const s = upload(gpu(), scores);
+  const p = upload(gpu(), positions);
+  const out = gpu().buffer(rows * 2048 * 4);
+  topkGatherGpu(gpu(), s, p, out, rows, nKeys, 2048, 2048, 256);
+  assert.deepEqual(new Int32Array(await gpu().read(out, rows * 2048 * 4)), want);
+  for (const b of [s, p, out]) gpu().release(b);
 });
 
 test('topk: the default variant by shape (single below GATHER_FROM keys, gather for long decode rows, multi for long prefill chunks)', () => {

@@ -205,6 +205,7 @@ export class GpuDevice {
         maxBufferSize: l.maxBufferSize,
         maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
         maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX, // top-k runs 1024 invocations per workgroup where allowed
         maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
       },
     });

@@ -2,15 +2,16 @@
  * The lab's top-k rows (`dsa bench gpu`, core section): every top-k variant alone over the batch's
  * indexer scores [batch, ctx] in one grid (k = min(2048, ctx), rows = batch), each first checked
  * against its CPU twin (topkRowsRadix) on the same scores. Keys: `topk_<variant>_ms` (GPU time
- * of the variant's kernels back to back, median of the runs), `topk_<variant>_exact` (identical
- * to the CPU), `topkVariant` (what topkGpu runs by default for this shape).
+ * of the variant's kernels back to back, median of the runs), `topk_<variant>_kernels_ms` (the sum
+ * of its kernels each timed in a pass of its own), `topk_<variant>_exact` (identical to the CPU),
+ * `topkVariant` (what topkGpu runs by default for this shape).
  */
 import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { TOPK_VARIANTS, topkGpu, topkVariantFor } from '../../backend/webgpu/kernels/topk.js';
 import { topkRowsRadix } from '../../backend/cpu/kernels/topk-radix.js';
 
-/** Times the recording of some GPU work: the pass total in ms (the lab's gpuTimes). */
-export type PassTimer = (record: () => void) => Promise<{ totalMs: number }>;
+/** Times the recording of some GPU work (the lab's gpuTimes): kernels back to back, and each in a pass of its own. */
+export type PassTimer = (record: () => void) => Promise<{ totalMs: number; kernelSumMs: number }>;
 
 export async function topkVariantRows(
   gpu: GpuDevice,
@@ -35,6 +36,7 @@ export async function topkVariantRows(
       gpu.release(topkGpu(gpu, scores, positions, rows, nKeys, k, v));
     });
     row[`topk_${v}_ms`] = Number(t.totalMs.toPrecision(4));
+    row[`topk_${v}_kernels_ms`] = Number(t.kernelSumMs.toPrecision(4));
   }
   return row;
 }

@@ -7,7 +7,7 @@
  *  2. 'gather' [chunks, rows]: every workgroup finds, from the row's histogram, the bin b1 that holds
  *     the k-th largest key (and how many keys of it are to be taken); its chunk's keys above b1 are
  *     counted (per chunk), its keys in b1 appended (key, position) to the row's candidate list.
- *  3. 'refine' [rows]: one workgroup per row selects among the candidates only (few, unless many
+ *  3. 'refine' [rows]: one workgroup per row (1024 invocations where allowed) selects among the candidates only (few, unless many
  *     keys share their top 11 bits; read strided, four loads in flight per invocation, counts
  *     added in runs of equal bins): 11 more bits, then the last 10, give the threshold T exactly
  *     and the number of keys equal to T to take; it counts, per chunk, the candidates above T and
@@ -35,7 +35,8 @@ const TARGET_GROUPS = 256;
 /** At most this many chunks per row: 'refine' counts per chunk in its 2048-word workgroup histogram. */
 const MAX_CHUNKS = BINS / 2;
 
-function common(per: number): string {
+/** Bindings, constants and helpers of every kernel; WG = the kernel's invocations (CHUNK is always 256 · PER). */
+function common(per: number, wg = WG): string {
   return /* wgsl */ `
 struct Params { rows: u32, nKeys: u32, k: u32, width: u32, chunks: u32 }
 @group(0) @binding(0) var<storage, read> scores: array<u32>; // f32 bits
@@ -46,7 +47,7 @@ struct Params { rows: u32, nKeys: u32, k: u32, width: u32, chunks: u32 }
 @group(0) @binding(5) var<storage, read_write> counts: array<u32>; // per row and chunk: above b1, above T in b1, = T
 @group(0) @binding(6) var<storage, read_write> out: array<i32>;
 @group(0) @binding(7) var<uniform> p: Params;
-const WG: u32 = ${WG}u;
+const WG: u32 = ${wg}u;
 const PER: u32 = ${per}u;
 const CHUNK: u32 = ${WG * per}u;
 const BINS: u32 = ${BINS}u;
@@ -57,9 +58,9 @@ fn validOf(row: u32) -> u32 { return u32(clamp(positions[row] + 1, 0, i32(p.nKey
 `;
 }
 
-/** An inclusive scan over the workgroup's invocations (call in uniform control flow). */
-const SCAN = /* wgsl */ `
-var<workgroup> scanBuf: array<vec2u, ${WG}>;
+/** An inclusive scan over the workgroup's wg invocations (call in uniform control flow). */
+const scanWgsl = (wg: number): string => /* wgsl */ `
+var<workgroup> scanBuf: array<vec2u, ${wg}>;
 fn scanWg(lid: u32, v: vec2u) -> vec2u {
   scanBuf[lid] = v;
   workgroupBarrier();
@@ -76,14 +77,15 @@ fn scanWg(lid: u32, v: vec2u) -> vec2u {
 
 /**
  * findBin: the bin of the r-th largest key of a 2048-bin histogram, and how many keys of that bin
- * are to be taken (the CPU's walk from the top bin, in parallel: invocation lid holds the counts of
- * bins 2047 − 8·lid − i, i < 8). r = 0 gives the top bin and 0. Call in uniform control flow.
+ * are to be taken (the CPU's walk from the top bin, in parallel: invocation lid of wg holds the
+ * counts of bins 2047 − PB·lid − i, i < PB = 2048 / wg). r = 0 gives the top bin and 0. Call in
+ * uniform control flow.
  */
-const FIND_BIN = /* wgsl */ `${SCAN}
+const findBinWgsl = (wg: number): string => /* wgsl */ `${scanWgsl(wg)}
 const PB: u32 = BINS / WG;
 var<workgroup> foundBin: u32;
 var<workgroup> foundRem: u32;
-fn findBin(lid: u32, binCounts: array<u32, ${BINS / WG}>, r: u32) -> vec2u {
+fn findBin(lid: u32, binCounts: array<u32, ${BINS / wg}>, r: u32) -> vec2u {
   var c = binCounts;
   var s = 0u;
   for (var i = 0u; i < PB; i++) { s += c[i]; }
@@ -147,7 +149,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
 }
 
 function gatherWgsl(per: number): string {
-  return /* wgsl */ `${common(per)}${FIND_BIN}
+  return /* wgsl */ `${common(per)}${findBinWgsl(WG)}
 var<workgroup> slotW: atomic<u32>;
 var<workgroup> aboveW: atomic<u32>;
 var<workgroup> baseW: u32;
@@ -201,8 +203,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
 `;
 }
 
-function refineWgsl(per: number): string {
-  return /* wgsl */ `${common(per)}${FIND_BIN}
+function refineWgsl(per: number, wg: number): string {
+  return /* wgsl */ `${common(per, wg)}${findBinWgsl(wg)}
 var<workgroup> h: array<atomic<u32>, BINS>;
 const U: u32 = 4u; // candidates an invocation loads before it uses any
 
@@ -251,7 +253,7 @@ fn countCandidates(lid: u32, base: u32, n: u32, step: u32, hi: u32, threshold: u
   workgroupBarrier();
 }
 
-@compute @workgroup_size(${WG})
+@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
   let lid = lid3.x;
   let row = wg.x;
@@ -283,7 +285,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
 }
 
 function writeWgsl(per: number): string {
-  return /* wgsl */ `${common(per)}${SCAN}
+  return /* wgsl */ `${common(per)}${scanWgsl(WG)}
 var<workgroup> baseA: atomic<u32>;
 var<workgroup> baseT: atomic<u32>;
 @compute @workgroup_size(${WG})
@@ -354,8 +356,21 @@ export function topkGatherFits(gpu: GpuDevice, rows: number, nKeys: number): boo
   return rows <= gpu.limits.maxComputeWorkgroupsPerDimension && chunks <= MAX_CHUNKS && rows * nKeys * 8 <= bind && gpu.limits.maxComputeWorkgroupStorageSize >= BINS * 4 + WG * 8 + 16;
 }
 
+/**
+ * Invocations of the 'refine' workgroup: 1024 where the device allows (a row whose keys mostly share
+ * their top 11 bits has that many candidates), else 256.
+ */
+export function refineWorkgroup(gpu: GpuDevice): 256 | 1024 {
+  const l = gpu.limits;
+  const wide = l.maxComputeInvocationsPerWorkgroup >= 1024 && l.maxComputeWorkgroupSizeX >= 1024 && l.maxComputeWorkgroupStorageSize >= BINS * 4 + 1024 * 8 + 16;
+  return wide ? 1024 : 256;
+}
+
 /** Records the four-kernel top-k into `out` (i32 [rows, width]); topkGatherFits must hold. */
-export function topkGatherGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUBuffer, out: GPUBuffer, rows: number, nKeys: number, k: number, width: number): void {
+export function topkGatherGpu(
+  gpu: GpuDevice, scores: GPUBuffer, positions: GPUBuffer, out: GPUBuffer, rows: number, nKeys: number, k: number, width: number,
+  refineWg: 256 | 1024 = refineWorkgroup(gpu),
+): void {
   let per = perFor(rows, nKeys);
   while (Math.ceil(nKeys / (WG * per)) > MAX_CHUNKS) per *= 2;
   const chunks = Math.ceil(nKeys / (WG * per));
@@ -364,7 +379,9 @@ export function topkGatherGpu(gpu: GpuDevice, scores: GPUBuffer, positions: GPUB
   const cand = gpu.scratch('topk-gather.cand', rows * nKeys * 8);
   const counts = gpu.scratch('topk-gather.counts', rows * chunks * 12);
   const params = gpu.uniforms(Uint32Array.of(rows, nKeys, k, width, chunks));
-  const code = gpu.generated(`topk-gather ${per}`, () => ({ hist: histWgsl(per), gather: gatherWgsl(per), refine: refineWgsl(per), write: writeWgsl(per) }));
+  const code = gpu.generated(`topk-gather ${per} ${refineWg}`, () => ({
+    hist: histWgsl(per), gather: gatherWgsl(per), refine: refineWgsl(per, refineWg), write: writeWgsl(per),
+  }));
   // Each kernel binds what it uses (an automatic layout has no slot for the others).
   gpu.dispatch(code.hist, [scores, positions, null, hist, null, null, null, params], [chunks, rows]);
   gpu.dispatch(code.gather, [scores, positions, state, hist, cand, counts, null, params], [chunks, rows]);
