@@ -64,7 +64,7 @@ test('topk variants: 24 rows of 20000 keys, lengths around the chunk sizes (1024
   const positions = Int32Array.from(lengths, (n) => n - 1);
   positions[21] = -5; // a row with no keys by a negative position
   positions[23] = 99999; // a position past the row: every key
-  for (const k of [2048, 1, 3000]) await check('mixed lengths', scores, rows, nKeys, k, positions);
+  for (const k of [2048, 1, 3000, 25000]) await check('mixed lengths', scores, rows, nKeys, k, positions);
 });
 
 test('topk variants: ties around the threshold (few distinct values, ±0, long runs of equal keys)', async () => {
@@ -122,6 +122,8 @@ test('topk variants: many long rows in one grid (16 × 65536, k 2048), two calls
   await check('long rows again', scores, rows, nKeys, 2048, positions, false);
   const fewer = Int32Array.from({ length: 3 }, (_, t) => 1000 + 30000 * t);
   await check('long rows, three', scores.subarray(0, 3 * nKeys), 3, nKeys, 2048, fewer, false);
+  // Chunks of 4096 keys (16 rows), 1024 (3 rows) and here 2048 (8 rows: 256 workgroups).
+  await check('long rows, eight', scores.subarray(0, 8 * nKeys), 8, nKeys, 2048, positions.subarray(8), false);
 });
 
 test('topk gather: the 256-invocation refine (devices without 1024) equals the CPU twin too', async () => {

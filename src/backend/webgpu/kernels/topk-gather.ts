@@ -21,7 +21,7 @@
  * construction: a position is clamped into its row, a candidate slot is below the row's bin count.
  */
 import type { GpuDevice } from '../device.js';
-import { ORDER_KEY_WGSL } from './wgsl.js';
+import { ORDER_KEY_WGSL, runCountWgsl } from './wgsl.js';
 
 const WG = 256;
 /** Bins of the first (11-bit) digit; the second digit has 11 bits too, the last 10. */
@@ -52,7 +52,7 @@ const PER: u32 = ${per}u;
 const CHUNK: u32 = ${WG * per}u;
 const BINS: u32 = ${BINS}u;
 const STATE: u32 = ${STATE}u;
-${ORDER_KEY_WGSL}
+${ORDER_KEY_WGSL}${runCountWgsl(BINS)}
 /** Row t's keys in range: 0..min(positions[t], nKeys − 1). */
 fn validOf(row: u32) -> u32 { return u32(clamp(positions[row] + 1, 0, i32(p.nKeys))); }
 `;
@@ -124,21 +124,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let last = row * p.nKeys + max(end, start + 1u) - 1u; // reads stay inside the row
   var keys: array<u32, PER>;
   for (var j = 0u; j < PER; j++) { keys[j] = scores[min(row * p.nKeys + start + lid + j * WG, last)]; }
-  // Counts are added in runs of equal bins (similar scores share their top bits): one atomic per run.
-  var runBin = 0u;
-  var runLen = 0u;
+  var run = Run${BINS}();
   for (var j = 0u; j < PER; j++) {
-    if (start + lid + j * WG < end) {
-      let bin = orderKey(keys[j]) >> 21u;
-      if (bin != runBin && runLen > 0u) {
-        atomicAdd(&local[runBin], runLen);
-        runLen = 0u;
-      }
-      runBin = bin;
-      runLen++;
-    }
+    if (start + lid + j * WG < end) { runAdd${BINS}(&local, &run, orderKey(keys[j]) >> 21u); }
   }
-  if (runLen > 0u) { atomicAdd(&local[runBin], runLen); }
+  runEnd${BINS}(&local, &run);
   workgroupBarrier();
   for (var i = lid; i < BINS; i += WG) {
     let c = atomicLoad(&local[i]);
@@ -233,23 +223,14 @@ fn countCandidates(lid: u32, base: u32, n: u32, step: u32, hi: u32, threshold: u
   for (var i = lid; i < BINS; i += WG) { atomicStore(&h[i], 0u); }
   workgroupBarrier();
   let last = base + max(n, 1u) - 1u; // slot 0 of the row exists (nKeys ≥ 1)
-  // Counts are added in runs of equal bins (ties, and candidates of one chunk, come in runs).
-  var runBin = BINS;
-  var runLen = 0u;
+  // In runs (ties, and the candidates of one chunk, come in runs).
+  var run = Run${BINS}();
   for (var i0 = lid; i0 < n; i0 += WG * U) {
     var cs: array<vec2u, U>;
     for (var j = 0u; j < U; j++) { cs[j] = cand[min(base + i0 + j * WG, last)]; }
-    for (var j = 0u; j < U; j++) {
-      let bin = select(BINS, binOf(step, cs[j], hi, threshold), i0 + j * WG < n);
-      if (bin != runBin && runLen > 0u) {
-        atomicAdd(&h[runBin], runLen);
-        runLen = 0u;
-      }
-      runBin = bin;
-      runLen += select(0u, 1u, bin < BINS);
-    }
+    for (var j = 0u; j < U; j++) { runAdd${BINS}(&h, &run, select(BINS, binOf(step, cs[j], hi, threshold), i0 + j * WG < n)); }
   }
-  if (runLen > 0u) { atomicAdd(&h[runBin], runLen); }
+  runEnd${BINS}(&h, &run);
   workgroupBarrier();
 }
 

@@ -12,7 +12,7 @@
  *     places (runs of positions per invocation, one scan per workgroup), chunk 0 the −1 padding.
  */
 import type { GpuDevice } from '../device.js';
-import { ORDER_KEY_WGSL } from './wgsl.js';
+import { ORDER_KEY_WGSL, runCountWgsl } from './wgsl.js';
 
 /** Keys per workgroup of the hist, count and write kernels. */
 export const TOPK_CHUNK = 4096;
@@ -45,7 +45,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 }
 `;
 
-const HIST_WGSL = /* wgsl */ `${COMMON}
+const HIST_WGSL = /* wgsl */ `${COMMON}${runCountWgsl(256)}
 var<workgroup> local: array<atomic<u32>, 256>;
 var<workgroup> validW: u32;
 var<workgroup> prefixW: u32;
@@ -65,25 +65,16 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
   let shift = 24u - 8u * p.digit;
   let hiMask = ~(0xffffffffu >> (8u * p.digit));
   let base = row * p.nKeys;
-  var runBin = 0u;
-  var runLen = 0u;
+  var run = Run256();
   for (var s0 = start + lid; s0 < end; s0 += 256u * 8u) {
     var keys: array<u32, 8>;
     for (var j = 0u; j < 8u; j++) { keys[j] = scores[base + min(s0 + 256u * j, end - 1u)]; }
     for (var j = 0u; j < 8u; j++) {
       let key = orderKey(keys[j]);
-      if (s0 + 256u * j < end && (key & hiMask) == pre) {
-        let bin = (key >> shift) & 0xffu;
-        if (bin != runBin && runLen > 0u) {
-          atomicAdd(&local[runBin], runLen);
-          runLen = 0u;
-        }
-        runBin = bin;
-        runLen++;
-      }
+      if (s0 + 256u * j < end && (key & hiMask) == pre) { runAdd256(&local, &run, (key >> shift) & 0xffu); }
     }
   }
-  if (runLen > 0u) { atomicAdd(&local[runBin], runLen); }
+  runEnd256(&local, &run);
   workgroupBarrier();
   let c = atomicLoad(&local[lid]);
   if (c > 0u) { atomicAdd(&hist[256u * row + lid], c); }

@@ -10,7 +10,7 @@
  * the CPU's, ties included. Inputs are assumed NaN-free.
  */
 import type { GpuDevice } from '../device.js';
-import { ORDER_KEY_WGSL } from './wgsl.js';
+import { ORDER_KEY_WGSL, runCountWgsl } from './wgsl.js';
 import { TOPK_CHUNK, topkMultiGpu } from './topk-multi.js';
 import { topkGatherFits, topkGatherGpu } from './topk-gather.js';
 
@@ -36,7 +36,7 @@ var<workgroup> prefix: u32;
 var<workgroup> remaining: u32;
 var<workgroup> validW: u32;
 
-${ORDER_KEY_WGSL}
+${ORDER_KEY_WGSL}${runCountWgsl(256)}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
   let lid = lid3.x;
@@ -62,27 +62,16 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
     if (lid < 256u) { atomicStore(&hist[lid], 0u); }
     workgroupBarrier();
     let pre = prefix;
-    // Counts are added in runs: an invocation's keys often share a digit (the high digits of
-    // similar scores), and one atomic per run avoids serializing the workgroup on one bin.
-    var runBin = 0u;
-    var runLen = 0u;
+    var run = Run256();
     for (var base = lid; base < valid; base += WG * U) {
       var keys: array<u32, ${UNROLL}>;
       for (var j = 0u; j < U; j++) { keys[j] = scores[min(row + base + j * WG, last)]; }
       for (var j = 0u; j < U; j++) {
         let key = orderKey(keys[j]);
-        if (base + j * WG < valid && (key & hiMask) == pre) {
-          let bin = (key >> shift) & 0xffu;
-          if (bin != runBin && runLen > 0u) {
-            atomicAdd(&hist[runBin], runLen);
-            runLen = 0u;
-          }
-          runBin = bin;
-          runLen++;
-        }
+        if (base + j * WG < valid && (key & hiMask) == pre) { runAdd256(&hist, &run, (key >> shift) & 0xffu); }
       }
     }
-    if (runLen > 0u) { atomicAdd(&hist[runBin], runLen); }
+    runEnd256(&hist, &run);
     workgroupBarrier();
     if (lid == 0u) {
       var r = remaining;

@@ -54,3 +54,25 @@ fn orderKey(raw: u32) -> u32 {
   return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
 }
 `;
+
+/**
+ * Histogram counts added in runs (the top-k kernels): an invocation's keys often share a bin (the
+ * high digits of similar scores, or equal keys), and one atomic per run of equal bins keeps the
+ * workgroup from serializing on one bin. `var run = Run()` per invocation; runAdd(&h, &run, bin)
+ * per key (a bin ≥ bins counts nothing), runEnd(&h, &run) once after the last key. Generated for
+ * a workgroup histogram of `bins` atomics (names suffixed by bins, so two sizes can share a module).
+ */
+export function runCountWgsl(bins: number): string {
+  return /* wgsl */ `
+struct Run${bins} { bin: u32, len: u32 }
+fn runEnd${bins}(h: ptr<workgroup, array<atomic<u32>, ${bins}>>, run: ptr<function, Run${bins}>) {
+  if ((*run).len > 0u) { atomicAdd(&(*h)[(*run).bin], (*run).len); }
+  (*run).len = 0u;
+}
+fn runAdd${bins}(h: ptr<workgroup, array<atomic<u32>, ${bins}>>, run: ptr<function, Run${bins}>, bin: u32) {
+  if (bin != (*run).bin) { runEnd${bins}(h, run); }
+  (*run).bin = bin;
+  (*run).len += select(0u, 1u, bin < ${bins}u);
+}
+`;
+}
