@@ -200,7 +200,7 @@ fn main(@builtin(global_invocation_id) id: vec3u) {
   }
 });
 
-test('indexer (fused, scalar products): runs of several key tiles per workgroup (the next tile read while one is multiplied), 4 or 8 subgroups, equal the CPU twin', async (t) => {
+test('indexer (fused, scalar products): runs of several key tiles per workgroup (the next tile read while one is multiplied), 4 or 8 subgroups, heads reduced through shared memory or by shuffles, equal the CPU twin', async (t) => {
   const g = gpu();
   const heads = 64;
   const dim = 64;
@@ -220,17 +220,18 @@ test('indexer (fused, scalar products): runs of several key tiles per workgroup 
   const w = Float32Array.from({ length: rows * heads }, () => r() - 0.3);
   const kScale = Float32Array.from({ length: nPages * pageSize }, () => 0.01 + r());
   const want = indexerScores(q8, rows, heads, dim, w, kCache, kScale, { table, pageSize }, nKeys, positions);
-  for (const subgroups of [4, 8] as const) {
+  for (const [subgroups, shuffle] of [[4, false], [4, true], [8, false], [8, true]] as const) {
     if (!indexerFusedAvailable(g, heads, dim, { scalar: true, subgroups })) continue; // 8 needs D ≥ 128: more shared memory than lavapipe has
+    if (shuffle && !g.features.has('subgroups')) continue;
     const out = g.buffer(rows * nKeys * 4);
     indexerScoresFusedGpu(g, {
       q8: upload(g, q8), w: upload(g, w), kCache: upload(g, kCache), kScale: upload(g, kScale), table: upload(g, table), tableLength: nPages, pageSize,
       positions: upload(g, positions), rows, heads, dim, nKeys,
-    }, out, { scalar: true, tilesPerGroup: 3, subgroups });
+    }, out, { scalar: true, tilesPerGroup: 3, subgroups, shuffle });
     const got = await readF32(g, out, rows * nKeys);
     for (let i = 0; i < want.length; i++) {
-      if (want[i] === -Infinity) assert.equal(got[i], -Infinity, `${subgroups} subgroups: ${i} must be masked`);
-      else assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * Math.max(1, Math.abs(want[i]!)) + 1e-3, `${subgroups} subgroups: ${i}: ${got[i]} vs ${want[i]}`);
+      if (want[i] === -Infinity) assert.equal(got[i], -Infinity, `${subgroups} subgroups, shuffle ${shuffle}: ${i} must be masked`);
+      else assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * Math.max(1, Math.abs(want[i]!)) + 1e-3, `${subgroups} subgroups, shuffle ${shuffle}: ${i}: ${got[i]} vs ${want[i]}`);
     }
   }
 });

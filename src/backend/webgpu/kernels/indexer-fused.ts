@@ -56,6 +56,8 @@ export interface FusedOptions {
    * saved is that stage's share.
    */
   probe?: FusedProbe;
+  /** The head reduction by subgroup shuffles (default where the device has subgroups of 4 or more) or through shared memory (false). */
+  shuffle?: boolean;
 }
 
 export const FUSED_PROBES = ['no-load', 'no-decode', 'no-mma', 'no-reduce'] as const;
@@ -142,9 +144,48 @@ function fusedWgsl(H: number, D: number, pageSize: number, o: FusedOptions): str
     }
     decode.push(`    {\n      let o = (${part}) * ${16 * LDK}u + ${key};\n      ${lines.join('\n      ')}\n    }`);
   }
+  const hShare = (H * KT) / THREADS; // heads per invocation in the reduction
+  // The head reduction, two forms. partReduce: THREADS / KT invocations per key (consecutive
+  // invocations take consecutive keys: conflict-free reads), partial sums through shared memory and
+  // one more barrier. shuffleReduce (tensor-core form, subgroups of 32): each subgroup takes KT / SG
+  // keys with 32·SG / KT lanes per key (heads interleaved between them), summed by shuffles: no
+  // barrier, no partial sums in shared memory.
+  const partReduce = `    let key = li % ${KT}u;
+    let share = li / ${KT}u;
+    var score = 0.0;
+    for (var h = share * ${hShare}u; h < ${o.probe === 'no-reduce' ? `share * ${hShare}u + 1u` : `(share + 1u) * ${hShare}u`}; h++) {
+      let d = sS[h * ${LDS}u + key];
+      if (d > 0.0) { score += wS[h] * d; }
+    }
+    part[li] = score;
+    workgroupBarrier();
+    let s = tile0 + li;
+    if (li < ${KT}u && s < spanEnd) {
+      var bits = 0xff800000u;
+      if (s < valid) { bits = bitcast<u32>(kScale[slotOf(tableRow, s)] * (${Array.from({ length: THREADS / KT }, (_, m) => `part[li + ${m * KT}u]`).join(' + ')})); }
+      out[t * p.nKeys + s] = bits;
+    }`;
+  const lanesPerKey = (32 * SG) / KT;
+  const shuffleReduce = `    let lane = li % 32u;
+    let key = (li / 32u) * ${KT / SG}u + lane / ${lanesPerKey}u;
+    let share = lane % ${lanesPerKey}u;
+    var score = 0.0;
+    for (var j = 0u; j < ${o.probe === 'no-reduce' ? 1 : H / lanesPerKey}u; j++) {
+      let h = j * ${lanesPerKey}u + share;
+      let d = sS[h * ${LDS}u + key];
+      if (d > 0.0) { score += wS[h] * d; }
+    }
+${Array.from({ length: Math.log2(lanesPerKey) }, (_, b) => `    score += subgroupShuffleXor(score, ${1 << b}u);`).join('\n')}
+    let s = tile0 + key;
+    if (share == 0u && s < spanEnd) {
+      var bits = 0xff800000u;
+      if (s < valid) { bits = bitcast<u32>(kScale[slotOf(tableRow, s)] * score); }
+      out[t * p.nKeys + s] = bits;
+    }`;
   return /* wgsl */ `
 enable f16;
 ${o.scalar ? '' : 'enable chromium_experimental_subgroup_matrix;'}
+${o.shuffle ? 'enable subgroups;' : ''}
 struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32, seqs: u32 }
 // The page size is a constant of the kernel: slot arithmetic by shifts when it is a power of two.
 const PAGE: u32 = ${pageSize}u;
@@ -202,22 +243,7 @@ ${words.map((v) => `      r${v} = ${o.probe === 'no-load' ? 'r' + v + ' + vec4u(
     ${o.scalar || o.probe === 'no-mma' ? '' : mma.join('\n    ')}
     }
     workgroupBarrier();
-    // THREADS / KT invocations per key, a share of the heads each.
-    let key = li % ${KT}u;
-    let share = li / ${KT}u;
-    var score = 0.0;
-    for (var h = share * ${(H * KT) / THREADS}u; h < ${o.probe === 'no-reduce' ? `share * ${(H * KT) / THREADS}u + 1u` : `(share + 1u) * ${(H * KT) / THREADS}u`}; h++) {
-      let d = sS[h * ${LDS}u + key];
-      if (d > 0.0) { score += wS[h] * d; }
-    }
-    part[li] = score;
-    workgroupBarrier();
-    let s = tile0 + li;
-    if (li < ${KT}u && s < spanEnd) {
-      var bits = 0xff800000u;
-      if (s < valid) { bits = bitcast<u32>(kScale[slotOf(tableRow, s)] * (${Array.from({ length: THREADS / KT }, (_, m) => `part[li + ${m * KT}u]`).join(' + ')})); }
-      out[t * p.nKeys + s] = bits;
-    }
+${o.shuffle ? shuffleReduce : partReduce}
   }
 }
 `;
@@ -245,7 +271,9 @@ export function indexerScoresFusedGpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GP
   const perGroup = o.tilesPerGroup ?? Math.max(1, Math.min(8, Math.floor((tiles * a.rows) / 2048)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const qh = decodeRows(gpu, 'indexer.q', a.q8, null, a.rows * a.heads, a.rows * a.heads, a.dim, 0);
-  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} page ${a.pageSize} ${JSON.stringify(o)}`, () => fusedWgsl(a.heads, a.dim, a.pageSize, o));
+  const shuffle = o.shuffle ?? (gpu.features.has('subgroups') && (gpu.subgroupSize ?? 0) >= 4);
+  const form: FusedOptions = { ...o, shuffle };
+  const code = gpu.generated(`indexer-fused ${a.heads}x${a.dim} page ${a.pageSize} ${JSON.stringify(form)}`, () => fusedWgsl(a.heads, a.dim, a.pageSize, form));
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0, multi ? multi.seqs : 1));
   gpu.dispatch(code, [qh, a.w, a.kCache, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
 }

@@ -52,6 +52,8 @@ export const STAGED_CONFIGS: Record<string, StagedConfig> = {
   'f16-w128x256-sg8-pf': { input: 'f16', sgr: 2, sgc: 4, rm: 4, rn: 4, ks: 32, prefetch: true },
   'i8-w256x128-sg8-pf': { input: 'i8', sgr: 4, sgc: 2, rm: 4, rn: 4, ks: 64, prefetch: true },
   'i8-w256x128-sg8-k32-pf': { input: 'i8', sgr: 4, sgc: 2, rm: 4, rn: 4, ks: 32, prefetch: true },
+  'f16-w128x128-sg8-k64-pf': { input: 'f16', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 64, prefetch: true },
+  'i8-w128x128-sg4-k128-pf': { input: 'i8', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 128, prefetch: true },
   'f16-w128x128-sg4-db': { input: 'f16', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 32, double: true },
   'f16-w128x128-sg8-db': { input: 'f16', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 32, double: true },
   'f16-w128x256-sg8-db': { input: 'f16', sgr: 2, sgc: 4, rm: 4, rn: 4, ks: 32, double: true },
