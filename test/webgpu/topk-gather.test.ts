@@ -126,7 +126,7 @@ test('topk variants: many long rows in one grid (16 × 65536, k 2048), two calls
   await check('long rows, eight', scores.subarray(0, 8 * nKeys), 8, nKeys, 2048, positions.subarray(8), false);
 });
 
-test('topk gather: the 256-invocation refine (devices without 1024) equals the CPU twin too', async () => {
+test('topk gather: both scan forms (subgroups, workgroup memory) and both refine widths equal the CPU twin', async () => {
   const r = rng(14);
   const rows = 5;
   const nKeys = 30000;
@@ -134,14 +134,20 @@ test('topk gather: the 256-invocation refine (devices without 1024) equals the C
   const scores = Float32Array.from({ length: rows * nKeys }, (_, i) => (i < 3 * nKeys ? Math.floor(r() * 6) * 0.5 : (r() - 0.5) * 10));
   const positions = Int32Array.of(nKeys - 1, 20000, 4096, nKeys - 1, 17000);
   const want = topkRowsRadix(scores, rows, nKeys, 2048, positions);
-  // The default tests run refineWorkgroup's choice (1024 on lavapipe); this one the narrow form.
-  assert.equal(refineWorkgroup(gpu()), 1024, 'lavapipe allows 1024 invocations');
+  // lavapipe has subgroups (of 8) and allows 1024 invocations: all four forms run there.
+  assert.equal(refineWorkgroup(gpu()), 1024);
+  assert.ok(gpu().features.has('subgroups'));
   const s = upload(gpu(), scores);
   const p = upload(gpu(), positions);
-  const out = gpu().buffer(rows * 2048 * 4);
-  topkGatherGpu(gpu(), s, p, out, rows, nKeys, 2048, 2048, 256);
-  assert.deepEqual(new Int32Array(await gpu().read(out, rows * 2048 * 4)), want);
-  for (const b of [s, p, out]) gpu().release(b);
+  for (const refineWg of [256, 1024] as const) {
+    for (const subgroups of [false, true]) {
+      const out = gpu().buffer(rows * 2048 * 4);
+      topkGatherGpu(gpu(), s, p, out, rows, nKeys, 2048, 2048, refineWg, subgroups);
+      assert.deepEqual(new Int32Array(await gpu().read(out, rows * 2048 * 4)), want, `refine ${refineWg}, subgroups ${subgroups}`);
+      gpu().release(out);
+    }
+  }
+  for (const b of [s, p]) gpu().release(b);
 });
 
 test('topk: the default variant by shape (single below GATHER_FROM keys, gather for long decode rows, multi for long prefill chunks)', () => {

@@ -16,7 +16,8 @@
  *     keys > T and its share of the first ties in position order (contiguous runs per invocation,
  *     one workgroup scan), chunk 0 the −1 padding.
  * Against 'multi' (eleven kernels, seven reads of the scores) this reads the scores three times in
- * four kernels. The scratch histogram and candidate counters are zero between calls (new buffers
+ * four kernels. The workgroup scans use subgroup operations where the device has them (any
+ * subgroup size; scanWgsl), else workgroup memory. The scratch histogram and candidate counters are zero between calls (new buffers
  * are zero; 'refine' clears what 'hist' and 'gather' used). Every access is in bounds by
  * construction: a position is clamped into its row, a candidate slot is below the row's bin count.
  */
@@ -36,8 +37,8 @@ const TARGET_GROUPS = 256;
 const MAX_CHUNKS = BINS / 2;
 
 /** Bindings, constants and helpers of every kernel; WG = the kernel's invocations (CHUNK is always 256 · PER). */
-function common(per: number, wg = WG): string {
-  return /* wgsl */ `
+function common(per: number, wg = WG, sub = false): string {
+  return /* wgsl */ `${sub ? 'enable subgroups;' : ''}
 struct Params { rows: u32, nKeys: u32, k: u32, width: u32, chunks: u32 }
 @group(0) @binding(0) var<storage, read> scores: array<u32>; // f32 bits
 @group(0) @binding(1) var<storage, read> positions: array<i32>;
@@ -58,9 +59,50 @@ fn validOf(row: u32) -> u32 { return u32(clamp(positions[row] + 1, 0, i32(p.nKey
 `;
 }
 
-/** An inclusive scan over the workgroup's wg invocations (call in uniform control flow). */
-const scanWgsl = (wg: number): string => /* wgsl */ `
+/**
+ * rankOf(local_invocation_index): the index a kernel distributes its work by (`lid`); scanWg(lid, v):
+ * the inclusive scan of v over the workgroup's wg invocations in lid order (call both in uniform
+ * control flow). Without subgroups lid is the invocation's index and the scan runs in workgroup
+ * memory (log2 wg steps of two barriers). With subgroups (any size) lid is a rank consecutive within
+ * each subgroup in lane order (WGSL says nothing of how lanes map onto invocation indices), and the
+ * scan is a subgroup scan plus the totals of the subgroups of lower ranks (three barriers).
+ */
+const scanWgsl = (wg: number, sub: boolean): string => (sub ? /* wgsl */ `
+var<workgroup> sgNext: atomic<u32>;
+var<workgroup> sgCount: atomic<u32>;
+var<workgroup> sgFirst: array<u32, ${wg}>; // per subgroup (at most one per invocation): its first rank
+var<workgroup> sgSum: array<vec2u, ${wg}>; // and the sum of its values
+fn rankOf(local: u32) -> u32 {
+  if (local == 0u) { atomicStore(&sgNext, 0u); }
+  workgroupBarrier();
+  let n = subgroupAdd(1u);
+  var first = 0u;
+  if (subgroupElect()) { first = atomicAdd(&sgNext, n); }
+  return subgroupBroadcastFirst(first) + subgroupExclusiveAdd(1u);
+}
+fn scanWg(lid: u32, v: vec2u) -> vec2u {
+  workgroupBarrier(); // the last scan's reads are done
+  if (lid == 0u) { atomicStore(&sgCount, 0u); }
+  workgroupBarrier();
+  let first = lid - subgroupExclusiveAdd(1u);
+  let incl = subgroupInclusiveAdd(v);
+  let total = subgroupAdd(v);
+  if (subgroupElect()) {
+    let j = atomicAdd(&sgCount, 1u);
+    sgFirst[j] = first;
+    sgSum[j] = total;
+  }
+  workgroupBarrier();
+  let m = atomicLoad(&sgCount);
+  var before = vec2u(0u);
+  for (var j = 0u; j < m; j++) {
+    if (sgFirst[j] < first) { before += sgSum[j]; }
+  }
+  return before + incl;
+}
+` : /* wgsl */ `
 var<workgroup> scanBuf: array<vec2u, ${wg}>;
+fn rankOf(local: u32) -> u32 { return local; }
 fn scanWg(lid: u32, v: vec2u) -> vec2u {
   scanBuf[lid] = v;
   workgroupBarrier();
@@ -73,7 +115,7 @@ fn scanWg(lid: u32, v: vec2u) -> vec2u {
   }
   return scanBuf[lid];
 }
-`;
+`);
 
 /**
  * findBin: the bin of the r-th largest key of a 2048-bin histogram, and how many keys of that bin
@@ -81,7 +123,7 @@ fn scanWg(lid: u32, v: vec2u) -> vec2u {
  * counts of bins 2047 − PB·lid − i, i < PB = 2048 / wg). r = 0 gives the top bin and 0. Call in
  * uniform control flow.
  */
-const findBinWgsl = (wg: number): string => /* wgsl */ `${scanWgsl(wg)}
+const findBinWgsl = (wg: number, sub: boolean): string => /* wgsl */ `${scanWgsl(wg, sub)}
 const PB: u32 = BINS / WG;
 var<workgroup> foundBin: u32;
 var<workgroup> foundRem: u32;
@@ -138,14 +180,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
 `;
 }
 
-function gatherWgsl(per: number): string {
-  return /* wgsl */ `${common(per)}${findBinWgsl(WG)}
+function gatherWgsl(per: number, sub: boolean): string {
+  return /* wgsl */ `${common(per, WG, sub)}${findBinWgsl(WG, sub)}
 var<workgroup> slotW: atomic<u32>;
 var<workgroup> aboveW: atomic<u32>;
 var<workgroup> baseW: u32;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
-  let lid = lid3.x;
+  let lid = rankOf(lid3.x); // the invocation's rank (scanWgsl)
   let row = wg.y;
   let valid = validOf(row);
   var c: array<u32, PB>;
@@ -193,8 +235,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
 `;
 }
 
-function refineWgsl(per: number, wg: number): string {
-  return /* wgsl */ `${common(per, wg)}${findBinWgsl(wg)}
+function refineWgsl(per: number, wg: number, sub: boolean): string {
+  return /* wgsl */ `${common(per, wg, sub)}${findBinWgsl(wg, sub)}
 var<workgroup> h: array<atomic<u32>, BINS>;
 const U: u32 = 4u; // candidates an invocation loads before it uses any
 
@@ -236,7 +278,7 @@ fn countCandidates(lid: u32, base: u32, n: u32, step: u32, hi: u32, threshold: u
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
-  let lid = lid3.x;
+  let lid = rankOf(lid3.x); // the invocation's rank (scanWgsl)
   let row = wg.x;
   let b1 = atomicLoad(&state[STATE * row]);
   let r1 = atomicLoad(&state[STATE * row + 1u]);
@@ -265,13 +307,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: ve
 `;
 }
 
-function writeWgsl(per: number): string {
-  return /* wgsl */ `${common(per)}${scanWgsl(WG)}
+function writeWgsl(per: number, sub: boolean): string {
+  return /* wgsl */ `${common(per, WG, sub)}${scanWgsl(WG, sub)}
 var<workgroup> baseA: atomic<u32>;
 var<workgroup> baseT: atomic<u32>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
-  let lid = lid3.x;
+  let lid = rankOf(lid3.x); // the invocation's rank (scanWgsl)
   let row = wg.y;
   let valid = validOf(row);
   let threshold = atomicLoad(&state[STATE * row + 2u]);
@@ -334,8 +376,11 @@ function perFor(rows: number, nKeys: number): number {
 export function topkGatherFits(gpu: GpuDevice, rows: number, nKeys: number): boolean {
   const chunks = Math.ceil(nKeys / (WG * PER_CHOICES[0]));
   const bind = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
-  return rows <= gpu.limits.maxComputeWorkgroupsPerDimension && chunks <= MAX_CHUNKS && rows * nKeys * 8 <= bind && gpu.limits.maxComputeWorkgroupStorageSize >= BINS * 4 + WG * 8 + 16;
+  return rows <= gpu.limits.maxComputeWorkgroupsPerDimension && chunks <= MAX_CHUNKS && rows * nKeys * 8 <= bind && gpu.limits.maxComputeWorkgroupStorageSize >= sharedBytes(WG);
 }
+
+/** Workgroup memory of the largest kernel at wg invocations: a histogram and the scan's arrays (either form). */
+const sharedBytes = (wg: number): number => BINS * 4 + wg * 12 + 64;
 
 /**
  * Invocations of the 'refine' workgroup: 1024 where the device allows (a row whose keys mostly share
@@ -343,7 +388,7 @@ export function topkGatherFits(gpu: GpuDevice, rows: number, nKeys: number): boo
  */
 export function refineWorkgroup(gpu: GpuDevice): 256 | 1024 {
   const l = gpu.limits;
-  const wide = l.maxComputeInvocationsPerWorkgroup >= 1024 && l.maxComputeWorkgroupSizeX >= 1024 && l.maxComputeWorkgroupStorageSize >= BINS * 4 + 1024 * 8 + 16;
+  const wide = l.maxComputeInvocationsPerWorkgroup >= 1024 && l.maxComputeWorkgroupSizeX >= 1024 && l.maxComputeWorkgroupStorageSize >= sharedBytes(1024);
   return wide ? 1024 : 256;
 }
 
@@ -351,6 +396,7 @@ export function refineWorkgroup(gpu: GpuDevice): 256 | 1024 {
 export function topkGatherGpu(
   gpu: GpuDevice, scores: GPUBuffer, positions: GPUBuffer, out: GPUBuffer, rows: number, nKeys: number, k: number, width: number,
   refineWg: 256 | 1024 = refineWorkgroup(gpu),
+  subgroups = gpu.features.has('subgroups'),
 ): void {
   let per = perFor(rows, nKeys);
   while (Math.ceil(nKeys / (WG * per)) > MAX_CHUNKS) per *= 2;
@@ -360,8 +406,8 @@ export function topkGatherGpu(
   const cand = gpu.scratch('topk-gather.cand', rows * nKeys * 8);
   const counts = gpu.scratch('topk-gather.counts', rows * chunks * 12);
   const params = gpu.uniforms(Uint32Array.of(rows, nKeys, k, width, chunks));
-  const code = gpu.generated(`topk-gather ${per} ${refineWg}`, () => ({
-    hist: histWgsl(per), gather: gatherWgsl(per), refine: refineWgsl(per, refineWg), write: writeWgsl(per),
+  const code = gpu.generated(`topk-gather ${per} ${refineWg} ${subgroups}`, () => ({
+    hist: histWgsl(per), gather: gatherWgsl(per, subgroups), refine: refineWgsl(per, refineWg, subgroups), write: writeWgsl(per, subgroups),
   }));
   // Each kernel binds what it uses (an automatic layout has no slot for the others).
   gpu.dispatch(code.hist, [scores, positions, null, hist, null, null, null, params], [chunks, rows]);
