@@ -237,21 +237,7 @@ export class WasmRuntime {
     slots: Int32Array,
     positions: Int32Array,
   ): Float32Array | null {
-    const nKeys = slots.length;
-    return this.op((a) => {
-      const q = new Float32Array(q8.length);
-      for (let i = 0; i < q8.length; i++) q[i] = E4M3_TABLE[q8[i]!]!;
-      const qPtr = a.copy(q);
-      const wPtr = a.copy(w);
-      const slotsPtr = a.copy(slots);
-      const posPtr = a.copy(positions);
-      const out = a.alloc(rows * nKeys * 4);
-      const parts = this.parts(nKeys, 32, rows * heads * dim * nKeys);
-      const bytes = this.ex.indexer_scratch_bytes(dim);
-      const scratch = parts.map(() => a.alloc(bytes));
-      this.run('indexer_scores', parts, (i, b, e) => [qPtr, wPtr, kCachePtr, kScalePtr, slotsPtr, posPtr, out, rows, heads, dim, nKeys, scratch[i]!, b, e]);
-      return this.view(Float32Array, out, rows * nKeys).slice();
-    });
+    return this.indexerCall(q8, rows, heads, dim, w, kCachePtr, kScalePtr, slots, null, slots.length, positions);
   }
 
   /**
@@ -272,20 +258,32 @@ export class WasmRuntime {
     nKeys: number,
     positions: Int32Array,
   ): Float32Array | null {
+    return this.indexerCall(q8, rows, heads, dim, w, kCachePtr, kScalePtr, slots, groupStart, nKeys, positions);
+  }
+
+  /** The two indexer kernels' shared call: one sequence (groupStart null) or several. */
+  private indexerCall(
+    q8: Uint8Array, rows: number, heads: number, dim: number, w: Float32Array, kCachePtr: number, kScalePtr: number,
+    slots: Int32Array, groupStart: Int32Array | null, nKeys: number, positions: Int32Array,
+  ): Float32Array | null {
     return this.op((a) => {
       const q = new Float32Array(q8.length);
       for (let i = 0; i < q8.length; i++) q[i] = E4M3_TABLE[q8[i]!]!;
       const qPtr = a.copy(q);
       const wPtr = a.copy(w);
       const slotsPtr = a.copy(slots);
-      const groupPtr = a.copy(groupStart);
       const posPtr = a.copy(positions);
       const out = a.alloc(rows * nKeys * 4);
       const parts = this.parts(nKeys, 32, rows * heads * dim * nKeys);
       const bytes = this.ex.indexer_scratch_bytes(dim);
       const scratch = parts.map(() => a.alloc(bytes));
-      const G = groupStart.length - 1;
-      this.run('indexer_scores_multi', parts, (i, b, e) => [qPtr, wPtr, kCachePtr, kScalePtr, slotsPtr, groupPtr, G, posPtr, out, rows, heads, dim, nKeys, scratch[i]!, b, e]);
+      if (groupStart) {
+        const groupPtr = a.copy(groupStart);
+        const G = groupStart.length - 1;
+        this.run('indexer_scores_multi', parts, (i, b, e) => [qPtr, wPtr, kCachePtr, kScalePtr, slotsPtr, groupPtr, G, posPtr, out, rows, heads, dim, nKeys, scratch[i]!, b, e]);
+      } else {
+        this.run('indexer_scores', parts, (i, b, e) => [qPtr, wPtr, kCachePtr, kScalePtr, slotsPtr, posPtr, out, rows, heads, dim, nKeys, scratch[i]!, b, e]);
+      }
       return this.view(Float32Array, out, rows * nKeys).slice();
     });
   }
