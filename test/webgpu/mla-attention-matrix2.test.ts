@@ -168,8 +168,11 @@ test('mlaAttention (tensor cores, second form, scalar twin): rows of only −1 e
 });
 
 test('mlaAttention (tensor cores, second form): splits are runs of tiles covering every tile, about the asked number of workgroups', () => {
-  // DeepSeek-V3.2 at batch 16, K 2048: 32 tiles, 16 rows × 4 chunks of r → 8 splits of 4 tiles (512 workgroups).
-  assert.deepEqual(matrix2Splits(32, 16, 512, {}), { splits: 8, tilesPerSplit: 4 });
+  // DeepSeek-V3.2 at batch 16, K 2048: 32 tiles, 16 rows × 4 chunks of r → by default (128
+  // workgroups from 8 rows) 2 splits of 16 tiles; asked for 512, 8 splits of 4.
+  assert.deepEqual(matrix2Splits(32, 16, 512, {}), { splits: 2, tilesPerSplit: 16 });
+  assert.deepEqual(matrix2Splits(32, 16, 512, { groups: 512 }), { splits: 8, tilesPerSplit: 4 });
+  // One row: 1024 workgroups by default, so one tile per split.
   assert.deepEqual(matrix2Splits(32, 1, 512, {}), { splits: 32, tilesPerSplit: 1 });
   assert.deepEqual(matrix2Splits(3, 1, 128, { tilesPerSplit: 2 }), { splits: 2, tilesPerSplit: 2 });
   for (const [tiles, n, o] of [[7, 3, {}], [2048, 16, {}], [33, 2, { groups: 100 }]] as const) {

@@ -407,7 +407,7 @@ async function attentionVariantTimes(gpu: GpuDevice, o: LabOptions, s: StepData,
     row[`batched_attention_${v}_ms`] = round(t.totalMs);
     if (v === 'matrix2') for (const [label, ms] of Object.entries(t.byLabel)) row[`batched_attention_matrix2_${label.replace('attention.', '')}_ms`] = round(ms);
   }
-  // 'matrix2' with fewer and with more splits (the values pass aims for 512 workgroups by default), and without prefetch.
+  // 'matrix2' with fewer and with more splits (the values pass aims for 128 workgroups from 8 rows, else 1024, by default), and without prefetch.
   if (variants.includes('matrix2')) {
     for (const groups of [128, 256, 1024, 2048]) row[`batched_attention_matrix2_groups${groups}_ms`] = round((await time('matrix2', { groups })).totalMs);
     row.batched_attention_matrix2_noprefetch_ms = round((await time('matrix2', { prefetch: false })).totalMs);

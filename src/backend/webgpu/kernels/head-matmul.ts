@@ -96,6 +96,50 @@ ${rows.map((r) => `  if (t0 + ${r}u < p.rows) { out[((t0 + ${r}u) * p.heads + h)
 `;
 }
 
+/**
+ * The transposed form by subgroups (where the device has a fixed subgroup size): each subgroup
+ * takes one output j of one head for up to RT rows; its lanes read the row w[h, j] together (16
+ * coalesced bytes each, strided by the subgroup) against the x rows in shared memory, and
+ * subgroupAdd sums the lanes. Every call of this form (one row or sixteen) sums a row the same
+ * way, so batched and single-row results are identical.
+ */
+function headMatmulSubgroupWgsl(RT: number, SG: number): string {
+  const rows = Array.from({ length: RT }, (_, r) => r);
+  return /* wgsl */ `
+enable subgroups;
+struct Params { rows: u32, heads: u32, n: u32, m: u32, transposeW: u32, groupsX: u32 }
+@group(0) @binding(0) var<storage, read> x: array<vec4f>;
+@group(0) @binding(1) var<storage, read> w: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+var<workgroup> xS: array<vec4f, ${RT * ROWS_MAX_N4}>; // [RT rows][n / 4]
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
+  let h = wg.y;
+  let t0 = wg.z * ${RT}u;
+  let n4 = p.n / 4u;
+  for (var i = li; i < ${RT}u * n4; i += 256u) {
+    let t = min(t0 + i / n4, p.rows - 1u); // rows past the end repeat the last (never written)
+    xS[i] = x[(t * p.heads + h) * n4 + i % n4];
+  }
+  workgroupBarrier();
+  let j = min(wg.x * ${256 / SG}u + sg, p.m - 1u); // a subgroup past m repeats the last output (not written)
+  let wOff = (h * p.m + j) * n4;
+${rows.map((r) => `  var acc${r} = 0.0;`).join('\n')}
+  for (var k = lane; k < n4; k += ${SG}u) {
+    let wk = w[wOff + k];
+${rows.map((r) => `    acc${r} += dot(xS[${r}u * n4 + k], wk);`).join('\n')}
+  }
+${rows.map((r) => `  let s${r} = subgroupAdd(acc${r});`).join('\n')}
+  if (lane == 0u && wg.x * ${256 / SG}u + sg < p.m) {
+${rows.map((r) => `    if (t0 + ${r}u < p.rows) { out[((t0 + ${r}u) * p.heads + h) * p.m + j] = s${r}; }`).join('\n')}
+  }
+}
+`;
+}
+
 /** Longest x row (in vec4) the several-rows form keeps in shared memory, and rows per workgroup. */
 const ROWS_MAX_N4 = 128;
 const ROWS_PER_GROUP = 16;
@@ -117,6 +161,14 @@ export function headMatmulGpu(
   const total = rows * heads * m;
   const out = gpu.buffer(total * 4);
   if (total === 0) return out;
+  const sg = gpu.subgroupSize;
+  if (transposeW && n % 4 === 0 && n / 4 <= ROWS_MAX_N4 && sg !== null && sg >= 4 && sg <= 128 && heads <= gpu.limits.maxComputeWorkgroupsPerDimension) {
+    const rt = Math.min(rows, ROWS_PER_GROUP, Math.floor(gpu.limits.maxComputeWorkgroupStorageSize / (ROWS_MAX_N4 * 16)));
+    const code = gpu.generated(`head-matmul-subgroup ${rt} ${sg}`, () => headMatmulSubgroupWgsl(rt, sg));
+    const params = gpu.uniforms(Uint32Array.of(rows, heads, n, m, 1, 0));
+    gpu.dispatch(code, [x, w, out, params], [Math.ceil(m / (256 / sg)), heads, Math.ceil(rows / rt)]);
+    return out;
+  }
   if (transposeW && n % 4 === 0 && n / 4 <= ROWS_MAX_N4 && rows > 1 && heads <= gpu.limits.maxComputeWorkgroupsPerDimension) {
     const rt = Math.min(rows, ROWS_PER_GROUP);
     const code = gpu.generated(`head-matmul-rows ${rt}`, () => headMatmulRowsWgsl(rt));
