@@ -5,6 +5,8 @@
  * (rowSeq over a 2-D block table), so a GPU with tensor cores checks the variants lavapipe cannot run.
  */
 import { indexerScores } from '../../backend/cpu/kernels/indexer.js';
+import { headMatmul } from '../../backend/cpu/kernels/linear.js';
+import { headMatmulGpu } from '../../backend/webgpu/kernels/head-matmul.js';
 import { mlaAttention } from '../../backend/cpu/kernels/mla-attention.js';
 import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { indexerScoresGpu, type IndexerVariant } from '../../backend/webgpu/kernels/indexer.js';
@@ -190,4 +192,27 @@ export async function checkIndexer(
   if (worst <= 1e-4) return { maxErrOverScale: worst };
   const pick = (a: ArrayLike<number>, from: number) => Array.from({ length: 4 }, (_, i) => a[from + i]!).filter((x) => x !== undefined);
   return { maxErrOverScale: worst, sample: { worstAt: [worstAt], got: pick(got, worstAt), want: pick(want, worstAt), got0: pick(got, 0), want0: pick(want, 0), got64: pick(got, 64), want64: pick(want, 64) } };
+}
+
+/**
+ * The per-head output matmul (w_uv) against its CPU twin at the real shape, 16 rows (the batched
+ * step's) and one: max error ÷ the output's max |value|.
+ */
+export async function checkHeadMatmul(gpu: GpuDevice): Promise<number> {
+  let worst = 0;
+  for (const rows of [16, 1]) {
+    const x = Float32Array.from(smallInts(rows * H * R, 21), (v) => v / 8);
+    const w = Float32Array.from(smallInts(H * DV * R, 22), (v) => v / 16);
+    const want = headMatmul(x, rows, H, R, w, DV, true);
+    const out = headMatmulGpu(gpu, gpu.buffer(x.byteLength, x), gpu.buffer(w.byteLength, w), rows, H, R, DV, true);
+    const got = new Float32Array(await gpu.read(out, want.length * 4));
+    let max = 0;
+    let err = 0;
+    for (let i = 0; i < want.length; i++) {
+      max = Math.max(max, Math.abs(want[i]!));
+      err = Math.max(err, Math.abs(got[i]! - want[i]!));
+    }
+    worst = Math.max(worst, err / max);
+  }
+  return worst;
 }

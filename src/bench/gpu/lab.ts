@@ -30,7 +30,7 @@ import { median } from '../harness.js';
 import { FUSED_PROBES, indexerFusedAvailable, indexerScoresFusedGpu } from '../../backend/webgpu/kernels/indexer-fused.js';
 import { randomBuffer } from './fill.js';
 import { topkVariantRows } from './topk-lab.js';
-import { attend, checkAttention, checkIndexer, DI, DR, DV, H, HI, PAGE, R, TOPK, type AttentionVariant } from './core-kernels.js';
+import { attend, checkAttention, checkHeadMatmul, checkIndexer, DI, DR, DV, H, HI, PAGE, R, TOPK, type AttentionVariant } from './core-kernels.js';
 
 export interface LabOptions {
   sections: readonly string[];
@@ -294,6 +294,7 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
     for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}${tag}`, ...(await checkIndexer(gpu, v, multi)) });
     if (!multi) for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}-subnormal-keys`, ...(await checkIndexer(gpu, v, false, true)) });
     for (const v of attentionVariants) o.emit({ section: 'check', kernel: `attention-${v}${tag}`, maxErrOverScale: await checkAttention(gpu, v, multi) });
+    if (!multi) o.emit({ section: 'check', kernel: 'wuv-headMatmul', maxErrOverScale: await checkHeadMatmul(gpu) });
   }
   // The step's attention: the backend's tensor-core kernel (TENSOR_CORE_ATTENTION) where it runs, else the other one, else f32.
   const attention = attentionVariants.includes(TENSOR_CORE_ATTENTION) ? TENSOR_CORE_ATTENTION : attentionVariants.includes('matrix') ? 'matrix' : 'f32';
