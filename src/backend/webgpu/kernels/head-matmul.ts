@@ -125,20 +125,27 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     xS[i] = x[(t * p.heads + h) * n4 + i % n4];
   }
   workgroupBarrier();
-  let j = min(wg.x * ${256 / SG}u + sg, p.m - 1u); // a subgroup past m repeats the last output (not written)
-  let wOff = (h * p.m + j) * n4;
-${rows.map((r) => `  var acc${r} = 0.0;`).join('\n')}
-  for (var k = lane; k < n4; k += ${SG}u) {
-    let wk = w[wOff + k];
-${rows.map((r) => `    acc${r} += dot(xS[${r}u * n4 + k], wk);`).join('\n')}
-  }
-${rows.map((r) => `  let s${r} = subgroupAdd(acc${r});`).join('\n')}
-  if (lane == 0u && wg.x * ${256 / SG}u + sg < p.m) {
-${rows.map((r) => `    if (t0 + ${r}u < p.rows) { out[((t0 + ${r}u) * p.heads + h) * p.m + j] = s${r}; }`).join('\n')}
+  // Each subgroup takes J_PER outputs in turn, so a workgroup's x rows serve ${(256 / SG) * J_PER} outputs.
+  for (var jj = 0u; jj < ${J_PER}u; jj++) {
+    let jRaw = (wg.x * ${256 / SG}u + sg) * ${J_PER}u + jj;
+    let j = min(jRaw, p.m - 1u); // past m: the last output again (not written)
+    let wOff = (h * p.m + j) * n4;
+${rows.map((r) => `    var acc${r} = 0.0;`).join('\n')}
+    for (var k = lane; k < n4; k += ${SG}u) {
+      let wk = w[wOff + k];
+${rows.map((r) => `      acc${r} += dot(xS[${r}u * n4 + k], wk);`).join('\n')}
+    }
+${rows.map((r) => `    let s${r} = subgroupAdd(acc${r});`).join('\n')}
+    if (lane == 0u && jRaw < p.m) {
+${rows.map((r) => `      if (t0 + ${r}u < p.rows) { out[((t0 + ${r}u) * p.heads + h) * p.m + j] = s${r}; }`).join('\n')}
+    }
   }
 }
 `;
 }
+
+/** Outputs each subgroup of the subgroup form takes in turn. */
+const J_PER = 8;
 
 /** Longest x row (in vec4) the several-rows form keeps in shared memory, and rows per workgroup. */
 const ROWS_MAX_N4 = 128;
@@ -166,7 +173,7 @@ export function headMatmulGpu(
     const rt = Math.min(rows, ROWS_PER_GROUP, Math.floor(gpu.limits.maxComputeWorkgroupStorageSize / (ROWS_MAX_N4 * 16)));
     const code = gpu.generated(`head-matmul-subgroup ${rt} ${sg}`, () => headMatmulSubgroupWgsl(rt, sg));
     const params = gpu.uniforms(Uint32Array.of(rows, heads, n, m, 1, 0));
-    gpu.dispatch(code, [x, w, out, params], [Math.ceil(m / (256 / sg)), heads, Math.ceil(rows / rt)]);
+    gpu.dispatch(code, [x, w, out, params], [Math.ceil(m / ((256 / sg) * J_PER)), heads, Math.ceil(rows / rt)]);
     return out;
   }
   if (transposeW && n % 4 === 0 && n / 4 <= ROWS_MAX_N4 && rows > 1 && heads <= gpu.limits.maxComputeWorkgroupsPerDimension) {
