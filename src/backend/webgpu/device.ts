@@ -167,6 +167,8 @@ class Profiler {
 
 export class GpuDevice {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
+  /** Each pipeline's group-0 layout, asked of Dawn once (asking per dispatch cost host time). */
+  private readonly layouts = new Map<GPUComputePipeline, GPUBindGroupLayout>();
   /** Commands recorded but not yet submitted, and the compute pass open in them. */
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -363,8 +365,13 @@ export class GpuDevice {
       for (const b of bindings) if (b instanceof UniformParams && b.arena !== arena) need += Math.ceil(b.bytes.byteLength / align) * align;
       if (arena.used + need > arena.capacity) this.flush();
     }
+    let layout = this.layouts.get(pipeline);
+    if (!layout) {
+      layout = pipeline.getBindGroupLayout(0);
+      this.layouts.set(pipeline, layout);
+    }
     const bindGroup = this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
+      layout,
       entries: bindings.flatMap((b, binding) => (b === null ? [] : [{ binding, resource: b instanceof UniformParams ? this.place(b) : { buffer: b } }])),
     });
     if (this.profiler) {
