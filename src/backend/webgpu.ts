@@ -391,8 +391,15 @@ export class WebGpuBackend implements Backend {
     if (indices && indices.shape[0] !== rows) throw new ShapeError('mlaAttention', `indices have ${indices.shape[0]} rows, queries ${rows}`);
     const p = this.pagesArgs('mlaAttention', pages, rows);
     const idx = indices ? gt(indices, 'mlaAttention', 'i32') : null;
-    const tc = this.tensorCoreForm === 'matrix2' && mlaMatrix2Available(this.gpu, { rows, heads, r, dr }, format) ? mlaAttentionMatrix2Gpu : mlaAttentionMatrixGpu;
-    if (this.tensorCoreAttention && (tc === mlaAttentionMatrix2Gpu || mlaMatrixAvailable(this.gpu, { rows, heads, r, dr }, format))) {
+    const shape = { rows, heads, r, dr };
+    const tc = !this.tensorCoreAttention
+      ? null
+      : this.tensorCoreForm === 'matrix2' && mlaMatrix2Available(this.gpu, shape, format)
+        ? mlaAttentionMatrix2Gpu
+        : mlaMatrixAvailable(this.gpu, shape, format)
+          ? mlaAttentionMatrixGpu
+          : null;
+    if (tc) {
       const out = tc(
         this.gpu, gt(qLat, 'mlaAttention', 'f32').buffer, gt(qPe, 'mlaAttention', 'f32').buffer, lat.buffer, format,
         p, gt(positions, 'mlaAttention', 'i32').buffer, idx ? idx.buffer : null, idx ? idx.shape[1]! : 0,

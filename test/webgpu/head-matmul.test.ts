@@ -12,7 +12,7 @@ for (const transposeW of [false, true]) {
     [1, 4, 32, 48],
     [3, 2, 17, 5],
     [5, 3, 64, 40],
-    // Several rows per workgroup (wᵀ, n a multiple of 4): 16 rows and a second group of 3.
+    // wᵀ with n a multiple of 4 (the subgroup form where the subgroup size is fixed): 16 rows and a second group of 3.
     [19, 3, 64, 70],
   ] as const) {
     test(`headMatmul${transposeW ? ' (wᵀ)' : ''}: T ${rows}, H ${heads}, n ${n}, m ${m} equals the CPU twin`, async () => {
@@ -28,7 +28,7 @@ for (const transposeW of [false, true]) {
   }
 }
 
-test('headMatmul (wᵀ): the several-rows form equals the one-row-per-call form bit for bit', async () => {
+test('headMatmul (wᵀ): 17 rows in one call equal each row called alone, bit for bit', async () => {
   const [rows, heads, n, m] = [17, 4, 128, 96];
   const x = random(rows * heads * n, 3);
   const w = random(heads * n * m, 5, 0.2);

@@ -34,6 +34,27 @@ export function rng(seed: number): () => number {
   };
 }
 
+/**
+ * k selected positions per row for sparse attention: distinct positions ≤ the row's own, shuffled
+ * (rng(seed)), a −1 at index 1, the rest −1 padding; `taken` positions at most (default k − 2, so
+ * every row has padding too).
+ */
+export function sparseRows(positions: ArrayLike<number>, k: number, seed: number, taken = k - 2): Int32Array {
+  const r = rng(seed);
+  const out = new Int32Array(positions.length * k).fill(-1);
+  for (let t = 0; t < positions.length; t++) {
+    const all = Array.from({ length: positions[t]! + 1 }, (_, i) => i);
+    for (let i = all.length - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [all[i], all[j]] = [all[j]!, all[i]!];
+    }
+    const row = all.slice(0, Math.min(taken, all.length));
+    row.splice(1, 0, -1);
+    out.set(row, t * k);
+  }
+  return out;
+}
+
 /** n values uniform in [−scale, scale) from rng(seed). */
 export function random(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);

@@ -13,7 +13,7 @@ import { packLatent } from '../../src/backend/cpu/kernels/latent.js';
 import { mlaAttention } from '../../src/backend/cpu/kernels/mla-attention.js';
 import { matrix2Sources, matrix2Splits, mlaAttentionMatrix2Gpu, mlaMatrix2Available, type Matrix2Options } from '../../src/backend/webgpu/kernels/mla-attention-matrix2.js';
 import type { GpuPages } from '../../src/backend/webgpu/kernels/pages.js';
-import { maxDiff, random, readF32, rng, upload, useGpu } from './helpers.js';
+import { maxDiff, random, readF32, rng, sparseRows, upload, useGpu } from './helpers.js';
 
 const gpu = useGpu();
 
@@ -49,23 +49,6 @@ function gpuPages(l: Layout): GpuPages {
   const table = new Int32Array(l.tables.length * maxPages).fill(-1);
   l.tables.forEach((t, s) => table.set(t, s * maxPages));
   return { table: upload(g, table), nPages: maxPages, pageSize: l.pageSize, rowSeq: upload(g, Int32Array.from(l.rowSeq)), seqs: l.tables.length };
-}
-
-/** k selected positions per row: distinct positions ≤ its own in shuffled order, −1 at index 1 and at the end. */
-function sparseRows(positions: number[], k: number, seed: number): Int32Array {
-  const r = rng(seed);
-  const out = new Int32Array(positions.length * k).fill(-1);
-  positions.forEach((p, t) => {
-    const all = Array.from({ length: p + 1 }, (_, i) => i);
-    for (let i = all.length - 1; i > 0; i--) {
-      const j = Math.floor(r() * (i + 1));
-      [all[i], all[j]] = [all[j]!, all[i]!];
-    }
-    const row = all.slice(0, Math.min(k - 3, all.length));
-    row.splice(1, 0, -1);
-    out.set(row, t * k);
-  });
-  return out;
 }
 
 function take<A extends Float32Array | Int32Array>(a: A, width: number, idx: number[]): A {
@@ -107,7 +90,7 @@ async function run(c: Case, scalar: boolean): Promise<{ max: number; scale: numb
   const qLat = random(rows * heads * r, 5, 2);
   const qPe = random(rows * heads * dr, 6, 2);
   const positions = Int32Array.from(l.positions);
-  const indices = k > 0 ? sparseRows(l.positions, k, 9) : null;
+  const indices = k > 0 ? sparseRows(l.positions, k, 9, k - 3) : null;
   const scale = 1 / Math.sqrt(r + dr);
   const shape = { rows, heads, r, dr };
   const want = new Float32Array(rows * heads * r);
@@ -156,7 +139,7 @@ test('mlaAttention (tensor cores, second form, scalar twin): rows of only −1 e
   const slots = l.poolPages * l.pageSize;
   const latent = packLatent(random(slots * 128, 1), random(slots * 64, 2), slots, 128, 64, 'bf16');
   const k = 70;
-  const indices = sparseRows(l.positions, k, 4);
+  const indices = sparseRows(l.positions, k, 4, k - 3);
   indices.fill(-1, 0, k); // row 0: nothing selected; row 1: sequence 5 does not exist
   const out = mlaAttentionMatrix2Gpu(
     g, upload(g, random(3 * 64 * 128, 3)), upload(g, random(3 * 64 * 64, 4)), upload(g, latent.data), 'bf16', gpuPages(l),

@@ -24,7 +24,7 @@ import type { GpuPages } from '../../src/backend/webgpu/kernels/pages.js';
 import { writeRowsGpu } from '../../src/backend/webgpu/kernels/rows.js';
 import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
 import { f16ToF32 } from '../../src/numerics/f16.js';
-import { maxDiff, random, readF32, rng, upload, useGpu } from './helpers.js';
+import { maxDiff, random, readF32, rng, sparseRows, upload, useGpu } from './helpers.js';
 
 const gpu = useGpu();
 
@@ -274,23 +274,6 @@ test("indexer (matrix-direct): the per-row key scratch is checked against one st
 });
 
 // ---- MLA attention ----
-
-/** Per row: distinct positions ≤ its position in shuffled order, a −1 in the middle, −1 padding to k. */
-function sparseRows(positions: Int32Array, k: number, seed: number): Int32Array {
-  const r = rng(seed);
-  const out = new Int32Array(positions.length * k).fill(-1);
-  positions.forEach((p, t) => {
-    const all = Array.from({ length: p + 1 }, (_, i) => i);
-    for (let i = all.length - 1; i > 0; i--) {
-      const j = Math.floor(r() * (i + 1));
-      [all[i], all[j]] = [all[j]!, all[i]!];
-    }
-    const row = all.slice(0, Math.min(k - 2, all.length));
-    row.splice(1, 0, -1);
-    out.set(row, t * k);
-  });
-  return out;
-}
 
 function mlaProblem(format: LatentFormat, heads: number, r: number, dr: number, k: number) {
   const b = BATCH;

@@ -131,13 +131,7 @@ export async function checkAttention(gpu: GpuDevice, v: AttentionVariant, multi:
         gpu, v, up(qLat), up(qPe), up(lat), checkPages(gpu, l), up(l.positions), sparse ? up(indices) : null, sparse ? k : 0, l.nKeys, { rows, heads: H, r: R, dr: DR }, scale, o,
       );
       const got = new Float32Array(await gpu.read(out, want.length * 4));
-      let max = 0;
-      let err = 0;
-      for (let i = 0; i < want.length; i++) {
-        max = Math.max(max, Math.abs(want[i]!));
-        err = Math.max(err, Math.abs(got[i]! - want[i]!));
-      }
-      worst = Math.max(worst, err / max);
+      worst = Math.max(worst, errOverScale(got, want));
     }
   }
   return worst;
@@ -194,6 +188,17 @@ export async function checkIndexer(
   return { maxErrOverScale: worst, sample: { worstAt: [worstAt], got: pick(got, worstAt), want: pick(want, worstAt), got0: pick(got, 0), want0: pick(want, 0), got64: pick(got, 64), want64: pick(want, 64) } };
 }
 
+/** Max |got − want| ÷ max |want|. */
+function errOverScale(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let max = 0;
+  let err = 0;
+  for (let i = 0; i < want.length; i++) {
+    max = Math.max(max, Math.abs(want[i]!));
+    err = Math.max(err, Math.abs(got[i]! - want[i]!));
+  }
+  return err / max;
+}
+
 /**
  * The per-head output matmul (w_uv) against its CPU twin at the real shape, 16 rows (the batched
  * step's) and one: max error ÷ the output's max |value|.
@@ -206,13 +211,7 @@ export async function checkHeadMatmul(gpu: GpuDevice): Promise<number> {
     const want = headMatmul(x, rows, H, R, w, DV, true);
     const out = headMatmulGpu(gpu, gpu.buffer(x.byteLength, x), gpu.buffer(w.byteLength, w), rows, H, R, DV, true);
     const got = new Float32Array(await gpu.read(out, want.length * 4));
-    let max = 0;
-    let err = 0;
-    for (let i = 0; i < want.length; i++) {
-      max = Math.max(max, Math.abs(want[i]!));
-      err = Math.max(err, Math.abs(got[i]! - want[i]!));
-    }
-    worst = Math.max(worst, err / max);
+    worst = Math.max(worst, errOverScale(got, want));
   }
   return worst;
 }

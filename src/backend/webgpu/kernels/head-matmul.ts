@@ -2,7 +2,9 @@
  * headMatmul on WebGPU: per head, x [T, H, n] · w[h] → out [T, H, m], with w f32 [H, n, m], or
  * [H, m, n] when transposeW (out[t, h, j] = x[t, h] · w[h, j]). One invocation per output element
  * over a flat index (2-D dispatch, so any T·H·m fits). Its CPU twin is headMatmul
- * (cpu/kernels/linear.ts). With transposeW and n a multiple of 4 the rows are read as vec4.
+ * (cpu/kernels/linear.ts). With transposeW and n a multiple of 4: where the device has a fixed
+ * subgroup size, the subgroup form below (w's rows read once per 16 rows of x); else one
+ * invocation per output reading rows as vec4.
  */
 import type { GpuDevice } from '../device.js';
 
@@ -58,45 +60,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 `;
 
 /**
- * The transposed vec4 form over several rows at once: a workgroup takes one head, 64 outputs j and
- * up to RT rows, whose x rows wait in shared memory, so each row of w is read once per RT rows
- * instead of once per row (w_uv at batch 16 is 32 MiB read 16 times otherwise). Each (row, j) sums
- * exactly as HEAD_MATMUL_T4_WGSL does, so the results are identical.
- */
-function headMatmulRowsWgsl(RT: number): string {
-  const rows = Array.from({ length: RT }, (_, r) => r);
-  return /* wgsl */ `
-struct Params { rows: u32, heads: u32, n: u32, m: u32, transposeW: u32, groupsX: u32 }
-@group(0) @binding(0) var<storage, read> x: array<vec4f>;
-@group(0) @binding(1) var<storage, read> w: array<vec4f>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
-var<workgroup> xS: array<vec4f, ${RT * ROWS_MAX_N4}>; // [RT rows][n / 4]
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let h = wg.y;
-  let t0 = wg.z * ${RT}u;
-  let n4 = p.n / 4u;
-  for (var i = li; i < ${RT}u * n4; i += 64u) {
-    let t = min(t0 + i / n4, p.rows - 1u); // rows past the end repeat the last (never written)
-    xS[i] = x[(t * p.heads + h) * n4 + i % n4];
-  }
-  workgroupBarrier();
-  let j = wg.x * 64u + li;
-  if (j >= p.m) { return; }
-  let wOff = (h * p.m + j) * n4;
-${rows.map((r) => `  var acc${r} = vec4f(0.0);`).join('\n')}
-  for (var k = 0u; k < n4; k++) {
-    let wk = w[wOff + k];
-${rows.map((r) => `    acc${r} += xS[${r}u * n4 + k] * wk;`).join('\n')}
-  }
-${rows.map((r) => `  if (t0 + ${r}u < p.rows) { out[((t0 + ${r}u) * p.heads + h) * p.m + j] = (acc${r}.x + acc${r}.y) + (acc${r}.z + acc${r}.w); }`).join('\n')}
-}
-`;
-}
-
-/**
  * The transposed form by subgroups (where the device has a fixed subgroup size): each subgroup
  * takes one output j of one head for up to RT rows; its lanes read the row w[h, j] together (16
  * coalesced bytes each, strided by the subgroup) against the x rows in shared memory, and
@@ -147,7 +110,7 @@ ${rows.map((r) => `      if (t0 + ${r}u < p.rows) { out[((t0 + ${r}u) * p.heads 
 /** Outputs each subgroup of the subgroup form takes in turn. */
 const J_PER = 8;
 
-/** Longest x row (in vec4) the several-rows form keeps in shared memory, and rows per workgroup. */
+/** Longest x row (in vec4) the subgroup form keeps in shared memory, and rows per workgroup. */
 const ROWS_MAX_N4 = 128;
 const ROWS_PER_GROUP = 16;
 
@@ -174,13 +137,6 @@ export function headMatmulGpu(
     const code = gpu.generated(`head-matmul-subgroup ${rt} ${sg}`, () => headMatmulSubgroupWgsl(rt, sg));
     const params = gpu.uniforms(Uint32Array.of(rows, heads, n, m, 1, 0));
     gpu.dispatch(code, [x, w, out, params], [Math.ceil(m / ((256 / sg) * J_PER)), heads, Math.ceil(rows / rt)]);
-    return out;
-  }
-  if (transposeW && n % 4 === 0 && n / 4 <= ROWS_MAX_N4 && rows > 1 && heads <= gpu.limits.maxComputeWorkgroupsPerDimension) {
-    const rt = Math.min(rows, ROWS_PER_GROUP);
-    const code = gpu.generated(`head-matmul-rows ${rt}`, () => headMatmulRowsWgsl(rt));
-    const params = gpu.uniforms(Uint32Array.of(rows, heads, n, m, 1, 0));
-    gpu.dispatch(code, [x, w, out, params], [Math.ceil(m / 64), heads, Math.ceil(rows / rt)]);
     return out;
   }
   const groups = Math.ceil(total / 64);
