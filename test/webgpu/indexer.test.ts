@@ -10,6 +10,7 @@ import { readF32, rng, upload, useGpu } from './helpers.js';
 import { decodeRows } from '../../src/backend/webgpu/kernels/indexer-direct.js';
 import { onePageTable } from '../../src/backend/webgpu/kernels/pages.js';
 import { indexerFusedAvailable, indexerScoresFusedGpu } from '../../src/backend/webgpu/kernels/indexer-fused.js';
+import { indexerFused2Available, indexerScoresFused2Gpu, type Fused2Config } from '../../src/backend/webgpu/kernels/indexer-fused2.js';
 import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
 import { f16ToF32 } from '../../src/numerics/f16.js';
 import { E4M3_PAIR_TO_F16_WGSL } from '../../src/backend/webgpu/kernels/wgsl.js';
@@ -234,4 +235,49 @@ test('indexer (fused, scalar products): runs of several key tiles per workgroup 
       else assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * Math.max(1, Math.abs(want[i]!)) + 1e-3, `${subgroups} subgroups, shuffle ${shuffle}: ${i}: ${got[i]} vs ${want[i]}`);
     }
   }
+});
+
+test('indexer (fused2, scalar products): tiles of 32 or 64 keys, 4 or 8 subgroups, runs of several tiles, heads reduced by shuffles or through shared memory, equal the CPU twin', async (t) => {
+  const g = gpu();
+  const r = rng(22);
+  const pageSize = 16;
+  const nKeys = 500; // runs of 3 tiles leave a short last run
+  const nPages = Math.ceil(nKeys / pageSize);
+  const table = Int32Array.from({ length: nPages }, (_, i) => (i * 11) % nPages);
+  const positions = Int32Array.of(499, 300);
+  const rows = 2;
+  let ran = 0;
+  for (const [heads, dim] of [[64, 64], [32, 128]] as const) {
+    const q8 = codes(rows * heads * dim, r);
+    const kCache = codes(nPages * pageSize * dim, r);
+    const w = Float32Array.from({ length: rows * heads }, () => r() - 0.3);
+    const kScale = Float32Array.from({ length: nPages * pageSize }, () => 0.01 + r());
+    const want = indexerScores(q8, rows, heads, dim, w, kCache, kScale, { table, pageSize }, nKeys, positions);
+    const args = {
+      q8: upload(g, q8), w: upload(g, w), kCache: upload(g, kCache), kScale: upload(g, kScale), table: upload(g, table), tableLength: nPages, pageSize,
+      positions: upload(g, positions), rows, heads, dim, nKeys,
+    };
+    const configs: Fused2Config[] = [{ kt: 64, sgk: 4, sgh: 2 }, { kt: 32, sgk: 2, sgh: 2 }, { kt: 32, sgk: 2, sgh: 4 }];
+    for (const base of configs) for (const shuffle of [true, false]) {
+      const c: Fused2Config = { ...base, scalar: true, tilesPerGroup: 3, shuffle };
+      if (!indexerFused2Available(g, heads, dim, c) || (shuffle && !g.features.has('subgroups'))) continue;
+      const out = g.buffer(rows * nKeys * 4);
+      indexerScoresFused2Gpu(g, args, out, c);
+      const got = await readF32(g, out, rows * nKeys);
+      const tag = `H ${heads} D ${dim} ${JSON.stringify(base)} shuffle ${shuffle}`;
+      // f32 sums of D products against the twin's float64: errors relative to the row's largest score.
+      for (let row = 0; row < rows; row++) {
+        const span = want.subarray(row * nKeys, (row + 1) * nKeys);
+        const scale = Math.max(...Array.from(span).filter(Number.isFinite).map(Math.abs));
+        for (let s = 0; s < nKeys; s++) {
+          const i = row * nKeys + s;
+          if (want[i] === -Infinity) assert.equal(got[i], -Infinity, `${tag}: ${i} must be masked`);
+          else assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * scale, `${tag}: ${i}: ${got[i]} vs ${want[i]} (scale ${scale})`);
+        }
+      }
+      ran++;
+    }
+  }
+  if (ran === 0) t.skip('this adapter cannot run the fused2 kernel (shader-f16, shared memory)');
+  else assert.ok(ran >= 4, `${ran} forms ran`);
 });

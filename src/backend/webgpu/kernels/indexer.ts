@@ -26,6 +26,7 @@ import { GpuError, type GpuDevice } from '../device.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
 import { indexerDirectAvailable, indexerDirectFits, indexerScoresDirectGpu } from './indexer-direct.js';
 import { indexerFusedAvailable, indexerScoresFusedGpu, type FusedOptions } from './indexer-fused.js';
+import { FUSED2_CONFIGS, indexerFused2Available, indexerScoresFused2Gpu, type Fused2Config } from './indexer-fused2.js';
 import { PAGE_FIELDS, PAGES_WGSL, pageParams, pagesOfArgs, rowSeqBinding } from './pages.js';
 
 /** The bindings every variant shares (in this order); each declares its own Params. */
@@ -131,9 +132,15 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
     indexerScoresDirectGpu(gpu, a, out);
     return out;
   }
+  const multi = a.rowSeq ? { rowSeq: a.rowSeq, tableStride: a.tableLength, seqs: a.seqs ?? 1 } : null;
   const fused = FUSED_VARIANTS[variant];
   if (fused) {
-    indexerScoresFusedGpu(gpu, a, out, fused, a.rowSeq ? { rowSeq: a.rowSeq, tableStride: a.tableLength, seqs: a.seqs ?? 1 } : null);
+    indexerScoresFusedGpu(gpu, a, out, fused, multi);
+    return out;
+  }
+  const fused2 = fused2Config(variant);
+  if (fused2) {
+    indexerScoresFused2Gpu(gpu, a, out, fused2, multi);
     return out;
   }
   if (variant === 'matrix') {
@@ -155,8 +162,13 @@ export function indexerScoresGpu(gpu: GpuDevice, a: IndexerGpuArgs): GPUBuffer {
   return out;
 }
 
-export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-4', 'fused-scalar'] as const;
+export const INDEXER_VARIANTS = ['naive', 'tiled', 'matrix', 'matrix-direct', 'matrix-fused', 'matrix-fused-4', 'fused-scalar', ...(Object.keys(FUSED2_CONFIGS) as (keyof typeof FUSED2_CONFIGS)[])] as const;
 export type IndexerVariant = (typeof INDEXER_VARIANTS)[number];
+
+/** The config of a 'matrix-fused2…' variant (indexer-fused2.ts), or undefined for the others. */
+function fused2Config(v: IndexerVariant): Fused2Config | undefined {
+  return (FUSED2_CONFIGS as Record<string, Fused2Config>)[v];
+}
 
 /** The fused kernel's forms (indexer-fused.ts): tensor-core products, or plain f32 ones (its twin for GPUs without tensor cores). */
 const FUSED_VARIANTS: Partial<Record<IndexerVariant, FusedOptions>> = {
@@ -194,6 +206,8 @@ export function indexerVariantAvailable(gpu: GpuDevice, v: IndexerVariant, heads
   if (v === 'matrix-direct') return indexerDirectAvailable(gpu, heads, dim);
   const fused = FUSED_VARIANTS[v];
   if (fused) return indexerFusedAvailable(gpu, heads, dim, fused);
+  const fused2 = fused2Config(v);
+  if (fused2) return indexerFused2Available(gpu, heads, dim, fused2);
   return true;
 }
 

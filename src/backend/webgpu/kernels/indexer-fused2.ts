@@ -1,0 +1,249 @@
+/**
+ * The lightning indexer on tensor cores, fourth form ('matrix-fused2…' in the kernel lab): one pass
+ * over the FP8 key cache like 'matrix-fused' (indexer-fused.ts), with the roles of keys and queries
+ * swapped so that the keys never need transposing: Sᵀ = K · Qᵀ [keys, heads].
+ *
+ *  1. The row's query is decoded once (a small pass, exact) into Qᵀ [D][H] f16; each subgroup keeps
+ *     its heads' right matrices in registers for the whole run of tiles.
+ *  2. Per tile of KT keys, every invocation reads 16-byte words of key codes (16 dims of one key:
+ *     consecutive invocations take consecutive words, so the reads coalesce) and writes them into
+ *     the tile [KT][D] in shared memory in the key's own row order: 16 contiguous f16.
+ *     The decode is five integer operations per four codes: a code's seven magnitude bits moved
+ *     under f16's exponent make an f16 of 2⁻⁸ times its value (subnormal codes too: exact), its sign
+ *     bit moved to f16's. Bytes 0 and 2 of a word share the shifts (one u32 holds both halves), as do
+ *     bytes 1 and 3, so the dims are stored in the order 0, 2, 1, 3 within every four; the query's
+ *     dims are put in the same order (a dot product does not care), and the 2⁻⁸ is given back
+ *     in the key scale (× 256: exact).
+ *  3. Each subgroup multiplies its keys (left matrices, from shared memory) by its heads' Qᵀ.
+ *  4. Sᵀ goes to shared memory; THREADS / KT invocations per key sum ReLU(s)·w over the heads
+ *     (interleaved, then subgroup shuffles), times the key scale; −∞ past the row's position.
+ * Loop bounds come from uniforms alone (matrix products under a workgroupUniformLoad bound came out
+ * wrong on the H200: docs/webgpu.md), and no matrix is loaded column-major from shared memory.
+ *
+ * The shape of the work: KT keys per tile, SGK × SGH subgroups of 32 (keys split SGK ways, heads
+ * SGH ways). Its twin with plain f32 products (`scalar`) runs wherever shader-f16 does, and is
+ * what the tests check on lavapipe (everything but the matrix products).
+ */
+import { GpuError, type GpuDevice } from '../device.js';
+import type { IndexerGpuArgs } from './indexer.js';
+import { E4M3_DECODE_WGSL } from './wgsl.js';
+import type { FusedRowSeq } from './indexer-fused.js';
+
+export interface Fused2Config {
+  /** Keys per tile. */
+  kt: 32 | 64;
+  /** Subgroups along the keys and along the heads. */
+  sgk: number;
+  sgh: number;
+  /** Plain f32 products instead of tensor cores (the twin). */
+  scalar?: boolean;
+  /** Tiles per workgroup (default: from the grid size). */
+  tilesPerGroup?: number;
+  /** The head reduction by subgroup shuffles (default where a subgroup holds a key's invocations) or through shared memory (false). */
+  shuffle?: boolean;
+}
+
+/** The lab's named forms (variant name → config). */
+export const FUSED2_CONFIGS = {
+  'matrix-fused2': { kt: 64, sgk: 4, sgh: 2 },
+  'matrix-fused2-k2h4': { kt: 64, sgk: 2, sgh: 4 },
+  'matrix-fused2-kt32': { kt: 32, sgk: 2, sgh: 2 },
+  'matrix-fused2-kt32-h4': { kt: 32, sgk: 2, sgh: 4 },
+  'fused2-scalar': { kt: 64, sgk: 4, sgh: 2, scalar: true },
+} as const satisfies Record<string, Fused2Config>;
+export type Fused2Variant = keyof typeof FUSED2_CONFIGS;
+
+/** Row strides in shared memory: keys (f16) and Sᵀ (f32), padded by 16 bytes so matrix rows fall in different banks. */
+const ldk = (dim: number) => dim + 8;
+const lds = (heads: number) => heads + 4;
+
+function sharedBytes(heads: number, dim: number, c: Fused2Config): number {
+  return c.kt * ldk(dim) * 2 + c.kt * lds(heads) * 4 + heads * 4;
+}
+
+/** Why the config cannot run here for H heads of D dims, or null when it can. */
+function unavailable(gpu: GpuDevice, heads: number, dim: number, c: Fused2Config): string | null {
+  if (!gpu.features.has('shader-f16')) return 'shader-f16';
+  if (!c.scalar && !(gpu.hasSubgroupMatrix('f16', 'f32', 16, 16, 16) && gpu.subgroupSize === 32)) return 'subgroup-matrix f16 → f32 16×16×16 and subgroups of 32';
+  const threads = 32 * c.sgk * c.sgh;
+  if (threads > gpu.limits.maxComputeInvocationsPerWorkgroup) return `${threads} invocations per workgroup`;
+  if (heads % (16 * c.sgh) || c.kt % (16 * c.sgk) || dim % 16) return `H a multiple of ${16 * c.sgh}, D of 16`;
+  if ((c.kt * dim) / 16 < threads || ((c.kt * dim) / 16) % threads) return 'a whole number of key words per invocation';
+  if (threads % c.kt || c.kt * heads < threads) return 'whole invocations per key in the reduction';
+  if ((heads / c.sgh / 16) * (dim / 16) > 16) return 'at most 16 query matrices per subgroup';
+  if (sharedBytes(heads, dim, c) > gpu.limits.maxComputeWorkgroupStorageSize) return `${sharedBytes(heads, dim, c)} bytes of shared memory`;
+  return null;
+}
+
+export function indexerFused2Available(gpu: GpuDevice, heads: number, dim: number, c: Fused2Config): boolean {
+  return unavailable(gpu, heads, dim, c) === null;
+}
+
+/**
+ * Qᵀ: out[t][j][h] (f16) = the e4m3 value of q8[t][h][π(j)], π = the order 0, 2, 1, 3 within
+ * every four dims (self-inverse). One invocation per output element.
+ */
+const QT_WGSL = /* wgsl */ `
+enable f16;
+struct Params { rows: u32, heads: u32, dim: u32, total: u32, groupsX: u32 }
+@group(0) @binding(0) var<storage, read> q8: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f16>;
+@group(0) @binding(2) var<uniform> p: Params;
+${E4M3_DECODE_WGSL}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = (wg.x + wg.y * p.groupsX) * 256u + li;
+  if (i >= p.total) { return; }
+  let h = i % p.heads;
+  let j = (i / p.heads) % p.dim;
+  let t = i / (p.heads * p.dim);
+  let d = (j & ~3u) | ((j & 1u) << 1u) | ((j >> 1u) & 1u);
+  let at = (t * p.heads + h) * p.dim + d;
+  out[i] = f16(e4m3((q8[at >> 2u] >> ((at & 3u) * 8u)) & 0xffu));
+}
+`;
+
+function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Config, shuffle: boolean): string {
+  const { kt: KT, sgk: SGK, sgh: SGH } = c;
+  const THREADS = 32 * SGK * SGH;
+  const RN = KT / SGK / 16; // key blocks of 16 per subgroup
+  const RM = H / SGH / 16; // head blocks of 16 per subgroup
+  const DS = D / 16; // 16-dim steps
+  const WPK = D / 16; // 16-byte words per key
+  const V = (KT * WPK) / THREADS; // words per invocation per tile
+  const LDK = ldk(D);
+  const LDS = lds(H);
+  const LPK = THREADS / KT; // invocations per key in the reduction
+  const left = 'subgroup_matrix_left<f16, 16, 16>';
+  const right = 'subgroup_matrix_right<f16, 16, 16>';
+  const result = 'subgroup_matrix_result<f32, 16, 16>';
+  const qLoads: string[] = [];
+  for (let i = 0; i < RM; i++) {
+    for (let d = 0; d < DS; d++) qLoads.push(`let q${i}_${d} = subgroupMatrixLoad<${right}>(&qT, qBase + ${d * 16 * H + i * 16}u, false, ${H}u);`);
+  }
+  const mma: string[] = [];
+  for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) mma.push(`var acc${j}_${i} = ${result}();`);
+  for (let d = 0; d < DS; d++) {
+    for (let j = 0; j < RN; j++) {
+      mma.push(`let k${d}_${j} = subgroupMatrixLoad<${left}>(&kS, (kb + ${16 * j}u) * ${LDK}u + ${16 * d}u, false, ${LDK}u);`);
+      for (let i = 0; i < RM; i++) mma.push(`acc${j}_${i} = subgroupMatrixMultiplyAccumulate(k${d}_${j}, q${i}_${d}, acc${j}_${i});`);
+    }
+  }
+  for (let j = 0; j < RN; j++) {
+    for (let i = 0; i < RM; i++) mma.push(`subgroupMatrixStore(&sS, (kb + ${16 * j}u) * ${LDS}u + hb + ${16 * i}u, acc${j}_${i}, false, ${LDS}u);`);
+  }
+  const scalarProducts = `for (var e = li; e < ${KT * H}u; e += ${THREADS}u) {
+      let key = e / ${H}u;
+      let h = e % ${H}u;
+      var acc = 0.0;
+      for (var j = 0u; j < ${D}u; j++) { acc += f32(kS[key * ${LDK}u + j]) * f32(qT[(t * ${D}u + j) * ${H}u + h]); }
+      sS[key * ${LDS}u + h] = acc;
+    }`;
+  const words = Array.from({ length: V }, (_, v) => v);
+  // Word v of an invocation: key idx / WPK of the tile, dims 16·(idx % WPK) …, idx = li + v·THREADS.
+  const keyOf = (v: number) => `((li + ${v * THREADS}u) / ${WPK}u)`;
+  const partOf = (v: number) => `((li + ${v * THREADS}u) % ${WPK}u)`;
+  const load = (v: number, tile: string) => `kc[slotOf(tableRow, min(${tile} + ${keyOf(v)}, lastKey)) * ${WPK}u + ${partOf(v)}]`;
+  const decode = words.map((v) => {
+    const lines = [`let o = ${keyOf(v)} * ${LDK}u + ${partOf(v)} * 16u;`];
+    for (let w = 0; w < 4; w++) {
+      lines.push(`let e${w} = bitcast<vec2<f16>>(((r${v}[${w}] << 7u) & 0x3f803f80u) | ((r${v}[${w}] << 8u) & 0x80008000u));`);
+      lines.push(`let d${w} = bitcast<vec2<f16>>(((r${v}[${w}] >> 1u) & 0x3f803f80u) | (r${v}[${w}] & 0x80008000u));`);
+      lines.push(`kS[o + ${4 * w}u] = e${w}.x; kS[o + ${4 * w + 1}u] = e${w}.y; kS[o + ${4 * w + 2}u] = d${w}.x; kS[o + ${4 * w + 3}u] = d${w}.y;`);
+    }
+    return `    {\n      ${lines.join('\n      ')}\n    }`;
+  });
+  // The reduction: invocation li takes key li / LPK and the heads share, share + LPK, …
+  const reduce = `    let key = li / ${LPK}u;
+    let share = li % ${LPK}u;
+    var score = 0.0;
+    for (var j = 0u; j < ${H / LPK}u; j++) {
+      let h = j * ${LPK}u + share;
+      let d = sS[key * ${LDS}u + h];
+      if (d > 0.0) { score += wS[h] * d; }
+    }
+${shuffle ? Array.from({ length: Math.log2(LPK) }, (_, b) => `    score += subgroupShuffleXor(score, ${1 << b}u);`).join('\n') : `    part[li] = score;
+    workgroupBarrier();
+    if (share == 0u) { for (var m = 1u; m < ${LPK}u; m++) { score += part[li + m]; } }`}
+    let s = tile0 + key;
+    if (share == 0u && s < spanEnd) {
+      var bits = 0xff800000u;
+      if (s < valid) { bits = bitcast<u32>((kScale[slotOf(tableRow, s)] * 256.0) * score); }
+      out[t * p.nKeys + s] = bits;
+    }`;
+  return /* wgsl */ `
+enable f16;
+${c.scalar ? '' : 'enable chromium_experimental_subgroup_matrix;'}
+${shuffle ? 'enable subgroups;' : ''}
+struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32, seqs: u32 }
+const PAGE: u32 = ${pageSize}u;
+@group(0) @binding(0) var<storage, read> qT: array<f16>; // decoded queries, transposed: [rows][D][H], dims in the order 0, 2, 1, 3
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<vec4u>; // key codes [slots][D], 16 per word
+@group(0) @binding(3) var<storage, read> kScale: array<f32>;
+@group(0) @binding(4) var<storage, read> table: array<i32>;
+@group(0) @binding(5) var<storage, read> positions: array<i32>;
+@group(0) @binding(6) var<storage, read> rowSeq: array<i32>;
+@group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits
+@group(0) @binding(8) var<uniform> p: Params;
+var<workgroup> kS: array<f16, ${KT * LDK}>; // the tile's keys [KT][D] (2⁻⁸ × their values)
+var<workgroup> sS: array<f32, ${KT * LDS}>; // Sᵀ [KT][H]
+var<workgroup> wS: array<f32, ${H}>;
+${shuffle ? '' : `var<workgroup> part: array<f32, ${THREADS}>;`}
+
+fn slotOf(tableRow: u32, s: u32) -> u32 {
+  return u32(table[tableRow * p.tableStride + s / PAGE]) * PAGE + s % PAGE;
+}
+
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${c.scalar ? '' : ', @builtin(subgroup_id) sg: u32'}) {
+  let t = wg.y;
+  let seq = select(0, rowSeq[t], p.multi == 1u);
+  let known = seq >= 0 && u32(seq) < max(p.seqs, 1u);
+  let tableRow = select(0u, u32(seq), known);
+  for (var h = li; h < ${H}u; h += ${THREADS}u) { wS[h] = w[t * ${H}u + h]; }
+  let valid = select(0u, u32(clamp(positions[t] + 1, 0, i32(p.nKeys))), known);
+  let span0 = (wg.x + wg.z * p.groupsX) * p.tilesPerGroup * ${KT}u;
+  let spanEnd = min(span0 + p.tilesPerGroup * ${KT}u, p.nKeys);
+${c.scalar ? '' : `  let kb = (sg % ${SGK}u) * ${KT / SGK}u; // this subgroup's keys and heads
+  let hb = (sg / ${SGK}u) * ${H / SGH}u;
+  let qBase = t * ${D * H}u + hb;
+  ${qLoads.join('\n  ')}`}
+  let lastKey = max(valid, 1u) - 1u;
+${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
+  for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
+${decode.join('\n')}
+    workgroupBarrier();
+    let next = tile0 + ${KT}u;
+    if (next < spanEnd) {
+${words.map((v) => `      r${v} = ${load(v, 'next')};`).join('\n')}
+    }
+    {
+    ${c.scalar ? scalarProducts : mma.join('\n    ')}
+    }
+    workgroupBarrier();
+${reduce}
+  }
+}
+`;
+}
+
+/** Records the scores into `out` (f32 [rows, nKeys], allocated by the caller). */
+export function indexerScoresFused2Gpu(gpu: GpuDevice, a: IndexerGpuArgs, out: GPUBuffer, c: Fused2Config, multi: FusedRowSeq | null = null): void {
+  const why = unavailable(gpu, a.heads, a.dim, c);
+  if (why) throw new GpuError(`indexerScoresGpu: this 'matrix-fused2' form (${c.kt} keys per tile, ${c.sgk}×${c.sgh} subgroups) needs ${why} (H ${a.heads}, D ${a.dim})`);
+  const tiles = Math.ceil(a.nKeys / c.kt);
+  // Runs of up to 8 tiles (the query matrices are loaded once per run) while ~2048 workgroups remain (as indexer-fused.ts).
+  const perGroup = c.tilesPerGroup ?? Math.max(1, Math.min(8, Math.floor((tiles * a.rows) / 2048)));
+  const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
+  const total = a.rows * a.heads * a.dim;
+  const qT = gpu.scratch('indexer.qT', total * 2);
+  const [qx, qy] = gpu.grid(total, 256);
+  gpu.dispatch(QT_WGSL, [a.q8, qT, gpu.uniforms(Uint32Array.of(a.rows, a.heads, a.dim, total, qx))], [qx, qy]);
+  // The reduction's invocations of one key are consecutive: shuffles sum them where a subgroup holds them all.
+  const lanesPerKey = (32 * c.sgk * c.sgh) / c.kt;
+  const shuffle = c.shuffle ?? (gpu.features.has('subgroups') && gpu.subgroupSize !== null && gpu.subgroupSize % lanesPerKey === 0);
+  const code = gpu.generated(`indexer-fused2 ${a.heads}x${a.dim} page ${a.pageSize} ${JSON.stringify(c)} ${shuffle}`, () => fused2Wgsl(a.heads, a.dim, a.pageSize, c, shuffle));
+  const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0, multi ? multi.seqs : 1));
+  gpu.dispatch(code, [qT, a.w, a.kCache, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
+}
