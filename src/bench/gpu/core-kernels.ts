@@ -10,6 +10,7 @@ import { headMatmulGpu } from '../../backend/webgpu/kernels/head-matmul.js';
 import { mlaAttention } from '../../backend/cpu/kernels/mla-attention.js';
 import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { indexerScoresGpu, type IndexerVariant } from '../../backend/webgpu/kernels/indexer.js';
+import { indexerScoresFused2Gpu, type Fused2Config } from '../../backend/webgpu/kernels/indexer-fused2.js';
 import { mlaAttentionGpu } from '../../backend/webgpu/kernels/mla-attention.js';
 import { mlaAttentionMatrixGpu } from '../../backend/webgpu/kernels/mla-attention-matrix.js';
 import { mlaAttentionMatrix2Gpu, type Matrix2Options } from '../../backend/webgpu/kernels/mla-attention-matrix2.js';
@@ -143,7 +144,7 @@ export async function checkAttention(gpu: GpuDevice, v: AttentionVariant, multi:
  * for diagnosis (flat indices into [rows, nKeys]).
  */
 export async function checkIndexer(
-  gpu: GpuDevice, variant: IndexerVariant, multi: boolean, subnormalKeys = false,
+  gpu: GpuDevice, variant: IndexerVariant | Fused2Config, multi: boolean, subnormalKeys = false,
 ): Promise<{ maxErrOverScale: number; sample?: Record<string, number[]> }> {
   const l = checkLayout(multi);
   const rows = l.rowSeq.length;
@@ -168,10 +169,17 @@ export async function checkIndexer(
   });
   const up = (a: ArrayBufferView) => gpu.buffer(a.byteLength, a);
   const { table, nPages, rowSeq, seqs } = checkPages(gpu, l);
-  const out = indexerScoresGpu(gpu, {
+  const args = {
     q8: up(q8), w: up(w), kCache: up(kc), kScale: up(kScale), table, tableLength: nPages, pageSize: PAGE, rowSeq, seqs,
-    positions: up(l.positions), rows, heads: HI, dim: DI, nKeys, variant,
-  });
+    positions: up(l.positions), rows, heads: HI, dim: DI, nKeys,
+  };
+  let out: GPUBuffer;
+  if (typeof variant === 'string') out = indexerScoresGpu(gpu, { ...args, variant });
+  else {
+    // A 'matrix-fused2' form of the lab's sweep, by its config.
+    out = gpu.buffer(rows * nKeys * 4);
+    indexerScoresFused2Gpu(gpu, args, out, variant, rowSeq ? { rowSeq, tableStride: nPages, seqs: seqs ?? 1 } : null);
+  }
   const got = new Float32Array(await gpu.read(out, rows * nKeys * 4));
   let worst = 0;
   let worstAt = 0;

@@ -19,17 +19,16 @@
 import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { headMatmulGpu } from '../../backend/webgpu/kernels/head-matmul.js';
 import {
-  INDEXER_VARIANTS, indexerScoresGpu, bestIndexerVariant, indexerVariantAvailable, indexerVariantOf, type IndexerGpuArgs, type IndexerVariant,
+  INDEXER_VARIANTS, indexerScoresGpu, bestIndexerVariant, indexerVariantAvailable, indexerVariantOf, type IndexerVariant,
 } from '../../backend/webgpu/kernels/indexer.js';
 import { MATMUL_VARIANTS, matmulGpu, matmulPlan, type MatmulPlan, type MatmulVariant } from '../../backend/webgpu/kernels/matmul.js';
 import { mlaMatrixAvailable } from '../../backend/webgpu/kernels/mla-attention-matrix.js';
 import { mlaMatrix2Available, TENSOR_CORE_ATTENTION, type Matrix2Options } from '../../backend/webgpu/kernels/mla-attention-matrix2.js';
 import { topkGpu } from '../../backend/webgpu/kernels/topk.js';
-import { onePageTable, type GpuPages } from '../../backend/webgpu/kernels/pages.js';
-import { median } from '../harness.js';
-import { FUSED_PROBES, indexerFusedAvailable, indexerScoresFusedGpu } from '../../backend/webgpu/kernels/indexer-fused.js';
+import { indexerSection } from './indexer-lab.js';
 import { randomBuffer } from './fill.js';
 import { topkVariantRows } from './topk-lab.js';
+import { gpuTimes, indexerArgs, makeStep, releaseStep, round, type StepData } from './step.js';
 import { attend, checkAttention, checkHeadMatmul, checkIndexer, DI, DR, DV, H, HI, PAGE, R, TOPK, type AttentionVariant } from './core-kernels.js';
 
 export interface LabOptions {
@@ -44,52 +43,6 @@ export interface LabOptions {
   note: (line: string) => void;
 }
 
-/**
- * Times `record` (after one warm-up) three ways, `runs` times each, median reported: under
- * per-dispatch timestamps (GPU ms by label — each kernel alone, no overlap), under per-pass
- * timestamps (`totalMs`: the GPU's time for the work as it runs, kernels back to back), and by the
- * wall clock (`wallMs`: recording, submission and waiting included).
- */
-async function gpuTimes(
-  gpu: GpuDevice,
-  runs: number,
-  record: () => void,
-): Promise<{ byLabel: Record<string, number>; kernelSumMs: number; totalMs: number; wallMs: number; quantized: boolean }> {
-  record();
-  await gpu.finish();
-  const perRun: Record<string, number>[] = [];
-  // Whether every interval is a multiple of 2^16 ns (Dawn's timestamp quantization left on).
-  let quantized = true;
-  for (let r = 0; r < runs; r++) {
-    gpu.startProfiling('dispatch');
-    record();
-    const by: Record<string, number> = {};
-    for (const k of await gpu.stopProfiling()) {
-      by[k.label] = (by[k.label] ?? 0) + k.ms;
-      if (Math.round(k.ms * 1e6) % 65536 !== 0) quantized = false;
-    }
-    perRun.push(by);
-  }
-  const passes: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    gpu.startProfiling('pass');
-    record();
-    passes.push((await gpu.stopProfiling()).reduce((a, k) => a + k.ms, 0));
-  }
-  const walls: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    const t0 = performance.now();
-    record();
-    await gpu.finish();
-    walls.push(performance.now() - t0);
-  }
-  const byLabel: Record<string, number> = {};
-  for (const label of Object.keys(perRun[0] ?? {})) byLabel[label] = median(perRun.map((p) => p[label] ?? 0));
-  const kernelSumMs = median(perRun.map((p) => Object.values(p).reduce((a, b) => a + b, 0)));
-  return { byLabel, kernelSumMs, totalMs: median(passes), wallMs: median(walls), quantized };
-}
-
-const round = (x: number, d = 4): number => Number(x.toPrecision(d));
 
 // ---- copy ----
 
@@ -202,66 +155,6 @@ async function matmulSection(gpu: GpuDevice, o: LabOptions): Promise<void> {
 
 // ---- the attention core ----
 
-/**
- * The caches and decode-step inputs of `rows` sequences of ctx positions each, on the GPU: one
- * sequence (a 1-D block table of contiguous pages), or a whole batch taken by one grid per op
- * (`batched`: a 2-D table, rowSeq = 0..rows−1, the sequences' pages interleaved over one pool).
- */
-interface StepData {
-  ctx: number;
-  rows: number;
-  latent: GPUBuffer;
-  kCache: GPUBuffer;
-  kScale: GPUBuffer;
-  pages: GpuPages;
-  positions: GPUBuffer;
-  q8: GPUBuffer;
-  w: GPUBuffer;
-  qLat: GPUBuffer;
-  qPe: GPUBuffer;
-  /** Pages of the pool: fewer than rows × pages where one binding cannot hold them all (some then shared). */
-  poolPages: number;
-}
-
-function makeStep(gpu: GpuDevice, ctx: number, rows: number, seed: number, batched: boolean): StepData {
-  const nPages = Math.ceil(ctx / PAGE);
-  const latentPage = PAGE * (R + DR) * 2;
-  const poolPages = Math.min(rows * nPages, Math.floor(Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize) / latentPage));
-  const slots = poolPages * PAGE;
-  // Page i of sequence b is the pool's page i · rows + b (mod the pool): sequences interleaved, as a server hands pages out.
-  const table = gpu.buffer(rows * nPages * 4, Int32Array.from({ length: rows * nPages }, (_, j) => ((j % nPages) * rows + Math.floor(j / nPages)) % poolPages));
-  const pages: GpuPages = batched
-    ? { table, nPages, pageSize: PAGE, rowSeq: gpu.buffer(rows * 4, Int32Array.from({ length: rows }, (_, b) => b)), seqs: rows }
-    : onePageTable(table, nPages, PAGE);
-  return {
-    ctx,
-    rows,
-    latent: randomBuffer(gpu, slots * (R + DR) * 2, 'bf16', seed, -2, 2),
-    kCache: randomBuffer(gpu, slots * DI, 'e4m3', seed + 1),
-    kScale: randomBuffer(gpu, slots * 4, 'f32', seed + 2, 0.01, 1),
-    pages,
-    positions: gpu.buffer(rows * 4, new Int32Array(rows).fill(ctx - 1)),
-    q8: randomBuffer(gpu, rows * HI * DI, 'e4m3', seed + 3),
-    w: randomBuffer(gpu, rows * HI * 4, 'f32', seed + 4, -1, 1),
-    qLat: randomBuffer(gpu, rows * H * R * 4, 'f32', seed + 5, -0.05, 0.05),
-    qPe: randomBuffer(gpu, rows * H * DR * 4, 'f32', seed + 6, -0.05, 0.05),
-    poolPages,
-  };
-}
-
-function releaseStep(gpu: GpuDevice, s: StepData): void {
-  for (const b of [s.latent, s.kCache, s.kScale, s.pages.table, s.pages.rowSeq, s.positions, s.q8, s.w, s.qLat, s.qPe]) if (b) gpu.release(b);
-}
-
-/** The indexer's arguments over a step's rows (one sequence, or all of a batch with rowSeq). */
-function indexerArgs(s: StepData, variant: IndexerVariant): IndexerGpuArgs {
-  const { table, nPages, pageSize, rowSeq, seqs } = s.pages;
-  return {
-    q8: s.q8, w: s.w, kCache: s.kCache, kScale: s.kScale, table, tableLength: nPages, pageSize, rowSeq, seqs,
-    positions: s.positions, rows: s.rows, heads: HI, dim: DI, nKeys: s.ctx, variant,
-  };
-}
-
 /** Records a step's DSA attention core (or dense with `dense`), one call per op; its temporaries are released after. */
 function recordStep(gpu: GpuDevice, s: StepData, wuv: GPUBuffer, dense: boolean, variant: IndexerVariant, attention: AttentionVariant): void {
   const scale = 1 / Math.sqrt(192);
@@ -295,6 +188,7 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
     if (!multi) for (const v of variants) o.emit({ section: 'check', kernel: `indexer-${v}-subnormal-keys`, ...(await checkIndexer(gpu, v, false, true)) });
     for (const v of attentionVariants) o.emit({ section: 'check', kernel: `attention-${v}${tag}`, maxErrOverScale: await checkAttention(gpu, v, multi) });
     if (!multi) o.emit({ section: 'check', kernel: 'wuv-headMatmul', maxErrOverScale: await checkHeadMatmul(gpu) });
+
   }
   // The step's attention: the backend's tensor-core kernel (TENSOR_CORE_ATTENTION) where it runs, else the other one, else f32.
   const attention = attentionVariants.includes(TENSOR_CORE_ATTENTION) ? TENSOR_CORE_ATTENTION : attentionVariants.includes('matrix') ? 'matrix' : 'f32';
@@ -365,16 +259,6 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
         const t = await gpuTimes(gpu, o.runs, () => gpu.release(indexerScoresGpu(gpu, indexerArgs(all, v))));
         row[`indexer_${v}_batched_ms`] = round(t.totalMs);
       }
-      if (indexerFusedAvailable(gpu, HI, DI)) {
-        for (const probe of FUSED_PROBES) {
-          const t = await gpuTimes(gpu, o.runs, () => {
-            const out = gpu.buffer(batch * ctx * 4);
-            indexerScoresFusedGpu(gpu, indexerArgs(all, 'matrix-fused'), out, { probe }, { rowSeq: all.pages.rowSeq!, tableStride: all.pages.nPages, seqs: all.pages.seqs });
-            gpu.release(out);
-          });
-          row[`indexer_fused_${probe}_batched_ms`] = round(t.totalMs);
-        }
-      }
       Object.assign(row, await attentionVariantTimes(gpu, o, all, best, attentionVariants));
       // Where one binding could not hold every sequence's latent pages, sequences share some (said so).
       if (all.poolPages < batch * Math.ceil(ctx / PAGE)) row.batched_poolPages = all.poolPages;
@@ -419,7 +303,7 @@ async function attentionVariantTimes(gpu: GpuDevice, o: LabOptions, s: StepData,
   return row;
 }
 
-export const LAB_SECTIONS = ['copy', 'matmul', 'core'] as const;
+export const LAB_SECTIONS = ['copy', 'matmul', 'core', 'indexer'] as const;
 
 /** Runs the lab's sections on a device; rows go to o.emit. */
 export async function runGpuLab(gpu: GpuDevice, o: LabOptions): Promise<void> {
@@ -434,4 +318,5 @@ export async function runGpuLab(gpu: GpuDevice, o: LabOptions): Promise<void> {
   if (o.sections.includes('copy')) copy = await copySection(gpu, o);
   if (o.sections.includes('matmul')) await matmulSection(gpu, o);
   if (o.sections.includes('core')) await coreSection(gpu, o, copy);
+  if (o.sections.includes('indexer')) await indexerSection(gpu, o, copy);
 }

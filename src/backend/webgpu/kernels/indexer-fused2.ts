@@ -27,7 +27,7 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import type { IndexerGpuArgs } from './indexer.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
-import type { FusedRowSeq } from './indexer-fused.js';
+import type { FusedProbe, FusedRowSeq } from './indexer-fused.js';
 
 export interface Fused2Config {
   /** Keys per tile. */
@@ -41,6 +41,16 @@ export interface Fused2Config {
   tilesPerGroup?: number;
   /** The head reduction by subgroup shuffles (default where a subgroup holds a key's invocations) or through shared memory (false). */
   shuffle?: boolean;
+  /**
+   * Where the subgroups' query matrices come from: held in registers for the whole run (default),
+   * or loaded again for every tile from the decoded query in device memory (cached: every
+   * workgroup of the row reads the same 16 KiB) — fewer registers, more loads.
+   */
+  qFrom?: 'registers' | 'memory';
+  /** Timing probes for the kernel lab (wrong results, on purpose), as indexer-fused.ts: one stage left out. */
+  probe?: FusedProbe;
+  /** Tiles whose key words are read ahead, in registers (default 1: the next tile's, read while this one is multiplied). */
+  depth?: 1 | 2 | 3;
 }
 
 /** The lab's named forms (variant name → config). */
@@ -49,9 +59,30 @@ export const FUSED2_CONFIGS = {
   'matrix-fused2-k2h4': { kt: 64, sgk: 2, sgh: 4 },
   'matrix-fused2-kt32': { kt: 32, sgk: 2, sgh: 2 },
   'matrix-fused2-kt32-h4': { kt: 32, sgk: 2, sgh: 4 },
+  'matrix-fused2-qmem': { kt: 64, sgk: 4, sgh: 2, qFrom: 'memory' },
+  'matrix-fused2-h1-qmem': { kt: 64, sgk: 4, sgh: 1, qFrom: 'memory' },
   'fused2-scalar': { kt: 64, sgk: 4, sgh: 2, scalar: true },
 } as const satisfies Record<string, Fused2Config>;
 export type Fused2Variant = keyof typeof FUSED2_CONFIGS;
+
+/**
+ * Further forms the kernel lab times (batched, `indexer_sweep_<name>_batched_ms`) without making
+ * them variants: read-ahead depth, run length, the subgroups' share of the work.
+ */
+export const FUSED2_SWEEP: Record<string, Fused2Config> = {
+  'kt32-d2': { kt: 32, sgk: 2, sgh: 2, depth: 2 },
+  'kt32-d3': { kt: 32, sgk: 2, sgh: 2, depth: 3 },
+  'kt32-run16': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 16 },
+  'kt32-run16-d2': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 16, depth: 2 },
+  'kt32-run32-d2': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32, depth: 2 },
+  'kt32-run4': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 4 },
+  'kt32-h4-d2': { kt: 32, sgk: 2, sgh: 4, depth: 2 },
+  'kt64-d2': { kt: 64, sgk: 4, sgh: 2, depth: 2 },
+  'kt64-k2h2': { kt: 64, sgk: 2, sgh: 2 },
+  'kt64-k2h2-d2': { kt: 64, sgk: 2, sgh: 2, depth: 2 },
+  'kt64-k2h4-d2': { kt: 64, sgk: 2, sgh: 4, depth: 2 },
+  'kt32-noshuffle': { kt: 32, sgk: 2, sgh: 2, shuffle: false },
+};
 
 /** Row strides in shared memory: keys (f16) and Sᵀ (f32), padded by 16 bytes so matrix rows fall in different banks. */
 const ldk = (dim: number) => dim + 8;
@@ -70,7 +101,7 @@ function unavailable(gpu: GpuDevice, heads: number, dim: number, c: Fused2Config
   if (heads % (16 * c.sgh) || c.kt % (16 * c.sgk) || dim % 16) return `H a multiple of ${16 * c.sgh}, D of 16`;
   if ((c.kt * dim) / 16 < threads || ((c.kt * dim) / 16) % threads) return 'a whole number of key words per invocation';
   if (threads % c.kt || c.kt * heads < threads) return 'whole invocations per key in the reduction';
-  if ((heads / c.sgh / 16) * (dim / 16) > 16) return 'at most 16 query matrices per subgroup';
+  if (c.qFrom !== 'memory' && (heads / c.sgh / 16) * (dim / 16) > 16) return 'at most 16 query matrices per subgroup in registers';
   if (sharedBytes(heads, dim, c) > gpu.limits.maxComputeWorkgroupStorageSize) return `${sharedBytes(heads, dim, c)} bytes of shared memory`;
   return null;
 }
@@ -103,7 +134,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 }
 `;
 
-function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Config, shuffle: boolean): string {
+export function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Config, shuffle: boolean): string {
   const { kt: KT, sgk: SGK, sgh: SGH } = c;
   const THREADS = 32 * SGK * SGH;
   const RN = KT / SGK / 16; // key blocks of 16 per subgroup
@@ -121,8 +152,10 @@ function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Config, shu
   for (let i = 0; i < RM; i++) {
     for (let d = 0; d < DS; d++) qLoads.push(`let q${i}_${d} = subgroupMatrixLoad<${right}>(&qT, qBase + ${d * 16 * H + i * 16}u, false, ${H}u);`);
   }
+  const qInRegisters = c.qFrom !== 'memory';
   const mma: string[] = [];
   for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) mma.push(`var acc${j}_${i} = ${result}();`);
+  if (!qInRegisters) mma.push(...qLoads);
   for (let d = 0; d < DS; d++) {
     for (let j = 0; j < RN; j++) {
       mma.push(`let k${d}_${j} = subgroupMatrixLoad<${left}>(&kS, (kb + ${16 * j}u) * ${LDK}u + ${16 * d}u, false, ${LDK}u);`);
@@ -140,10 +173,13 @@ function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Config, shu
       sS[key * ${LDS}u + h] = acc;
     }`;
   const words = Array.from({ length: V }, (_, v) => v);
+  const DEPTH = c.depth ?? 1;
+  const ahead = Array.from({ length: DEPTH - 1 }, (_, m) => m + 1); // registers r{v}_{m}: the words of tile + m·KT
   // Word v of an invocation: key idx / WPK of the tile, dims 16·(idx % WPK) …, idx = li + v·THREADS.
   const keyOf = (v: number) => `((li + ${v * THREADS}u) / ${WPK}u)`;
   const partOf = (v: number) => `((li + ${v * THREADS}u) % ${WPK}u)`;
-  const load = (v: number, tile: string) => `kc[slotOf(tableRow, min(${tile} + ${keyOf(v)}, lastKey)) * ${WPK}u + ${partOf(v)}]`;
+  const load = (v: number, tile: string) =>
+    c.probe === 'no-load' ? (tile === 'span0' ? 'kc[li & 7u]' : `r${v} + vec4u(1u)`) : `kc[slotOf(tableRow, min(${tile} + ${keyOf(v)}, lastKey)) * ${WPK}u + ${partOf(v)}]`;
   const decode = words.map((v) => {
     const lines = [`let o = ${keyOf(v)} * ${LDK}u + ${partOf(v)} * 16u;`];
     for (let w = 0; w < 4; w++) {
@@ -157,7 +193,7 @@ function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Config, shu
   const reduce = `    let key = li / ${LPK}u;
     let share = li % ${LPK}u;
     var score = 0.0;
-    for (var j = 0u; j < ${H / LPK}u; j++) {
+    for (var j = 0u; j < ${c.probe === 'no-reduce' ? 1 : H / LPK}u; j++) {
       let h = j * ${LPK}u + share;
       let d = sS[key * ${LDS}u + h];
       if (d > 0.0) { score += wS[h] * d; }
@@ -208,18 +244,21 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 ${c.scalar ? '' : `  let kb = (sg % ${SGK}u) * ${KT / SGK}u; // this subgroup's keys and heads
   let hb = (sg / ${SGK}u) * ${H / SGH}u;
   let qBase = t * ${D * H}u + hb;
-  ${qLoads.join('\n  ')}`}
+  ${qInRegisters ? qLoads.join('\n  ') : ''}`}
   let lastKey = max(valid, 1u) - 1u;
 ${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
+${ahead.map((m) => words.map((v) => `  var r${v}_${m}: vec4u;\n  if (span0 + ${m * KT}u < spanEnd) { r${v}_${m} = ${load(v, `span0 + ${m * KT}u`)}; }`).join('\n')).join('\n')}
   for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
-${decode.join('\n')}
+${c.probe === 'no-decode' ? '    if (li == 0u) { kS[0] = f16(r0.x); }' : decode.join('\n')}
     workgroupBarrier();
-    let next = tile0 + ${KT}u;
+    // Tiles read ahead move up one place; the farthest is read now.
+${words.flatMap((v) => ahead.map((m) => `    ${m === 1 ? `r${v}` : `r${v}_${m - 1}`} = r${v}_${m};`)).join('\n')}
+    let next = tile0 + ${DEPTH * KT}u;
     if (next < spanEnd) {
-${words.map((v) => `      r${v} = ${load(v, 'next')};`).join('\n')}
+${words.map((v) => `      ${DEPTH === 1 ? `r${v}` : `r${v}_${DEPTH - 1}`} = ${load(v, 'next')};`).join('\n')}
     }
     {
-    ${c.scalar ? scalarProducts : mma.join('\n    ')}
+    ${c.scalar ? scalarProducts : c.probe === 'no-mma' ? '' : mma.join('\n    ')}
     }
     workgroupBarrier();
 ${reduce}
