@@ -109,7 +109,7 @@ async function checkMatmul(gpu: GpuDevice, plan: MatmulPlan): Promise<number> {
   const n = plan.tileN * 2;
   const k = plan.kStep * 8;
   const a = checkData(m * k, 1);
-  const b = checkData(k * n, 2);
+  const b = checkData(k * n, 2); // [K][N], or [N][K] for a plan with bTransposed
   const c = gpu.buffer(m * n * 4);
   matmulGpu(gpu, plan, toGpu(gpu, a, plan.input), toGpu(gpu, b, plan.input), c, m, n, k);
   const raw = await gpu.read(c, m * n * 4);
@@ -118,7 +118,7 @@ async function checkMatmul(gpu: GpuDevice, plan: MatmulPlan): Promise<number> {
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
       let want = 0;
-      for (let x = 0; x < k; x++) want += a[i * k + x]! * b[x * n + j]!;
+      for (let x = 0; x < k; x++) want += a[i * k + x]! * b[plan.bTransposed ? j * k + x : x * n + j]!;
       worst = Math.max(worst, Math.abs(got[i * n + j]! - want));
     }
   }

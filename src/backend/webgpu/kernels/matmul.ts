@@ -27,6 +27,8 @@ export interface MatmulPlan {
   /** Element type of A and B on the GPU, and of C. */
   input: 'f32' | 'f16' | 'i8';
   output: 'f32' | 'i32';
+  /** B is given as [N][K] (C = A · Bᵀ, the NT staged GEMMs); absent: B is [K][N]. */
+  bTransposed?: boolean;
 }
 
 /** The kernel of a variant on this device, or null when the device cannot run it. */
@@ -62,7 +64,7 @@ export function matmulPlan(gpu: GpuDevice, v: MatmulVariant): MatmulPlan | null 
   };
 }
 
-/** Records C = A · B with a plan; a, b, c hold the data in the plan's types. */
+/** Records C = A · B (A · Bᵀ with b as [N][K] where the plan says bTransposed); a, b, c hold the data in the plan's types. */
 export function matmulGpu(gpu: GpuDevice, plan: MatmulPlan, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, m: number, n: number, k: number): void {
   if (m % plan.tileM || n % plan.tileN || k % plan.kStep) {
     throw new GpuError(`matmulGpu: M ${m}, N ${n}, K ${k} must be multiples of ${plan.tileM}, ${plan.tileN}, ${plan.kStep}`);
