@@ -7,6 +7,8 @@
  *  - `indexer_<kernel>_<probe>_ms`: timing probes, one stage left out (the time saved is its share);
  *  - `indexer_first_ms` / `indexer_last_ms`: the default variant timed first and again last, so a
  *    GPU whose clocks moved during the section shows it.
+ * Candidates are timed in interleaved rounds (each once per round, `--runs` rounds, median) after
+ * the GPU has run the default for 1.5 s: the H200s of the device pool changed clocks mid-run.
  * GB/s count the key cache read (codes + scales); `_ofCopy` divides by the copy kernel's rate.
  */
 import type { GpuDevice } from '../../backend/webgpu/device.js';
@@ -15,7 +17,8 @@ import { FUSED_PROBES, indexerFusedAvailable, indexerScoresFusedGpu } from '../.
 import { FUSED2_CONFIGS, FUSED2_SWEEP, indexerFused2Available, indexerScoresFused2Gpu, type Fused2Config } from '../../backend/webgpu/kernels/indexer-fused2.js';
 import { checkIndexer, DI, HI } from './core-kernels.js';
 import type { LabOptions } from './lab.js';
-import { gpuTimes, indexerArgs, makeStep, releaseStep, round, type StepData } from './step.js';
+import { median } from '../harness.js';
+import { indexerArgs, makeStep, passMs, releaseStep, round, warmUp, type StepData } from './step.js';
 
 const VARIANTS: IndexerVariant[] = ['matrix-fused', ...(Object.keys(FUSED2_CONFIGS) as IndexerVariant[]).filter((v) => !v.includes('scalar'))];
 
@@ -40,23 +43,30 @@ export async function indexerSection(gpu: GpuDevice, o: LabOptions, copyGBps: nu
         if (copyGBps) row[`indexer_${name}_ofCopy`] = round(gbps / copyGBps, 3);
       };
       const best = bestIndexerVariant(gpu, HI, DI, ctx);
-      const time = async (record: (out: GPUBuffer) => void) =>
-        (await gpuTimes(gpu, o.runs, () => {
-          const out = gpu.buffer(batch * ctx * 4);
-          record(out);
-          gpu.release(out);
-        })).totalMs;
-      const variant = (v: IndexerVariant) => time(() => gpu.release(indexerScoresGpu(gpu, indexerArgs(s, v))));
-      const fused2 = (c: Fused2Config) => time((out) => indexerScoresFused2Gpu(gpu, indexerArgs(s, 'matrix-fused2'), out, c, multiOf(s)));
-      row.indexerVariant = best;
-      put('first', await variant(best));
-      for (const v of VARIANTS) if (indexerVariantAvailable(gpu, v, HI, DI)) put(v, await variant(v));
-      for (const [name, c] of sweep) put(`sweep_${name}`, await fused2(c));
+      const multi = multiOf(s);
+      const withOut = (record: (out: GPUBuffer) => void) => () => {
+        const out = gpu.buffer(batch * ctx * 4);
+        record(out);
+        gpu.release(out);
+      };
+      const variant = (v: IndexerVariant) => withOut(() => gpu.release(indexerScoresGpu(gpu, indexerArgs(s, v))));
+      const fused2 = (c: Fused2Config) => withOut((out) => indexerScoresFused2Gpu(gpu, indexerArgs(s, 'matrix-fused2'), out, c, multi));
+      const candidates: [string, () => void][] = [];
+      for (const v of VARIANTS) if (indexerVariantAvailable(gpu, v, HI, DI)) candidates.push([v, variant(v)]);
+      for (const [name, c] of sweep) candidates.push([`sweep_${name}`, fused2(c)]);
       for (const probe of FUSED_PROBES) {
-        put(`fused_${probe}`, await time((out) => indexerScoresFusedGpu(gpu, indexerArgs(s, 'matrix-fused'), out, { probe }, multiOf(s))));
-        if (indexerFused2Available(gpu, HI, DI, FUSED2_CONFIGS['matrix-fused2-kt32'])) put(`fused2-kt32_${probe}`, await fused2({ ...FUSED2_CONFIGS['matrix-fused2-kt32'], probe }));
+        candidates.push([`fused_${probe}`, withOut((out) => indexerScoresFusedGpu(gpu, indexerArgs(s, 'matrix-fused'), out, { probe }, multi))]);
+        candidates.push([`fused2_${probe}`, fused2({ ...FUSED2_CONFIGS['matrix-fused2'], probe })]);
       }
-      put('last', await variant(best));
+      row.indexerVariant = best;
+      // The GPU's clocks up first; then every candidate once per round, rounds interleaved, so a
+      // drift of the clocks during the section moves all of them alike (medians reported).
+      await warmUp(gpu, variant(best), 1500);
+      put('first', await passMs(gpu, variant(best)));
+      const times = new Map<string, number[]>(candidates.map(([name]) => [name, []]));
+      for (let r = 0; r < o.runs; r++) for (const [name, record] of candidates) times.get(name)!.push(await passMs(gpu, record));
+      for (const [name, ms] of times) put(name, median(ms));
+      put('last', await passMs(gpu, variant(best)));
       o.emit(row);
       releaseStep(gpu, s);
       await gpu.finish();

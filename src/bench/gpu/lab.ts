@@ -28,7 +28,7 @@ import { topkGpu } from '../../backend/webgpu/kernels/topk.js';
 import { indexerSection } from './indexer-lab.js';
 import { randomBuffer } from './fill.js';
 import { topkVariantRows } from './topk-lab.js';
-import { gpuTimes, indexerArgs, makeStep, releaseStep, round, type StepData } from './step.js';
+import { gpuTimes, indexerArgs, makeStep, releaseStep, round, warmUp, type StepData } from './step.js';
 import { attend, checkAttention, checkHeadMatmul, checkIndexer, DI, DR, DV, H, HI, PAGE, R, TOPK, type AttentionVariant } from './core-kernels.js';
 
 export interface LabOptions {
@@ -239,6 +239,7 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
       const topkScores = indexerScoresGpu(gpu, indexerArgs(all, best));
       Object.assign(row, await topkVariantRows(gpu, topkScores, all.positions, batch, ctx, Math.min(TOPK, ctx), (rec) => gpuTimes(gpu, o.runs, rec)));
       gpu.release(topkScores);
+      await warmUp(gpu, () => recordStep(gpu, all, wuv, false, best, attention), 1000);
       const dsaB = await gpuTimes(gpu, o.runs, () => recordStep(gpu, all, wuv, false, best, attention));
       const denseB = await gpuTimes(gpu, o.runs, () => recordStep(gpu, all, wuv, true, best, attention));
       Object.assign(row, {

@@ -116,3 +116,19 @@ export function indexerArgs(s: StepData, variant: IndexerVariant): IndexerGpuArg
   };
 }
 
+
+/** The GPU's time (per-pass timestamps) for one recording of `record`. */
+export async function passMs(gpu: GpuDevice, record: () => void): Promise<number> {
+  gpu.startProfiling('pass');
+  record();
+  return (await gpu.stopProfiling()).reduce((a, k) => a + k.ms, 0);
+}
+
+/** Runs `record` over and over for `ms` of wall time: the GPU's clocks up before anything is timed. */
+export async function warmUp(gpu: GpuDevice, record: () => void, ms: number): Promise<void> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    for (let i = 0; i < 8; i++) record();
+    await gpu.finish();
+  }
+}

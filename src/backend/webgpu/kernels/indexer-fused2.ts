@@ -41,47 +41,41 @@ export interface Fused2Config {
   tilesPerGroup?: number;
   /** The head reduction by subgroup shuffles (default where a subgroup holds a key's invocations) or through shared memory (false). */
   shuffle?: boolean;
-  /**
-   * Where the subgroups' query matrices come from: held in registers for the whole run (default),
-   * or loaded again for every tile from the decoded query in device memory (cached: every
-   * workgroup of the row reads the same 16 KiB) — fewer registers, more loads.
-   */
-  qFrom?: 'registers' | 'memory';
   /** Timing probes for the kernel lab (wrong results, on purpose), as indexer-fused.ts: one stage left out. */
   probe?: FusedProbe;
   /** Tiles whose key words are read ahead, in registers (default 1: the next tile's, read while this one is multiplied). */
   depth?: 1 | 2 | 3;
 }
 
-/** The lab's named forms (variant name → config). */
+/**
+ * The named forms (variant name → config): 'matrix-fused2' is the default where tensor cores are
+ * (32 keys per tile, 2 × 2 subgroups: the fastest on the H200, docs/benchmarks.md).
+ */
 export const FUSED2_CONFIGS = {
-  'matrix-fused2': { kt: 64, sgk: 4, sgh: 2 },
-  'matrix-fused2-k2h4': { kt: 64, sgk: 2, sgh: 4 },
-  'matrix-fused2-kt32': { kt: 32, sgk: 2, sgh: 2 },
-  'matrix-fused2-kt32-h4': { kt: 32, sgk: 2, sgh: 4 },
-  'matrix-fused2-qmem': { kt: 64, sgk: 4, sgh: 2, qFrom: 'memory' },
-  'matrix-fused2-h1-qmem': { kt: 64, sgk: 4, sgh: 1, qFrom: 'memory' },
-  'fused2-scalar': { kt: 64, sgk: 4, sgh: 2, scalar: true },
+  'matrix-fused2': { kt: 32, sgk: 2, sgh: 2 },
+  'matrix-fused2-kt64': { kt: 64, sgk: 4, sgh: 2 },
+  'fused2-scalar': { kt: 32, sgk: 2, sgh: 2, scalar: true },
 } as const satisfies Record<string, Fused2Config>;
 export type Fused2Variant = keyof typeof FUSED2_CONFIGS;
 
 /**
- * Further forms the kernel lab times (batched, `indexer_sweep_<name>_batched_ms`) without making
- * them variants: read-ahead depth, run length, the subgroups' share of the work.
+ * Further forms the kernel lab times (`dsa bench gpu --sections indexer`: `indexer_sweep_<name>_ms`)
+ * without making them variants: run length (tiles per workgroup), read-ahead depth, the subgroups'
+ * share of the work. Measured on the H200 and dropped: the query matrices loaded again for every
+ * tile from device memory instead of held in registers (2.1× slower).
  */
 export const FUSED2_SWEEP: Record<string, Fused2Config> = {
-  'kt32-d2': { kt: 32, sgk: 2, sgh: 2, depth: 2 },
-  'kt32-d3': { kt: 32, sgk: 2, sgh: 2, depth: 3 },
-  'kt32-run16': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 16 },
-  'kt32-run16-d2': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 16, depth: 2 },
-  'kt32-run32-d2': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32, depth: 2 },
   'kt32-run4': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 4 },
-  'kt32-h4-d2': { kt: 32, sgk: 2, sgh: 4, depth: 2 },
-  'kt64-d2': { kt: 64, sgk: 4, sgh: 2, depth: 2 },
-  'kt64-k2h2': { kt: 64, sgk: 2, sgh: 2 },
-  'kt64-k2h2-d2': { kt: 64, sgk: 2, sgh: 2, depth: 2 },
-  'kt64-k2h4-d2': { kt: 64, sgk: 2, sgh: 4, depth: 2 },
-  'kt32-noshuffle': { kt: 32, sgk: 2, sgh: 2, shuffle: false },
+  'kt32-run8': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 8 },
+  'kt32-run16': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 16 },
+  'kt32-run32': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32 },
+  'kt32-run64': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 64 },
+  'kt32-run32-d2': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32, depth: 2 },
+  'kt32-run32-noshuffle': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32, shuffle: false },
+  'kt32-h4-run32': { kt: 32, sgk: 2, sgh: 4, tilesPerGroup: 32 },
+  'kt64-run16': { kt: 64, sgk: 4, sgh: 2, tilesPerGroup: 16 },
+  'kt64-k2h4-run16': { kt: 64, sgk: 2, sgh: 4, tilesPerGroup: 16 },
+  'kt64-k2h2-run16': { kt: 64, sgk: 2, sgh: 2, tilesPerGroup: 16 },
 };
 
 /** Row strides in shared memory: keys (f16) and Sᵀ (f32), padded by 16 bytes so matrix rows fall in different banks. */
@@ -101,7 +95,7 @@ function unavailable(gpu: GpuDevice, heads: number, dim: number, c: Fused2Config
   if (heads % (16 * c.sgh) || c.kt % (16 * c.sgk) || dim % 16) return `H a multiple of ${16 * c.sgh}, D of 16`;
   if ((c.kt * dim) / 16 < threads || ((c.kt * dim) / 16) % threads) return 'a whole number of key words per invocation';
   if (threads % c.kt || c.kt * heads < threads) return 'whole invocations per key in the reduction';
-  if (c.qFrom !== 'memory' && (heads / c.sgh / 16) * (dim / 16) > 16) return 'at most 16 query matrices per subgroup in registers';
+  if ((heads / c.sgh / 16) * (dim / 16) > 16) return 'at most 16 query matrices per subgroup (registers)';
   if (sharedBytes(heads, dim, c) > gpu.limits.maxComputeWorkgroupStorageSize) return `${sharedBytes(heads, dim, c)} bytes of shared memory`;
   return null;
 }
@@ -152,10 +146,8 @@ export function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Conf
   for (let i = 0; i < RM; i++) {
     for (let d = 0; d < DS; d++) qLoads.push(`let q${i}_${d} = subgroupMatrixLoad<${right}>(&qT, qBase + ${d * 16 * H + i * 16}u, false, ${H}u);`);
   }
-  const qInRegisters = c.qFrom !== 'memory';
   const mma: string[] = [];
   for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) mma.push(`var acc${j}_${i} = ${result}();`);
-  if (!qInRegisters) mma.push(...qLoads);
   for (let d = 0; d < DS; d++) {
     for (let j = 0; j < RN; j++) {
       mma.push(`let k${d}_${j} = subgroupMatrixLoad<${left}>(&kS, (kb + ${16 * j}u) * ${LDK}u + ${16 * d}u, false, ${LDK}u);`);
@@ -244,7 +236,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 ${c.scalar ? '' : `  let kb = (sg % ${SGK}u) * ${KT / SGK}u; // this subgroup's keys and heads
   let hb = (sg / ${SGK}u) * ${H / SGH}u;
   let qBase = t * ${D * H}u + hb;
-  ${qInRegisters ? qLoads.join('\n  ') : ''}`}
+  ${qLoads.join('\n  ')}`}
   let lastKey = max(valid, 1u) - 1u;
 ${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
 ${ahead.map((m) => words.map((v) => `  var r${v}_${m}: vec4u;\n  if (span0 + ${m * KT}u < spanEnd) { r${v}_${m} = ${load(v, `span0 + ${m * KT}u`)}; }`).join('\n')).join('\n')}
@@ -272,8 +264,9 @@ export function indexerScoresFused2Gpu(gpu: GpuDevice, a: IndexerGpuArgs, out: G
   const why = unavailable(gpu, a.heads, a.dim, c);
   if (why) throw new GpuError(`indexerScoresGpu: this 'matrix-fused2' form (${c.kt} keys per tile, ${c.sgk}×${c.sgh} subgroups) needs ${why} (H ${a.heads}, D ${a.dim})`);
   const tiles = Math.ceil(a.nKeys / c.kt);
-  // Runs of up to 8 tiles (the query matrices are loaded once per run) while ~2048 workgroups remain (as indexer-fused.ts).
-  const perGroup = c.tilesPerGroup ?? Math.max(1, Math.min(8, Math.floor((tiles * a.rows) / 2048)));
+  // Runs of up to 32 tiles (the query matrices are loaded once per run) while ~1024 workgroups
+  // remain: on the H200 runs of 16–32 beat runs of 8 by ~10% at 16 × 32K and 16 × 128K keys.
+  const perGroup = c.tilesPerGroup ?? Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const total = a.rows * a.heads * a.dim;
   const qT = gpu.scratch('indexer.qT', total * 2);

@@ -8,7 +8,7 @@
  * per u32 word, any dim) are decoded in the shader by bit arithmetic; 0x7f / 0xff (NaN) are not
  * special-cased (they decode as ±480), inputs are assumed NaN-free like the CPU path.
  *
- * The variants below and in indexer-direct.ts / indexer-fused.ts (a kernel lab, as in llm.c), all with the CPU twin indexerScores
+ * The variants below and in indexer-direct.ts / indexer-fused.ts / indexer-fused2.ts (a kernel lab, as in llm.c), all with the CPU twin indexerScores
  * (cpu/kernels/indexer.ts, which sums in float64 and rounds once), so results agree to f32
  * rounding, not bit for bit:
  *  - 'naive': one invocation per (key, query), q and k decoded per product. Any shape.
@@ -190,11 +190,13 @@ export function indexerVariantOf(gpu: GpuDevice, a: IndexerGpuArgs): IndexerVari
 
 /**
  * The fastest variant the device offers for H heads of D dims and nKeys keys: on the H200 the
- * fused tensor-core kernel at every length where its shape fits (indexer-fused.ts: 0.6 ms against
- * 2.4 for 'matrix-direct' at 16 × 128K keys, docs/benchmarks.md); else 'matrix-direct' from 16K
- * keys, 'matrix' below; the f32 'tiled' kernel without tensor cores.
+ * fused tensor-core kernels at every length where their shape fits — 'matrix-fused2'
+ * (indexer-fused2.ts: 0.41 ms at 16 × 128K keys), else 'matrix-fused' (indexer-fused.ts: 0.6 ms;
+ * 2.4 for 'matrix-direct', docs/benchmarks.md); else 'matrix-direct' from 16K keys, 'matrix'
+ * below; the f32 'tiled' kernel without tensor cores.
  */
 export function bestIndexerVariant(gpu: GpuDevice, heads: number, dim: number, nKeys = 0): IndexerVariant {
+  if (indexerFused2Available(gpu, heads, dim, FUSED2_CONFIGS['matrix-fused2'])) return 'matrix-fused2';
   if (indexerFusedAvailable(gpu, heads, dim)) return 'matrix-fused';
   if (nKeys >= 16384 && indexerDirectAvailable(gpu, heads, dim)) return 'matrix-direct';
   return matrixPlan(gpu, heads, dim) ? 'matrix' : 'tiled';

@@ -81,6 +81,11 @@ export const STAGED_CONFIGS: Record<string, StagedConfig> = {
   'i8nt-w128x256-sg8-pf': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 4, ks: 64, prefetch: true, bT: 'shared' },
   'i8nt-w128x128-sg4-k128-pf': { input: 'i8', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 128, prefetch: true, bT: 'shared' },
   'i8nt-w128x128-sg8-k128-pf': { input: 'i8', sgr: 2, sgc: 4, rm: 4, rn: 2, ks: 128, prefetch: true, bT: 'shared' },
+  'i8nt-w128x128-sg4-k32-pf': { input: 'i8', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 32, prefetch: true, bT: 'shared' },
+  'i8nt-w128x128-sg4-db': { input: 'i8', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 64, double: true, bT: 'shared' },
+  'i8nt-w128x64-sg4-pf': { input: 'i8', sgr: 2, sgc: 2, rm: 4, rn: 2, ks: 64, prefetch: true, bT: 'shared' },
+  'i8nt-w64x128-sg4-pf': { input: 'i8', sgr: 2, sgc: 2, rm: 2, rn: 4, ks: 64, prefetch: true, bT: 'shared' },
+  'i8nt-w256x128-sg8-k32-pf': { input: 'i8', sgr: 4, sgc: 2, rm: 4, rn: 4, ks: 32, prefetch: true, bT: 'shared' },
   'i8nt-w128x128-sg4-pf-bstorage': { input: 'i8', sgr: 2, sgc: 2, rm: 4, rn: 4, ks: 64, prefetch: true, bT: 'storage' },
   'i8nt-w256x128-sg8-pf-bstorage': { input: 'i8', sgr: 4, sgc: 2, rm: 4, rn: 4, ks: 64, prefetch: true, bT: 'storage' },
 };
