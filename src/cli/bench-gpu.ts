@@ -42,7 +42,7 @@ export function addBenchGpu(bench: Command): void {
   bench
     .command('gpu')
     .description('WebGPU kernel lab: copy bandwidth, matmul TFLOP/s (f32, f16 and int8 tensor cores), the DSA attention core against dense, by timestamp queries')
-    .option('--sections <list>', `sections to run: ${LAB_SECTIONS.join(', ')}`, LAB_SECTIONS.join(','))
+    .option('--sections <list>', `sections to run, in this order (copy always first): ${LAB_SECTIONS.join(', ')}`, LAB_SECTIONS.join(','))
     .option('--ctx <list>', 'context lengths of the core section', parseContexts, [4096, 32768, 131072])
     .option('--batch <list>', 'batch sizes of the core section, comma-separated', '1,16')
     .option('--runs <n>', 'timed runs per measurement (median reported)', intArg('--runs', 1), 5)

@@ -315,9 +315,12 @@ export async function runGpuLab(gpu: GpuDevice, o: LabOptions): Promise<void> {
     maxWorkgroupStorage: gpu.limits.maxComputeWorkgroupStorageSize, maxBinding: gpu.limits.maxStorageBufferBindingSize,
   });
   if (!gpu.features.has('timestamp-query')) throw new Error('dsa bench gpu: the adapter has no timestamp-query feature (kernel times need it)');
+  // Sections in the order asked (the copy section first where asked: the others quote its rate).
   let copy: number | null = null;
   if (o.sections.includes('copy')) copy = await copySection(gpu, o);
-  if (o.sections.includes('matmul')) await matmulSection(gpu, o);
-  if (o.sections.includes('core')) await coreSection(gpu, o, copy);
-  if (o.sections.includes('indexer')) await indexerSection(gpu, o, copy);
+  for (const section of o.sections) {
+    if (section === 'matmul') await matmulSection(gpu, o);
+    if (section === 'core') await coreSection(gpu, o, copy);
+    if (section === 'indexer') await indexerSection(gpu, o, copy);
+  }
 }
