@@ -75,15 +75,13 @@ export const FUSED2_SWEEP: Record<string, Fused2Config> = {
   'kt32-run16': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 16 },
   'kt32-run32': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32 },
   'kt32-run64': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 64 },
-  'kt32-run16-pipe': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 16, pipeline: true },
+  'kt32-run128': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 128 },
   'kt32-run32-pipe': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32, pipeline: true },
   'kt32-run64-pipe': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 64, pipeline: true },
-  'kt32-h4-run32-pipe': { kt: 32, sgk: 2, sgh: 4, tilesPerGroup: 32, pipeline: true },
   'kt32-run32-noshuffle': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32, shuffle: false },
   'kt32-h4-run32': { kt: 32, sgk: 2, sgh: 4, tilesPerGroup: 32 },
   'kt64-run16': { kt: 64, sgk: 4, sgh: 2, tilesPerGroup: 16 },
   'kt64-k2h4-run16': { kt: 64, sgk: 2, sgh: 4, tilesPerGroup: 16 },
-  'kt64-k2h2-run16': { kt: 64, sgk: 2, sgh: 2, tilesPerGroup: 16 },
 };
 
 /** Row strides in shared memory: keys (f16) and Sᵀ (f32), padded by 16 bytes so matrix rows fall in different banks. */
@@ -313,9 +311,10 @@ export function indexerScoresFused2Gpu(gpu: GpuDevice, a: IndexerGpuArgs, out: G
   const why = unavailable(gpu, a.heads, a.dim, c);
   if (why) throw new GpuError(`indexerScoresGpu: this 'matrix-fused2' form (${c.kt} keys per tile, ${c.sgk}×${c.sgh} subgroups) needs ${why} (H ${a.heads}, D ${a.dim})`);
   const tiles = Math.ceil(a.nKeys / c.kt);
-  // Runs of up to 32 tiles (the query matrices are loaded once per run) while ~1024 workgroups
-  // remain: on the H200 runs of 16–32 beat runs of 8 by ~10% at 16 × 32K and 16 × 128K keys.
-  const perGroup = c.tilesPerGroup ?? Math.max(1, Math.min(32, Math.floor((tiles * a.rows) / 1024)));
+  // Runs of up to 64 tiles (the query matrices are loaded once per run) while ~512 workgroups
+  // remain: on the H200 the longer the run the faster, at 16 × 32K and 16 × 128K keys (runs of 64
+  // ~15% faster than runs of 8; the lab's sweep, docs/benchmarks.md).
+  const perGroup = c.tilesPerGroup ?? Math.max(1, Math.min(64, Math.floor((tiles * a.rows) / 512)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const total = a.rows * a.heads * a.dim;
   const qT = gpu.scratch('indexer.qT', total * 2);
