@@ -105,3 +105,29 @@ test('a buffer past the largest storage binding is refused with the limit named 
   assert.throws(() => g.buffer(max + 4), (e: Error) => e.name === 'GpuError' && e.message.includes('maxStorageBufferBindingSize') && e.message.includes(String(max)));
   g.release(g.buffer(1024)); // ordinary sizes still work
 });
+
+test('device: a released buffer is reused for the next one of its size, zeroed in order with the commands (as a new buffer reads)', async () => {
+  const g = gpu();
+  const n = 1000;
+  const x = upload(g, Float32Array.from({ length: n }, (_, i) => i));
+  const y = g.buffer(n * 4);
+  g.dispatch(ADD_WGSL, [x, y, g.uniforms(new Uint32Array(params(n, 5)))], [Math.ceil(n / 64)]);
+  assert.equal((await readF32(g, y, n))[7], 12);
+  g.release(y); // its users submitted: kept for reuse
+  const z = g.buffer(n * 4);
+  assert.equal(z, y, 'the same GPU buffer back');
+  assert.deepEqual(Array.from(await readF32(g, z, n)), new Array(n).fill(0));
+  // Released while recorded work still uses it: reused only after that work is submitted, and zeroed after it ran.
+  g.dispatch(ADD_WGSL, [x, z, g.uniforms(new Uint32Array(params(n, 1)))], [Math.ceil(n / 64)]);
+  g.release(z);
+  const w = g.buffer(n * 4);
+  g.dispatch(ADD_WGSL, [x, w, g.uniforms(new Uint32Array(params(n, 2)))], [Math.ceil(n / 64)]);
+  assert.equal((await readF32(g, w, n))[10], 12);
+  // A buffer of another size is not given out, and one released twice is kept once.
+  g.release(w);
+  g.release(w);
+  const a = g.buffer(n * 4);
+  const b = g.buffer(n * 4);
+  assert.notEqual(a, b);
+  assert.notEqual(g.buffer(n * 8), a);
+});

@@ -23,6 +23,9 @@ export const DEFAULT_DAWN_FLAGS: readonly string[] = [
   'disable-dawn-features=timestamp_quantization',
 ];
 
+/** Bytes of released storage buffers kept for reuse (each at most a quarter of it; larger ones are freed). */
+const POOL_BYTES = 256 * 1024 * 1024;
+
 /** Dispatches recorded before the pending commands are submitted (the GPU starts on them meanwhile). */
 const MAX_PENDING = 64;
 
@@ -178,6 +181,10 @@ export class GpuDevice {
   private profiler: Profiler | null = null;
   private profilePerDispatch = true;
   private readonly scratches = new Map<string, GPUBuffer>();
+  /** Storage buffers made by buffer() (only those are reused), and the released ones free for reuse, oldest first. */
+  private readonly made = new WeakSet<GPUBuffer>();
+  private readonly free: GPUBuffer[] = [];
+  private freeBytes = 0;
   private readonly generatedCache = new Map<string, unknown>();
   /** The uniform parameters of the commands being recorded. */
   private arena: UniformArena | null = null;
@@ -263,12 +270,49 @@ export class GpuDevice {
       );
     }
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    if (!data) return this.device.createBuffer({ size, usage });
+    if (!data) {
+      const reused = this.reuse(size);
+      if (reused) return reused;
+      const b = this.device.createBuffer({ size, usage });
+      this.made.add(b);
+      return b;
+    }
     // Filled at creation (not through the queue), so it needs no ordering against recorded commands.
     const b = this.device.createBuffer({ size, usage, mappedAtCreation: true });
     new Uint8Array(b.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     b.unmap();
+    this.made.add(b);
     return b;
+  }
+
+  /**
+   * A released buffer of exactly `size` bytes, zeroed by a clear recorded here (in order with
+   * the commands: a new buffer reads as zeros, and callers count on it), or null. Reuse spares the
+   * allocation (host time, and fresh GPU memory mapped for every temporary of every step).
+   */
+  private reuse(size: number): GPUBuffer | null {
+    const i = this.free.findIndex((b) => b.size === size);
+    if (i < 0) return null;
+    const [b] = this.free.splice(i, 1);
+    this.freeBytes -= size;
+    this.endPass();
+    this.commands().clearBuffer(b!);
+    return b!;
+  }
+
+  /** A released buffer (its users submitted): kept for reuse within POOL_BYTES (oldest freed first), else destroyed. */
+  private recycle(b: GPUBuffer): void {
+    if (!this.made.has(b) || b.size > POOL_BYTES / 4 || this.free.includes(b)) {
+      if (!this.free.includes(b)) b.destroy();
+      return;
+    }
+    this.free.push(b);
+    this.freeBytes += b.size;
+    while (this.freeBytes > POOL_BYTES) {
+      const old = this.free.shift()!;
+      this.freeBytes -= old.size;
+      old.destroy();
+    }
   }
 
   /**
@@ -411,13 +455,13 @@ export class GpuDevice {
       this.encoder = null;
       this.pendingDispatches = 0;
     }
-    for (const b of this.releaseAfterSubmit.splice(0)) b.destroy();
+    for (const b of this.releaseAfterSubmit.splice(0)) this.recycle(b);
   }
 
   /** Frees a buffer: now, or once the commands recorded so far (which may use it) are submitted. */
   release(b: GPUBuffer): void {
     if (this.encoder) this.releaseAfterSubmit.push(b);
-    else b.destroy();
+    else this.recycle(b);
   }
 
   /** Reads `bytes` of a buffer back to the host (after every command recorded so far). */
@@ -467,6 +511,7 @@ export class GpuDevice {
 
   destroy(): void {
     this.flush();
+    for (const b of this.free.splice(0)) b.destroy();
     this.profiler?.destroy();
     this.device.destroy();
   }

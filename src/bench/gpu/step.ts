@@ -18,8 +18,9 @@ import { DI, DR, H, HI, PAGE, R } from './core-kernels.js';
  */
 const BURST_MS = 25;
 
-/** Repetitions of work taking `ms` of GPU time for one burst. */
+/** Repetitions of work taking `ms` of GPU time for one burst (1 with DSA_LAB_BURST=0: each measurement a single recording). */
 export function burstReps(ms: number): number {
+  if (typeof process !== 'undefined' && process.env.DSA_LAB_BURST === '0') return 1;
   return Math.max(1, Math.min(128, Math.ceil(BURST_MS / Math.max(ms, 1e-3))));
 }
 
