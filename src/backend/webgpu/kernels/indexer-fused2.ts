@@ -43,12 +43,6 @@ export interface Fused2Config {
   shuffle?: boolean;
   /** Timing probes for the kernel lab (wrong results, on purpose), as indexer-fused.ts: one stage left out. */
   probe?: FusedProbe;
-  /**
-   * Two key tiles and two Sᵀ tiles in shared memory: one barrier per tile, the next tile decoded
-   * and the previous one reduced between this one's matrix products (default: one of each, two
-   * barriers per tile).
-   */
-  pipeline?: boolean;
 }
 
 /**
@@ -64,10 +58,11 @@ export type Fused2Variant = keyof typeof FUSED2_CONFIGS;
 
 /**
  * Further forms the kernel lab times (`dsa bench gpu --sections indexer`: `indexer_sweep_<name>_ms`)
- * without making them variants: run length (tiles per workgroup), the pipelined loop, the
- * subgroups' share of the work. Measured on the H200 and dropped: the query matrices loaded again
- * for every tile from device memory instead of held in registers (2.1× slower); key words read
- * two or three tiles ahead instead of one (no gain).
+ * without making them variants: run length (tiles per workgroup), the subgroups' share of the
+ * work, the reduction's form. Measured on the H200 and dropped (docs/webgpu.md): the query
+ * matrices loaded again for every tile from device memory instead of held in registers (2.1×
+ * slower); key words read two or three tiles ahead instead of one (no gain); a pipelined loop with
+ * two key and two Sᵀ tiles and one barrier per tile (1.6× slower).
  */
 export const FUSED2_SWEEP: Record<string, Fused2Config> = {
   'kt32-run4': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 4 },
@@ -76,8 +71,6 @@ export const FUSED2_SWEEP: Record<string, Fused2Config> = {
   'kt32-run32': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32 },
   'kt32-run64': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 64 },
   'kt32-run128': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 128 },
-  'kt32-run32-pipe': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32, pipeline: true },
-  'kt32-run64-pipe': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 64, pipeline: true },
   'kt32-run32-noshuffle': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32, shuffle: false },
   'kt32-h4-run32': { kt: 32, sgk: 2, sgh: 4, tilesPerGroup: 32 },
   'kt64-run16': { kt: 64, sgk: 4, sgh: 2, tilesPerGroup: 16 },
@@ -89,7 +82,7 @@ const ldk = (dim: number) => dim + 8;
 const lds = (heads: number) => heads + 4;
 
 function sharedBytes(heads: number, dim: number, c: Fused2Config): number {
-  return (c.pipeline ? 2 : 1) * (c.kt * ldk(dim) * 2 + c.kt * lds(heads) * 4) + heads * 4;
+  return c.kt * ldk(dim) * 2 + c.kt * lds(heads) * 4 + heads * 4;
 }
 
 /** Why the config cannot run here for H heads of D dims, or null when it can. */
@@ -152,28 +145,28 @@ export function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Conf
   for (let i = 0; i < RM; i++) {
     for (let d = 0; d < DS; d++) qLoads.push(`let q${i}_${d} = subgroupMatrixLoad<${right}>(&qT, qBase + ${d * 16 * H + i * 16}u, false, ${H}u);`);
   }
-  // The stages of a tile, at element offsets kOff / sOff into the shared tiles (two of each when pipelined).
-  const products = (kOff: string, sOff: string): string => {
+  // The stages of a tile.
+  const products = (): string => {
     if (c.probe === 'no-mma') return '';
     if (c.scalar) {
       return `for (var e = li; e < ${KT * H}u; e += ${THREADS}u) {
       let key = e / ${H}u;
       let h = e % ${H}u;
       var acc = 0.0;
-      for (var j = 0u; j < ${D}u; j++) { acc += f32(kS[${kOff} + key * ${LDK}u + j]) * f32(qT[(t * ${D}u + j) * ${H}u + h]); }
-      sS[${sOff} + key * ${LDS}u + h] = acc;
+      for (var j = 0u; j < ${D}u; j++) { acc += f32(kS[key * ${LDK}u + j]) * f32(qT[(t * ${D}u + j) * ${H}u + h]); }
+      sS[key * ${LDS}u + h] = acc;
     }`;
     }
     const lines: string[] = [];
     for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) lines.push(`var acc${j}_${i} = ${result}();`);
     for (let d = 0; d < DS; d++) {
       for (let j = 0; j < RN; j++) {
-        lines.push(`let k${d}_${j} = subgroupMatrixLoad<${left}>(&kS, ${kOff} + (kb + ${16 * j}u) * ${LDK}u + ${16 * d}u, false, ${LDK}u);`);
+        lines.push(`let k${d}_${j} = subgroupMatrixLoad<${left}>(&kS, (kb + ${16 * j}u) * ${LDK}u + ${16 * d}u, false, ${LDK}u);`);
         for (let i = 0; i < RM; i++) lines.push(`acc${j}_${i} = subgroupMatrixMultiplyAccumulate(k${d}_${j}, q${i}_${d}, acc${j}_${i});`);
       }
     }
     for (let j = 0; j < RN; j++) {
-      for (let i = 0; i < RM; i++) lines.push(`subgroupMatrixStore(&sS, ${sOff} + (kb + ${16 * j}u) * ${LDS}u + hb + ${16 * i}u, acc${j}_${i}, false, ${LDS}u);`);
+      for (let i = 0; i < RM; i++) lines.push(`subgroupMatrixStore(&sS, (kb + ${16 * j}u) * ${LDS}u + hb + ${16 * i}u, acc${j}_${i}, false, ${LDS}u);`);
     }
     return lines.join('\n    ');
   };
@@ -184,10 +177,10 @@ export function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Conf
   const load = (v: number, tile: string) =>
     c.probe === 'no-load' ? (tile === 'span0' ? 'kc[li & 7u]' : `r${v} + vec4u(1u)`) : `kc[slotOf(tableRow, min(${tile} + ${keyOf(v)}, lastKey)) * ${WPK}u + ${partOf(v)}]`;
   const loads = (tile: string, indent: string) => words.map((v) => `${indent}r${v} = ${load(v, tile)};`).join('\n');
-  const decode = (kOff: string): string => {
-    if (c.probe === 'no-decode') return `    if (li == 0u) { kS[${kOff}] = f16(r0.x); }`;
+  const decode = (): string => {
+    if (c.probe === 'no-decode') return '    if (li == 0u) { kS[0] = f16(r0.x); }';
     return words.map((v) => {
-      const lines = [`let o = ${kOff} + ${keyOf(v)} * ${LDK}u + ${partOf(v)} * 16u;`];
+      const lines = [`let o = ${keyOf(v)} * ${LDK}u + ${partOf(v)} * 16u;`];
       for (let w = 0; w < 4; w++) {
         lines.push(`let e${w} = bitcast<vec2<f16>>(((r${v}[${w}] << 7u) & 0x3f803f80u) | ((r${v}[${w}] << 8u) & 0x80008000u));`);
         lines.push(`let d${w} = bitcast<vec2<f16>>(((r${v}[${w}] >> 1u) & 0x3f803f80u) | (r${v}[${w}] & 0x80008000u));`);
@@ -196,72 +189,40 @@ export function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Conf
       return `    {\n      ${lines.join('\n      ')}\n    }`;
     }).join('\n');
   };
-  // The reduction of the tile at `tile`: invocation li takes key li / LPK and the heads share, share + LPK, …
-  const reduce = (tile: string, sOff: string) => `    {
+  // The reduction: invocation li takes key li / LPK and the heads share, share + LPK, …
+  const reduce = `    {
     let key = li / ${LPK}u;
     let share = li % ${LPK}u;
     var score = 0.0;
     for (var j = 0u; j < ${c.probe === 'no-reduce' ? 1 : H / LPK}u; j++) {
       let h = j * ${LPK}u + share;
-      let d = sS[${sOff} + key * ${LDS}u + h];
+      let d = sS[key * ${LDS}u + h];
       if (d > 0.0) { score += wS[h] * d; }
     }
 ${shuffle ? Array.from({ length: Math.log2(LPK) }, (_, b) => `    score += subgroupShuffleXor(score, ${1 << b}u);`).join('\n') : `    part[li] = score;
     workgroupBarrier();
     if (share == 0u) { for (var m = 1u; m < ${LPK}u; m++) { score += part[li + m]; } }`}
-    let s = ${tile} + key;
+    let s = tile0 + key;
     if (share == 0u && s < spanEnd) {
       var bits = 0xff800000u;
       if (s < valid) { bits = bitcast<u32>((kScale[slotOf(tableRow, s)] * 256.0) * score); }
       out[t * p.nKeys + s] = bits;
     }
     }`;
-  const K1 = `${KT * LDK}u`; // one key tile, one Sᵀ tile (elements)
-  const S1 = `${KT * LDS}u`;
-  // Plain: decode, barrier, products, barrier, reduction (the next tile's words read during the products).
-  const plainLoop = `${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
+  // Per tile: decode, barrier, products, barrier, reduction (the next tile's words read during the products).
+  const loop = `${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
   for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
-${decode('0u')}
+${decode()}
     workgroupBarrier();
     if (tile0 + ${KT}u < spanEnd) {
 ${loads(`tile0 + ${KT}u`, '      ')}
     }
     {
-    ${products('0u', '0u')}
+    ${products()}
     }
     workgroupBarrier();
-${reduce('tile0', '0u')}
+${reduce}
   }`;
-  // Pipelined: two key tiles and two Sᵀ tiles; in one step (one barrier) the next tile is decoded,
-  // this one multiplied and the previous one reduced, so a subgroup's integer work, matrix
-  // products and reduction interleave.
-  const pipelinedLoop = `${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
-${decode('0u')}
-  if (span0 + ${KT}u < spanEnd) {
-${loads(`span0 + ${KT}u`, '    ')}
-  }
-  workgroupBarrier();
-  var cur = 0u;
-  for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
-    if (tile0 + ${KT}u < spanEnd) {
-${decode(`(1u - cur) * ${K1}`)}
-      if (tile0 + ${2 * KT}u < spanEnd) {
-${loads(`tile0 + ${2 * KT}u`, '        ')}
-      }
-    }
-    {
-    ${products(`cur * ${K1}`, `cur * ${S1}`)}
-    }
-    if (tile0 > span0) {
-${reduce(`tile0 - ${KT}u`, `(1u - cur) * ${S1}`)}
-    }
-    workgroupBarrier();
-    cur = 1u - cur;
-  }
-  if (span0 < spanEnd) {
-${reduce(`span0 + (spanEnd - span0 - 1u) / ${KT}u * ${KT}u`, `(1u - cur) * ${S1}`)}
-  }`;
-  const tiles = c.pipeline ? 2 : 1;
   return /* wgsl */ `
 enable f16;
 ${c.scalar ? '' : 'enable chromium_experimental_subgroup_matrix;'}
@@ -277,8 +238,8 @@ const PAGE: u32 = ${pageSize}u;
 @group(0) @binding(6) var<storage, read> rowSeq: array<i32>;
 @group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits
 @group(0) @binding(8) var<uniform> p: Params;
-var<workgroup> kS: array<f16, ${tiles * KT * LDK}>; // the tile's keys [KT][D] (2⁻⁸ × their values); two when pipelined
-var<workgroup> sS: array<f32, ${tiles * KT * LDS}>; // Sᵀ [KT][H]; two when pipelined
+var<workgroup> kS: array<f16, ${KT * LDK}>; // the tile's keys [KT][D] (2⁻⁸ × their values)
+var<workgroup> sS: array<f32, ${KT * LDS}>; // Sᵀ [KT][H]
 var<workgroup> wS: array<f32, ${H}>;
 ${shuffle ? '' : `var<workgroup> part: array<f32, ${THREADS}>;`}
 
@@ -301,7 +262,7 @@ ${c.scalar ? '' : `  let kb = (sg % ${SGK}u) * ${KT / SGK}u; // this subgroup's 
   let qBase = t * ${D * H}u + hb;
   ${qLoads.join('\n  ')}`}
   let lastKey = max(valid, 1u) - 1u;
-${c.pipeline ? pipelinedLoop : plainLoop}
+${loop}
 }
 `;
 }
