@@ -76,6 +76,29 @@ export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number
   );
 }
 
+/** WGSL of both fused indexers (indexer-fused2.ts too): the cache slot of key s through table row `tableRow`. */
+export const FUSED_SLOT_WGSL = /* wgsl */ `
+fn slotOf(tableRow: u32, s: u32) -> u32 {
+  return u32(table[tableRow * p.tableStride + s / PAGE]) * PAGE + s % PAGE;
+}
+`;
+
+/**
+ * The start of a fused indexer's main (both kernels): row t = wg.y, its table row, its head
+ * weights into wS, the keys it sees (valid) and its workgroup's run of keys [span0, spanEnd).
+ */
+export function fusedRowStart(heads: number, threads: number, keysPerTile: number): string {
+  return `  let t = wg.y;
+  // A row whose sequence is outside the table sees no keys (its reads stay on table row 0).
+  let seq = select(0, rowSeq[t], p.multi == 1u);
+  let known = seq >= 0 && u32(seq) < max(p.seqs, 1u);
+  let tableRow = select(0u, u32(seq), known);
+  for (var h = li; h < ${heads}u; h += ${threads}u) { wS[h] = w[t * ${heads}u + h]; }
+  let valid = select(0u, u32(clamp(positions[t] + 1, 0, i32(p.nKeys))), known); // keys the row sees
+  let span0 = (wg.x + wg.z * p.groupsX) * p.tilesPerGroup * ${keysPerTile}u;
+  let spanEnd = min(span0 + p.tilesPerGroup * ${keysPerTile}u, p.nKeys);`;
+}
+
 function fusedWgsl(H: number, D: number, pageSize: number, o: FusedOptions): string {
   const SG = subgroupsFor(H, D, o);
   const THREADS = 32 * SG;
@@ -204,22 +227,10 @@ var<workgroup> wS: array<f32, ${H}>;
 var<workgroup> part: array<f32, ${THREADS}>;
 
 ${E4M3_PAIR_TO_F16_WGSL}
-/** The cache slot of key s of row t's sequence. */
-fn slotOf(tableRow: u32, s: u32) -> u32 {
-  return u32(table[tableRow * p.tableStride + s / PAGE]) * PAGE + s % PAGE;
-}
-
+${FUSED_SLOT_WGSL}
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${o.scalar ? '' : ', @builtin(subgroup_id) sg: u32'}) {
-  let t = wg.y;
-  // A row whose sequence is outside the table sees no keys (its reads stay on table row 0).
-  let seq = select(0, rowSeq[t], p.multi == 1u);
-  let known = seq >= 0 && u32(seq) < max(p.seqs, 1u);
-  let tableRow = select(0u, u32(seq), known);
-  for (var h = li; h < ${H}u; h += ${THREADS}u) { wS[h] = w[t * ${H}u + h]; }
-  let valid = select(0u, u32(clamp(positions[t] + 1, 0, i32(p.nKeys))), known); // keys the row sees
-  let span0 = (wg.x + wg.z * p.groupsX) * p.tilesPerGroup * ${KT}u;
-  let spanEnd = min(span0 + p.tilesPerGroup * ${KT}u, p.nKeys);
+${fusedRowStart(H, THREADS, KT)}
 ${o.scalar ? '' : `  let hb = (sg % ${SG / 2}u) * ${16 * RM}u; // this subgroup's heads and keys in the tile
   let kb = (sg / ${SG / 2}u) * ${KT / 2}u;
   let qBase = (t * ${H}u + hb) * ${D}u;

@@ -27,7 +27,7 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import type { IndexerGpuArgs } from './indexer.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
-import type { FusedProbe, FusedRowSeq } from './indexer-fused.js';
+import { FUSED_SLOT_WGSL, fusedRowStart, type FusedProbe, type FusedRowSeq } from './indexer-fused.js';
 
 export interface Fused2Config {
   /** Keys per tile. */
@@ -243,20 +243,10 @@ var<workgroup> sS: array<f32, ${KT * LDS}>; // Sᵀ [KT][H]
 var<workgroup> wS: array<f32, ${H}>;
 ${shuffle ? '' : `var<workgroup> part: array<f32, ${THREADS}>;`}
 
-fn slotOf(tableRow: u32, s: u32) -> u32 {
-  return u32(table[tableRow * p.tableStride + s / PAGE]) * PAGE + s % PAGE;
-}
-
+${FUSED_SLOT_WGSL}
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${c.scalar ? '' : ', @builtin(subgroup_id) sg: u32'}) {
-  let t = wg.y;
-  let seq = select(0, rowSeq[t], p.multi == 1u);
-  let known = seq >= 0 && u32(seq) < max(p.seqs, 1u);
-  let tableRow = select(0u, u32(seq), known);
-  for (var h = li; h < ${H}u; h += ${THREADS}u) { wS[h] = w[t * ${H}u + h]; }
-  let valid = select(0u, u32(clamp(positions[t] + 1, 0, i32(p.nKeys))), known);
-  let span0 = (wg.x + wg.z * p.groupsX) * p.tilesPerGroup * ${KT}u;
-  let spanEnd = min(span0 + p.tilesPerGroup * ${KT}u, p.nKeys);
+${fusedRowStart(H, THREADS, KT)}
 ${c.scalar ? '' : `  let kb = (sg % ${SGK}u) * ${KT / SGK}u; // this subgroup's keys and heads
   let hb = (sg / ${SGK}u) * ${H / SGH}u;
   let qBase = t * ${D * H}u + hb;
