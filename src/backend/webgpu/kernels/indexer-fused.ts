@@ -76,6 +76,24 @@ export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number
   );
 }
 
+/**
+ * The uniforms and bindings 1–8 of both fused indexers (binding 0, the decoded query, is each
+ * kernel's own), with the page size a constant of the kernel: slot arithmetic by shifts when it is
+ * a power of two.
+ */
+export function fusedBindings(pageSize: number): string {
+  return /* wgsl */ `struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32, seqs: u32 }
+const PAGE: u32 = ${pageSize}u;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<vec4u>; // key codes [slots][D], 16 per word
+@group(0) @binding(3) var<storage, read> kScale: array<f32>;
+@group(0) @binding(4) var<storage, read> table: array<i32>;
+@group(0) @binding(5) var<storage, read> positions: array<i32>;
+@group(0) @binding(6) var<storage, read> rowSeq: array<i32>;
+@group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits
+@group(0) @binding(8) var<uniform> p: Params;`;
+}
+
 /** WGSL of both fused indexers (indexer-fused2.ts too): the cache slot of key s through table row `tableRow`. */
 export const FUSED_SLOT_WGSL = /* wgsl */ `
 fn slotOf(tableRow: u32, s: u32) -> u32 {
@@ -209,18 +227,8 @@ ${Array.from({ length: Math.log2(lanesPerKey) }, (_, b) => `    score += subgrou
 enable f16;
 ${o.scalar ? '' : 'enable chromium_experimental_subgroup_matrix;'}
 ${o.shuffle ? 'enable subgroups;' : ''}
-struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32, seqs: u32 }
-// The page size is a constant of the kernel: slot arithmetic by shifts when it is a power of two.
-const PAGE: u32 = ${pageSize}u;
+${fusedBindings(pageSize)}
 @group(0) @binding(0) var<storage, read> qh: array<f16>; // decoded queries [rows][H][D]
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<vec4u>; // key codes [slots][D], 16 per word
-@group(0) @binding(3) var<storage, read> kScale: array<f32>;
-@group(0) @binding(4) var<storage, read> table: array<i32>;
-@group(0) @binding(5) var<storage, read> positions: array<i32>;
-@group(0) @binding(6) var<storage, read> rowSeq: array<i32>;
-@group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits
-@group(0) @binding(8) var<uniform> p: Params;
 var<workgroup> kS: array<f16, ${D * LDK}>; // the tile's keys, transposed: [D][KT]
 var<workgroup> sS: array<f32, ${H * LDS}>; // S = q·kᵀ [H][KT]
 var<workgroup> wS: array<f32, ${H}>;

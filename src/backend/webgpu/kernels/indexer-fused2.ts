@@ -27,7 +27,7 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import type { IndexerGpuArgs } from './indexer.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
-import { FUSED_SLOT_WGSL, fusedRowStart, type FusedProbe, type FusedRowSeq } from './indexer-fused.js';
+import { FUSED_SLOT_WGSL, fusedBindings, fusedRowStart, type FusedProbe, type FusedRowSeq } from './indexer-fused.js';
 
 export interface Fused2Config {
   /** Keys per tile. */
@@ -227,17 +227,8 @@ ${reduce}
 enable f16;
 ${c.scalar ? '' : 'enable chromium_experimental_subgroup_matrix;'}
 ${shuffle ? 'enable subgroups;' : ''}
-struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32, seqs: u32 }
-const PAGE: u32 = ${pageSize}u;
+${fusedBindings(pageSize)}
 @group(0) @binding(0) var<storage, read> qT: array<f16>; // decoded queries, transposed: [rows][D][H], dims in the order 0, 2, 1, 3
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<vec4u>; // key codes [slots][D], 16 per word
-@group(0) @binding(3) var<storage, read> kScale: array<f32>;
-@group(0) @binding(4) var<storage, read> table: array<i32>;
-@group(0) @binding(5) var<storage, read> positions: array<i32>;
-@group(0) @binding(6) var<storage, read> rowSeq: array<i32>;
-@group(0) @binding(7) var<storage, read_write> out: array<u32>; // f32 bits
-@group(0) @binding(8) var<uniform> p: Params;
 var<workgroup> kS: array<f16, ${KT * LDK}>; // the tile's keys [KT][D] (2⁻⁸ × their values)
 var<workgroup> sS: array<f32, ${KT * LDS}>; // Sᵀ [KT][H]
 var<workgroup> wS: array<f32, ${H}>;
