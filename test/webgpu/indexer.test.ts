@@ -10,7 +10,7 @@ import { readF32, rng, upload, useGpu } from './helpers.js';
 import { decodeRows } from '../../src/backend/webgpu/kernels/indexer-direct.js';
 import { onePageTable } from '../../src/backend/webgpu/kernels/pages.js';
 import { indexerFusedAvailable, indexerScoresFusedGpu } from '../../src/backend/webgpu/kernels/indexer-fused.js';
-import { indexerFused2Available, indexerScoresFused2Gpu, type Fused2Config } from '../../src/backend/webgpu/kernels/indexer-fused2.js';
+import { FUSED2_CONFIGS, FUSED2_SWEEP, fused2Wgsl, indexerFused2Available, indexerScoresFused2Gpu, type Fused2Config } from '../../src/backend/webgpu/kernels/indexer-fused2.js';
 import { E4M3_TABLE } from '../../src/numerics/e4m3.js';
 import { f16ToF32 } from '../../src/numerics/f16.js';
 import { E4M3_PAIR_TO_F16_WGSL } from '../../src/backend/webgpu/kernels/wgsl.js';
@@ -280,4 +280,22 @@ test('indexer (fused2, scalar products): tiles of 32 or 64 keys, 4 or 8 subgroup
   }
   if (ran === 0) t.skip('this adapter cannot run the fused2 kernel (shader-f16, shared memory)');
   else assert.ok(ran >= 4, `${ran} forms ran`);
+});
+
+test("indexer (fused2): the generated WGSL keeps the H200 stack's rules, one product per head block, key block and 16 dims", () => {
+  // Wrong products were seen on the H200 with column-major loads from shared memory and with matrix
+  // products under loop bounds from workgroupUniformLoad (docs/webgpu.md); accumulators are named.
+  const forms = { ...FUSED2_CONFIGS, ...FUSED2_SWEEP } as Record<string, Fused2Config>;
+  for (const [name, c] of Object.entries(forms)) {
+    if (c.scalar) continue;
+    const [H, D] = [64, 128];
+    const code = fused2Wgsl(H, D, 64, c, true);
+    const loads = code.match(/subgroupMatrixLoad<[^>]+>>\([^;]*\);/g) ?? [];
+    const products = code.match(/subgroupMatrixMultiplyAccumulate/g) ?? [];
+    assert.equal(products.length, (c.kt / c.sgk / 16) * (H / c.sgh / 16) * (D / 16), `${name}: products per subgroup and tile`);
+    assert.ok(loads.length > 0 && loads.every((l) => /, false, \d+u\);$/.test(l)), `${name}: every matrix load is row-major`);
+    assert.ok(!/array<subgroup_matrix/.test(code), `${name}: no arrays of matrices`);
+    assert.ok(!/workgroupUniformLoad/.test(code), `${name}: no workgroupUniformLoad`);
+  }
+  assert.ok(!/subgroup_matrix/.test(fused2Wgsl(64, 128, 64, FUSED2_CONFIGS['fused2-scalar'], true)), 'the scalar twin uses no matrices');
 });

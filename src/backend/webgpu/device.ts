@@ -23,8 +23,9 @@ export const DEFAULT_DAWN_FLAGS: readonly string[] = [
   'disable-dawn-features=timestamp_quantization',
 ];
 
-/** Bytes of released storage buffers kept for reuse (each at most a quarter of it; larger ones are freed). */
+/** Released storage buffers kept for reuse: bytes (each at most a quarter of it; larger ones are freed) and count. */
 const POOL_BYTES = 256 * 1024 * 1024;
+const POOL_BUFFERS = 256;
 
 /** Dispatches recorded before the pending commands are submitted (the GPU starts on them meanwhile). */
 const MAX_PENDING = 64;
@@ -300,7 +301,7 @@ export class GpuDevice {
     return b!;
   }
 
-  /** A released buffer (its users submitted): kept for reuse within POOL_BYTES (oldest freed first), else destroyed. */
+  /** A released buffer (its users submitted): kept for reuse within POOL_BYTES and POOL_BUFFERS (oldest freed first), else destroyed. */
   private recycle(b: GPUBuffer): void {
     if (!this.made.has(b) || b.size > POOL_BYTES / 4 || this.free.includes(b)) {
       if (!this.free.includes(b)) b.destroy();
@@ -308,7 +309,7 @@ export class GpuDevice {
     }
     this.free.push(b);
     this.freeBytes += b.size;
-    while (this.freeBytes > POOL_BYTES) {
+    while (this.freeBytes > POOL_BYTES || this.free.length > POOL_BUFFERS) {
       const old = this.free.shift()!;
       this.freeBytes -= old.size;
       old.destroy();

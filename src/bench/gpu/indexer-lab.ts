@@ -2,8 +2,8 @@
  * The kernel lab's indexer section (`dsa bench gpu --sections indexer`): the FP8 indexer scan over
  * a whole batch in one grid, per context and batch, for the tensor-core kernels and their forms:
  *  - `indexer_<variant>_ms`: the fused variants (indexer-fused.ts, indexer-fused2.ts);
- *  - `indexer_sweep_<name>_ms`: the 'matrix-fused2' forms of FUSED2_SWEEP (read-ahead depth, run
- *    length, the subgroups' share), each checked against the CPU twin first (`check` rows);
+ *  - `indexer_sweep_<name>_ms`: the 'matrix-fused2' forms of FUSED2_SWEEP (run length, the
+ *    subgroups' share, the reduction's form), each checked against the CPU twin first (`check` rows);
  *  - `indexer_<kernel>_<probe>_ms`: timing probes, one stage left out (the time saved is its share);
  *  - `indexer_first_ms` / `indexer_last_ms`: the default variant timed first and again last, so a
  *    GPU whose clocks moved during the section shows it.
@@ -61,8 +61,8 @@ export async function indexerSection(gpu: GpuDevice, o: LabOptions, copyGBps: nu
       }
       row.indexerVariant = best;
       // The GPU's clocks up first; then every candidate once per round, rounds interleaved, so a
-      // drift of the clocks during the section moves all of them alike (medians reported).
-      // Each candidate in bursts of BURST_MS (step.ts), its repetitions from its first time.
+      // drift of the clocks during the section moves all of them alike (medians reported); each
+      // time a burst of BURST_MS (step.ts), the repetitions from the candidate's first time.
       await warmUp(gpu, variant(best), 1500);
       const reps = new Map<string, number>();
       for (const [name, record] of candidates) reps.set(name, burstReps(await passMs(gpu, record)));
