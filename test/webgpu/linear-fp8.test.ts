@@ -1,4 +1,4 @@
-/** WebGPU FP8-weight linear against its CPU twins linearPlain (actQuant null) and linearFp8. */
+/** WebGPU FP8-weight linear (the tiled kernel, and the per-output one for K blocks over 128) against its CPU twins linearPlain (actQuant null) and linearFp8. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { linearFp8Gpu } from '../../src/backend/webgpu/kernels/linear-fp8.js';
@@ -28,6 +28,12 @@ const shapes: [number, number, number, number, number][] = [
   [3, 320, 200, 128, 128],
   [17, 320, 200, 128, 128],
   [3, 129, 65, 64, 32],
+  // The tiled kernel's row groups (4, 8, 16 rows per workgroup; a partial one), K blocks cut short,
+  // outputs past a multiple of 32; and a K block over 128, which the one-workgroup-per-output kernels take.
+  [5, 130, 33, 128, 128],
+  [8, 256, 64, 128, 128],
+  [16, 300, 97, 32, 128],
+  [2, 300, 40, 128, 256],
 ];
 for (const actQuant of [null, 'none', 'ue8m0'] as (ScaleFormat | null)[]) {
   for (const [rows, k, n, bo, bi] of shapes) {

@@ -21,6 +21,7 @@
 import type { ScaleFormat } from '../../../numerics/block-quant.js';
 import type { GpuDevice } from '../device.js';
 import { quantFp8Gpu } from './quant.js';
+import { linearFp8TiledWgsl, TILED_MAX_BI, TILED_OUTPUTS, tiledRows } from './linear-fp8-tiled.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
 
 const WG = 64;
@@ -133,6 +134,21 @@ export function linearFp8CountedGpu(
 ): void {
   if (rows === 0 || n === 0) return;
   const kb = Math.ceil(k / bi);
+  if (bi <= TILED_MAX_BI) {
+    // Tiled over 32 outputs × 4–16 rows (linear-fp8-tiled.ts): the weights read once per 16 rows.
+    const rt = tiledRows(rows);
+    const [gx, gz] = gpu.grid(Math.ceil(n / TILED_OUTPUTS));
+    const params = gpu.uniforms(Uint32Array.of(rows, k, n, bo, bi, kb, gx, e));
+    const groups: [number, number, number] = [gx, Math.ceil(rows / rt), gz];
+    const gemm = actQuant !== null;
+    const code = gpu.generated(`linear-fp8-tiled ${rt} ${gemm}`, () => linearFp8TiledWgsl(rt, gemm));
+    if (actQuant === null) gpu.dispatch(code, [x, null, wCodes, scaleInv, out, count, params], groups);
+    else {
+      const { q, s } = quantFp8Gpu(gpu, x, rows, k, bi, actQuant);
+      gpu.dispatch(code, [q, s, wCodes, scaleInv, out, count, params], groups);
+    }
+    return;
+  }
   const groupsX = Math.min(n, gpu.limits.maxComputeWorkgroupsPerDimension);
   const groupsZ = Math.ceil(n / groupsX);
   const params = gpu.uniforms(Uint32Array.of(rows, k, n, bo, bi, kb, groupsX, e));
