@@ -19,6 +19,7 @@ import { addServe } from './serve.js';
 import { addBenchServe } from '../bench/serve.js';
 import { addMakeTiny, parseConfigOverrides } from './make-tiny.js';
 import { addBenchTrain } from '../bench/train.js';
+import { addBenchIndexerInt8 } from '../bench/indexer-int8.js';
 import { addTrain } from './train.js';
 import { addEval } from './eval.js';
 import { addExperiment } from './experiment.js';
@@ -182,6 +183,7 @@ export function buildProgram(): Command {
   addBenchGpu(bench);
   addBenchServe(bench);
   addBenchTrain(bench);
+  addBenchIndexerInt8(bench);
   bench
     .command('topk')
     .description('CPU top-k selection per row: quickselect (reference) against radix selection')
