@@ -5,6 +5,7 @@
  *  - `indexer_sweep_<name>_ms`: the 'matrix-fused2' forms of FUSED2_SWEEP (run length, the
  *    subgroups' share, the reduction's form), each checked against the CPU twin first (`check` rows);
  *  - `indexer_<kernel>_<probe>_ms`: timing probes, one stage left out (the time saved is its share);
+ *  - `indexer_int8_*_ms`: the int8 experiment (int8-lab.ts), checked against its own CPU twin;
  *  - `indexer_first_ms` / `indexer_last_ms`: the default variant timed first and again last, so a
  *    GPU whose clocks moved during the section shows it.
  * Candidates are timed in interleaved rounds (each once per round, `--runs` rounds, median), each
@@ -19,6 +20,7 @@ import { FUSED2_CONFIGS, FUSED2_SWEEP, indexerFused2Available, indexerScoresFuse
 import { checkIndexer, DI, HI } from './core-kernels.js';
 import type { LabOptions } from './lab.js';
 import { median } from '../harness.js';
+import { checkIndexerInt8, int8Candidates, int8LabAvailable } from './int8-lab.js';
 import { burstReps, indexerArgs, makeStep, passMs, releaseStep, round, warmUp, type StepData } from './step.js';
 
 const VARIANTS: IndexerVariant[] = ['matrix-fused', ...(Object.keys(FUSED2_CONFIGS) as IndexerVariant[]).filter((v) => !v.includes('scalar'))];
@@ -30,6 +32,19 @@ export async function indexerSection(gpu: GpuDevice, o: LabOptions, copyGBps: nu
   }
   const sweep = Object.entries(FUSED2_SWEEP).filter(([, c]) => indexerFused2Available(gpu, HI, DI, c));
   for (const [name, c] of sweep) o.emit({ section: 'check', kernel: `indexer-sweep-${name}-multiseq`, ...(await checkIndexer(gpu, c, true)) });
+  // The int8 experiment against its own CPU twin (its scores are not the FP8 reference's).
+  // A kernel that fails to build or check is reported and left out of the timings.
+  let int8 = int8LabAvailable(gpu);
+  if (int8) {
+    try {
+      const err = await checkIndexerInt8(gpu);
+      o.emit({ section: 'check', kernel: 'indexer-int8', maxErrOverScale: err });
+      int8 = err <= 1e-4;
+    } catch (e) {
+      o.emit({ section: 'check', kernel: 'indexer-int8', error: (e as Error).message });
+      int8 = false;
+    }
+  }
   for (const batch of o.batch) {
     for (const ctx of o.ctx) {
       o.note(`indexer: batch ${batch}, ctx ${ctx}`);
@@ -59,6 +74,8 @@ export async function indexerSection(gpu: GpuDevice, o: LabOptions, copyGBps: nu
         candidates.push([`fused_${probe}`, withOut((out) => indexerScoresFusedGpu(gpu, indexerArgs(s, 'matrix-fused'), out, { probe }, multi))]);
         candidates.push([`fused2_${probe}`, fused2({ ...FUSED2_CONFIGS['matrix-fused2'], probe })]);
       }
+      const int8Parts = int8 ? int8Candidates(gpu, s, multi) : null;
+      if (int8Parts) candidates.push(...int8Parts.candidates);
       row.indexerVariant = best;
       // The GPU's clocks up first; then every candidate once per round, rounds interleaved, so a
       // drift of the clocks during the section moves all of them alike (medians reported); each
@@ -77,6 +94,7 @@ export async function indexerSection(gpu: GpuDevice, o: LabOptions, copyGBps: nu
       for (const [name, ms] of times) put(name, median(ms));
       put('last', await burst('first', variant(best)));
       o.emit(row);
+      int8Parts?.release();
       releaseStep(gpu, s);
       await gpu.finish();
     }

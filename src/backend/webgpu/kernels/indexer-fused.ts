@@ -77,15 +77,15 @@ export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number
 }
 
 /**
- * The uniforms and bindings 1–8 of both fused indexers (binding 0, the decoded query, is each
- * kernel's own), with the page size a constant of the kernel: slot arithmetic by shifts when it is
- * a power of two.
+ * The uniforms and bindings 1–8 of the fused indexers (binding 0, the query, is each kernel's own;
+ * `keys` the type of the key cache's array), with the page size a constant of the kernel: slot
+ * arithmetic by shifts when it is a power of two.
  */
-export function fusedBindings(pageSize: number): string {
+export function fusedBindings(pageSize: number, keys = 'array<vec4u>; // key codes [slots][D], 16 per word'): string {
   return /* wgsl */ `struct Params { rows: u32, nKeys: u32, pageSize: u32, groupsX: u32, tilesPerGroup: u32, tableStride: u32, multi: u32, seqs: u32 }
 const PAGE: u32 = ${pageSize}u;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<vec4u>; // key codes [slots][D], 16 per word
+@group(0) @binding(2) var<storage, read> kc: ${keys}
 @group(0) @binding(3) var<storage, read> kScale: array<f32>;
 @group(0) @binding(4) var<storage, read> table: array<i32>;
 @group(0) @binding(5) var<storage, read> positions: array<i32>;

@@ -1,0 +1,199 @@
+/**
+ * The lightning indexer on int8 tensor cores — a kernel-lab experiment (`dsa bench gpu --sections
+ * indexer`, rows `indexer_int8_*`), not a Backend variant: its scores are not the FP8 reference's.
+ * Keys and queries are re-quantized from their FP8 codes to int8 with one scale per vector (CPU twin
+ * and agreement study: src/bench/indexer-int8.ts): q = round(127 · v / max|v|), halves away from
+ * zero, scale max|v| / 127. A model would store the keys so at cache-write time; here a pass makes
+ * them from the FP8 cache (requantInt8Gpu, over every slot) and folds each key's scale into its
+ * cache scale, and the step's queries go through the same pass with their head weights.
+ *
+ * The scan (indexerScoresInt8Gpu): per tile of 32 keys, each of four subgroups multiplies 16 keys
+ * by 32 heads, Sᵀ = K·Qᵀ in i8 × i8 → i32 16×16×32 products: the keys' left matrices straight from
+ * the int8 cache (16 consecutive slots of one page: pages hold a multiple of 32 keys), the
+ * queries' right matrices loaded column-major from the query staged in shared memory once (right
+ * for i8 on the H200, like the NT GEMMs) and kept in registers. Then ReLU, the weights (with the
+ * queries' scales) and the keys' scales, −∞ past the row's position. No decode, no key staging.
+ * Its twin with plain i32 products (`scalar`) runs on lavapipe.
+ */
+import { GpuError, type GpuDevice } from '../device.js';
+import { FUSED_SLOT_WGSL, fusedBindings, fusedRowStart, type FusedRowSeq } from './indexer-fused.js';
+import { E4M3_DECODE_WGSL } from './wgsl.js';
+
+const KT = 32;
+const SGK = 2;
+const SGH = 2;
+const THREADS = 32 * SGK * SGH;
+
+/**
+ * out codes (i8, packed four per u32) and out scale[r] = scaleIn[r] · max|v| / 127 for each row r
+ * of `rows` FP8 code rows of `dim` (a multiple of 4): keys (scaleIn the cache scales) or queries
+ * (scaleIn the head weights). One invocation per row.
+ */
+const REQUANT_WGSL = /* wgsl */ `
+struct Params { rows: u32, dim: u32, groupsX: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read> codes: array<u32>;
+@group(0) @binding(1) var<storage, read> scaleIn: array<f32>;
+@group(0) @binding(2) var<storage, read_write> outCodes: array<u32>;
+@group(0) @binding(3) var<storage, read_write> outScale: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+${E4M3_DECODE_WGSL}
+fn value(r: u32, d: u32) -> f32 {
+  let i = r * p.dim + d;
+  return e4m3((codes[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu);
+}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let r = (wg.x + wg.y * p.groupsX) * 64u + li;
+  if (r >= p.rows) { return; }
+  var amax = 0.0;
+  for (var d = 0u; d < p.dim; d++) { amax = max(amax, abs(value(r, d))); }
+  outScale[r] = scaleIn[r] * (amax / 127.0);
+  for (var d = 0u; d < p.dim; d += 4u) {
+    var word = 0u;
+    for (var b = 0u; b < 4u; b++) {
+      var q = 0;
+      if (amax > 0.0) {
+        let x = 127.0 * value(r, d + b) / amax; // 127 · v exact in f32; the quotient rounds once (no half-integer is missed: the twin's test)
+        q = i32(sign(x) * floor(abs(x) + 0.5));
+      }
+      word |= (u32(q) & 0xffu) << (8u * b);
+    }
+    outCodes[(r * p.dim + d) >> 2u] = word;
+  }
+}
+`;
+
+/** Re-quantizes `rows` FP8 rows of `dim` to int8: { codes (i8 packed), scale = scaleIn · max|v| / 127 }. */
+export function requantInt8Gpu(gpu: GpuDevice, codes: GPUBuffer, scaleIn: GPUBuffer, rows: number, dim: number): { codes: GPUBuffer; scale: GPUBuffer } {
+  if (dim % 4) throw new GpuError(`requantInt8Gpu: dim ${dim} must be a multiple of 4`);
+  const out = { codes: gpu.buffer(rows * dim), scale: gpu.buffer(rows * 4) };
+  const [gx, gy] = gpu.grid(rows, 64);
+  gpu.dispatch(REQUANT_WGSL, [codes, scaleIn, out.codes, out.scale, gpu.uniforms(Uint32Array.of(rows, dim, gx, 0))], [gx, gy]);
+  return out;
+}
+
+export function indexerInt8Available(gpu: GpuDevice, heads: number, dim: number, pageSize: number, scalar = false): boolean {
+  return (
+    (scalar || (gpu.hasSubgroupMatrix('i8', 'i32', 16, 16, 32) && gpu.subgroupSize === 32)) &&
+    heads % (16 * SGH) === 0 &&
+    dim % 32 === 0 &&
+    (heads / SGH / 16) * (dim / 32) <= 16 &&
+    pageSize % KT === 0 &&
+    sharedBytes(heads, dim) <= gpu.limits.maxComputeWorkgroupStorageSize
+  );
+}
+
+/** Shared memory: the query [H][D + 16] i8, Sᵀ [KT][H + 4] i32, the weights. */
+function sharedBytes(heads: number, dim: number): number {
+  return heads * (dim + 16) + KT * (heads + 4) * 4 + heads * 4;
+}
+
+export function indexerInt8Wgsl(H: number, D: number, pageSize: number, scalar: boolean): string {
+  const LDQ = D + 16; // i8 elements per staged query row
+  const LDS = H + 4;
+  const RM = H / SGH / 16;
+  const DS = D / 32;
+  const LPK = THREADS / KT;
+  const right = 'subgroup_matrix_right<i8, 16, 32>';
+  const left = 'subgroup_matrix_left<i8, 32, 16>';
+  const result = 'subgroup_matrix_result<i32, 16, 16>';
+  const qLoads: string[] = [];
+  for (let i = 0; i < RM; i++) for (let d = 0; d < DS; d++) qLoads.push(`let q${i}_${d} = subgroupMatrixLoad<${right}>(&qS, (hb + ${16 * i}u) * ${LDQ}u + ${32 * d}u, true, ${LDQ}u);`);
+  const mma: string[] = [];
+  for (let i = 0; i < RM; i++) mma.push(`var acc${i} = ${result}();`);
+  for (let d = 0; d < DS; d++) {
+    mma.push(`let k${d} = subgroupMatrixLoad<${left}>(&kc, kBase + ${32 * d}u, false, ${D}u);`);
+    for (let i = 0; i < RM; i++) mma.push(`acc${i} = subgroupMatrixMultiplyAccumulate(k${d}, q${i}_${d}, acc${i});`);
+  }
+  for (let i = 0; i < RM; i++) mma.push(`subgroupMatrixStore(&sS, kb * ${LDS}u + hb + ${16 * i}u, acc${i}, false, ${LDS}u);`);
+  const scalarProducts = `for (var e = li; e < ${KT * H}u; e += ${THREADS}u) {
+      let key = e / ${H}u;
+      let h = e % ${H}u;
+      let slot = slotOf(tableRow, min(tile0 + key, lastKey));
+      var acc = 0;
+      for (var d = 0u; d < ${D / 4}u; d++) {
+        let kw = kc[slot * ${D / 4}u + d];
+        let qw = qS[(h * ${LDQ}u) / 4u + d];
+        for (var b = 0u; b < 4u; b++) { acc += i8At(kw, b) * i8At(qw, b); }
+      }
+      sS[key * ${LDS}u + h] = acc;
+    }`;
+  return /* wgsl */ `
+${scalar ? '' : 'enable chromium_experimental_subgroup_matrix;\nenable subgroups;'}
+${fusedBindings(pageSize, 'array<i32>; // int8 keys [slots][D], 4 per word')}
+@group(0) @binding(0) var<storage, read> qI8: array<i32>; // int8 queries [rows][H][D], 4 per word
+var<workgroup> qS: array<i32, ${(H * LDQ) / 4}>; // this row's query [H][D], padded rows
+var<workgroup> sS: array<i32, ${KT * LDS}>; // Sᵀ [KT][H]
+var<workgroup> wS: array<f32, ${H}>;
+${scalar ? `var<workgroup> part: array<f32, ${THREADS}>;` : ''}
+${FUSED_SLOT_WGSL}
+fn i8At(word: i32, b: u32) -> i32 { return (word << (24u - 8u * b)) >> 24u; }
+
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${scalar ? '' : ', @builtin(subgroup_id) sg: u32'}) {
+${fusedRowStart(H, THREADS, KT)}
+  for (var i = li; i < ${(H * D) / 4}u; i += ${THREADS}u) {
+    qS[(i / ${D / 4}u) * ${LDQ / 4}u + i % ${D / 4}u] = qI8[t * ${(H * D) / 4}u + i];
+  }
+  workgroupBarrier();
+  let lastKey = max(valid, 1u) - 1u;
+${scalar ? '' : `  let kb = (sg % ${SGK}u) * 16u; // this subgroup's keys and heads
+  let hb = (sg / ${SGK}u) * ${H / SGH}u;
+  ${qLoads.join('\n  ')}`}
+  for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
+    {
+    ${scalar ? scalarProducts : `// 16 consecutive slots of one page (clamped to the block of the row's last key: in bounds).
+    let kBase = slotOf(tableRow, min(tile0 + kb, (lastKey / 16u) * 16u)) * ${D}u;
+    ${mma.join('\n    ')}`}
+    }
+    workgroupBarrier();
+    let key = li / ${LPK}u;
+    let share = li % ${LPK}u;
+    var score = 0.0;
+    for (var j = 0u; j < ${H / LPK}u; j++) {
+      let h = j * ${LPK}u + share;
+      let d = sS[key * ${LDS}u + h];
+      if (d > 0) { score += wS[h] * f32(d); }
+    }
+${scalar ? `    part[li] = score;
+    workgroupBarrier();
+    if (share == 0u) { for (var m = 1u; m < ${LPK}u; m++) { score += part[li + m]; } }` : Array.from({ length: Math.log2(LPK) }, (_, b) => `    score += subgroupShuffleXor(score, ${1 << b}u);`).join('\n')}
+    let s = tile0 + key;
+    if (share == 0u && s < spanEnd) {
+      var bits = 0xff800000u;
+      if (s < valid) { bits = bitcast<u32>(kScale[slotOf(tableRow, s)] * score); }
+      out[t * p.nKeys + s] = bits;
+    }
+    workgroupBarrier();
+  }
+}
+`;
+}
+
+/** The scan's inputs: int8 queries [rows][H][D] with their weights (× their scales), the int8 key cache with its scales (× theirs). */
+export interface Int8ScanArgs {
+  qI8: GPUBuffer;
+  wq: GPUBuffer;
+  kI8: GPUBuffer;
+  kScale: GPUBuffer;
+  table: GPUBuffer;
+  pageSize: number;
+  positions: GPUBuffer;
+  rows: number;
+  heads: number;
+  dim: number;
+  nKeys: number;
+}
+
+/** Records the scores into `out` (f32 [rows, nKeys]). */
+export function indexerScoresInt8Gpu(gpu: GpuDevice, a: Int8ScanArgs, out: GPUBuffer, multi: FusedRowSeq | null, scalar = false, tilesPerGroup?: number): void {
+  if (!indexerInt8Available(gpu, a.heads, a.dim, a.pageSize, scalar)) {
+    throw new GpuError(`indexerScoresInt8Gpu: needs ${scalar ? '' : 'int8 subgroup matrices (16×16×32), subgroups of 32, '}H a multiple of 32, D of 32 and pages of a multiple of 32 keys (H ${a.heads}, D ${a.dim}, page ${a.pageSize})`);
+  }
+  const tiles = Math.ceil(a.nKeys / KT);
+  const perGroup = tilesPerGroup ?? Math.max(1, Math.min(64, Math.floor((tiles * a.rows) / 512)));
+  const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
+  const code = gpu.generated(`indexer-int8 ${a.heads}x${a.dim} page ${a.pageSize} ${scalar}`, () => indexerInt8Wgsl(a.heads, a.dim, a.pageSize, scalar));
+  const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0, multi ? multi.seqs : 1));
+  gpu.dispatch(code, [a.qI8, a.wq, a.kI8, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
+}
