@@ -66,6 +66,20 @@ export function indexerScoresInt8(q8: Uint8Array, heads: number, dim: number, w:
   return out;
 }
 
+/** indexerScoresInt8 for one row whose first n keys sit in a paged cache (slot = table[s / pageSize] · pageSize + s % pageSize): the GPU kernel's twin. */
+export function indexerScoresInt8Paged(
+  q8: Uint8Array, heads: number, dim: number, w: Float32Array, kCache: Uint8Array, kScale: Float32Array, table: Int32Array, pageSize: number, n: number,
+): Float64Array {
+  const keys = new Uint8Array(n * dim);
+  const scales = new Float32Array(n);
+  for (let s = 0; s < n; s++) {
+    const slot = table[Math.floor(s / pageSize)]! * pageSize + (s % pageSize);
+    keys.set(kCache.subarray(slot * dim, (slot + 1) * dim), s * dim);
+    scales[s] = kScale[slot]!;
+  }
+  return indexerScoresInt8(q8, heads, dim, w, keys, scales, n);
+}
+
 /** Indices of the k largest scores (ties by index). */
 export function topkSet(scores: ArrayLike<number>, k: number): Set<number> {
   const idx = Array.from({ length: scores.length }, (_, i) => i);

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { indexerScoresInt8, int8Requant } from '../../src/bench/indexer-int8.js';
+import { indexerScoresInt8Paged, int8Requant } from '../../src/bench/indexer-int8.js';
 import { indexerInt8Available, indexerScoresInt8Gpu, requantInt8Gpu } from '../../src/backend/webgpu/kernels/indexer-int8.js';
 import { f32ToE4m3 } from '../../src/numerics/e4m3.js';
 import { readF32, rng, upload, useGpu } from './helpers.js';
@@ -60,15 +60,7 @@ test('indexerScoresInt8Gpu (i32 products): two rows through a shuffled table, ru
   const got = await readF32(g, out, rows * nKeys);
   for (let row = 0; row < rows; row++) {
     const n = positions[row]! + 1;
-    // The row's keys gathered in order through the table, then the twin.
-    const kRow = new Uint8Array(n * dim);
-    const sRow = new Float32Array(n);
-    for (let s = 0; s < n; s++) {
-      const slot = table[Math.floor(s / pageSize)]! * pageSize + (s % pageSize);
-      kRow.set(kc.subarray(slot * dim, (slot + 1) * dim), s * dim);
-      sRow[s] = kScale[slot]!;
-    }
-    const want = indexerScoresInt8(q8.subarray(row * heads * dim, (row + 1) * heads * dim), heads, dim, w.subarray(row * heads, (row + 1) * heads), kRow, sRow, n);
+    const want = indexerScoresInt8Paged(q8.subarray(row * heads * dim, (row + 1) * heads * dim), heads, dim, w.subarray(row * heads, (row + 1) * heads), kc, kScale, table, pageSize, n);
     const scale = Math.max(...Array.from(want, Math.abs));
     assert.ok(scale > 0);
     for (let s = 0; s < nKeys; s++) {

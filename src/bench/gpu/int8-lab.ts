@@ -7,7 +7,7 @@
  */
 import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { indexerInt8Available, indexerScoresInt8Gpu, requantInt8Gpu } from '../../backend/webgpu/kernels/indexer-int8.js';
-import { indexerScoresInt8 } from '../indexer-int8.js';
+import { indexerScoresInt8Paged } from '../indexer-int8.js';
 import { DI, HI, PAGE } from './core-kernels.js';
 import type { StepData } from './step.js';
 
@@ -42,14 +42,7 @@ export async function checkIndexerInt8(gpu: GpuDevice): Promise<number> {
   let worst = 0;
   for (let row = 0; row < rows; row++) {
     const n = positions[row]! + 1;
-    const kRow = new Uint8Array(n * DI);
-    const sRow = new Float32Array(n);
-    for (let s = 0; s < n; s++) {
-      const slot = table[Math.floor(s / PAGE)]! * PAGE + (s % PAGE);
-      kRow.set(kc.subarray(slot * DI, (slot + 1) * DI), s * DI);
-      sRow[s] = kScale[slot]!;
-    }
-    const want = indexerScoresInt8(q8.subarray(row * HI * DI, (row + 1) * HI * DI), HI, DI, w.subarray(row * HI, (row + 1) * HI), kRow, sRow, n);
+    const want = indexerScoresInt8Paged(q8.subarray(row * HI * DI, (row + 1) * HI * DI), HI, DI, w.subarray(row * HI, (row + 1) * HI), kc, kScale, table, PAGE, n);
     const scale = Math.max(...Array.from(want, Math.abs));
     for (let s = 0; s < nKeys; s++) {
       const v = got[row * nKeys + s]!;
