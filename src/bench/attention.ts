@@ -19,6 +19,7 @@ import type { AttentionWeights } from '../model/weights.js';
 import { cacheBytes, fillCache, Gaussian, randomAttentionWeights, type CacheBytes, type Rope } from './attention-layer.js';
 import { median, timeIt } from './harness.js';
 import { byCategory, TimingBackend, type Category, type OpTimes } from './timing-backend.js';
+import { GpuDevice } from '../backend/webgpu/device.js';
 
 export type Engine = 'dense' | 'dsa';
 
@@ -31,6 +32,12 @@ export interface EngineResult {
   categories: Record<Category, number>;
   /** Median milliseconds per step of each op. */
   ops: Record<string, number>;
+  /**
+   * WebGPU only: the GPU's own milliseconds per op in one more step, from timestamp queries with
+   * each kernel in a pass of its own (no overlap between kernels), and per category.
+   */
+  gpuOps?: Record<string, number>;
+  gpuCategories?: Record<Category, number>;
 }
 
 export interface PointResult {
@@ -130,6 +137,12 @@ function batchContext(b: Backend, seqs: readonly Sequence[], start: number, rows
   return { positions, posT: b.upload(positions, [positions.length]), cos: rope.cos, sin: rope.sin, opts, segments };
 }
 
+/** The GpuDevice of a WebGPU backend (it has one, with timestamp profiling), else null. */
+function gpuDeviceOf(b: Backend): GpuDevice | null {
+  const gpu = (b as { gpu?: unknown }).gpu;
+  return gpu instanceof GpuDevice ? gpu : null;
+}
+
 /** `b` as a backend that takes one sequence per call (the model then runs the per-sequence path). */
 function withoutMultiSequence(b: Backend): Backend {
   return new Proxy(b, {
@@ -188,7 +201,9 @@ export async function runAttentionBench(o: AttentionBenchOptions): Promise<Atten
   const x = b.upload(g.normalizedRows(seqs.length * rows, cfg.hiddenSize), [seqs.length * rows, cfg.hiddenSize]);
   const setupMs = performance.now() - started;
 
-  const tb = new TimingBackend(o.perSequence ? withoutMultiSequence(b) : b);
+  // On WebGPU the op's name labels its dispatches (for the GPU time per op, below).
+  const gpu = gpuDeviceOf(b);
+  const tb = new TimingBackend(o.perSequence ? withoutMultiSequence(b) : b, gpu ? (op) => (gpu.label = op) : undefined);
   const tbb = tb.backend;
   // One step for the whole batch, as the model runs it: projections once over all rows, the cache
   // writes, indexer, top-k and attention once over all sequences (per sequence with perSequence or
@@ -211,7 +226,20 @@ export async function runAttentionBench(o: AttentionBenchOptions): Promise<Atten
       },
       { warmup, runs: o.runs, budgetMs: o.budgetMs },
     );
-    return { ms: timing.medianMs, runs: timing.runs, warmup, ...summarize(perRun.slice(warmup)) };
+    const result: EngineResult = { ms: timing.medianMs, runs: timing.runs, warmup, ...summarize(perRun.slice(warmup)) };
+    if (gpu?.startProfiling('dispatch')) {
+      await run();
+      const gpuOps: OpTimes = new Map();
+      for (const k of await gpu.stopProfiling()) {
+        const e = gpuOps.get(k.label) ?? { ms: 0, calls: 0 };
+        e.ms += k.ms;
+        e.calls++;
+        gpuOps.set(k.label, e);
+      }
+      result.gpuOps = Object.fromEntries([...gpuOps].map(([op, t]) => [op, t.ms]));
+      result.gpuCategories = byCategory(gpuOps);
+    }
+    return result;
   };
 
   // Warm the code up (JIT) before anything is timed: two steps of each engine at the smallest context.

@@ -46,7 +46,14 @@ export class TimingBackend {
   readonly backend: Backend;
   private times: OpTimes = new Map();
 
-  constructor(readonly inner: Backend) {
+  /**
+   * @param onOp called with the op's name before each timed call: a GPU backend labels the op's
+   *   dispatches with it, so its timestamp queries give the GPU's own time per op.
+   */
+  constructor(
+    readonly inner: Backend,
+    private readonly onOp?: (op: string) => void,
+  ) {
     const wrapped = new Map<PropertyKey, unknown>();
     this.backend = new Proxy(inner, {
       get: (target, prop) => {
@@ -92,6 +99,7 @@ export class TimingBackend {
 
   private timed(op: string, fn: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
     return (...args: unknown[]) => {
+      this.onOp?.(op);
       const t0 = performance.now();
       let result: unknown;
       try {

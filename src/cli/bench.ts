@@ -12,6 +12,7 @@ import {
   type AttentionBenchResult,
   type Crossover,
   type EngineResult,
+  type PointResult,
 } from '../bench/attention.js';
 import { DEEPSEEK_V32_CONFIG } from '../bench/attention-layer.js';
 import { machineInfo } from '../bench/harness.js';
@@ -160,6 +161,36 @@ function plotLabel(c: Crossover): string {
   return c.lowerCtx === null ? `DSA faster from ${kTokens(c.ctx)}` : `crossover in (${kTokens(c.lowerCtx)}, ${kTokens(c.ctx)}]`;
 }
 
+/** The GPU's own times of a point (WebGPU): per category and per op, DSA and dense; none on the CPU. */
+function gpuJson(p: PointResult, perUnit: number): Record<string, unknown> {
+  if (!p.dsa?.gpuCategories && !p.dense?.gpuCategories) return {};
+  const cats = (e: EngineResult | null) => (e?.gpuCategories ? Object.fromEntries(Object.entries(e.gpuCategories).map(([k, v]) => [k, v * perUnit])) : null);
+  const ops = (e: EngineResult | null) => (e?.gpuOps ? Object.fromEntries(Object.entries(e.gpuOps).map(([k, v]) => [k, v * perUnit])) : null);
+  return { gpu_dsa_ms: cats(p.dsa), gpu_dense_ms: cats(p.dense), gpu_dsa_ops_ms: ops(p.dsa), gpu_dense_ops_ms: ops(p.dense) };
+}
+
+/** The GPU's own times per step (WebGPU), category by category, and the ops that take most of the DSA step. */
+function gpuTable(r: AttentionBenchResult, perUnit: number, w: (s?: string) => void): void {
+  if (!r.points.some((p) => p.dsa?.gpuCategories || p.dense?.gpuCategories)) return;
+  w();
+  w('GPU time per step (timestamp queries, each kernel in a pass of its own; one more step after the timed runs), ms:');
+  const widths = [8, 10, 10, 9, 8, 10, 12, 11, 11];
+  const line = (cells: string[]) => w(cells.map((x, i) => x.padStart(widths[i]!)).join(' '));
+  line(['ctx', 'dense', 'DSA', 'indexer', 'top-k', 'attention', 'projections', 'dense attn', 'dense proj']);
+  const sum = (c: Record<string, number> | undefined) => (c ? Object.values(c).reduce((a, b) => a + b, 0) * perUnit : undefined);
+  for (const p of r.points) {
+    const d = p.dsa?.gpuCategories;
+    const n = p.dense?.gpuCategories;
+    const u = (x: number | undefined) => (x === undefined ? undefined : x * perUnit);
+    line([String(p.ctx), fmt(sum(n)), fmt(sum(d)), fmt(u(d?.indexer)), fmt(u(d?.topk)), fmt(u(d?.attention)), fmt(u(d?.projections)), fmt(u(n?.attention)), fmt(u(n?.projections))]);
+  }
+  const lastDsa = [...r.points].reverse().find((p) => p.dsa?.gpuOps);
+  if (lastDsa?.dsa?.gpuOps) {
+    const top = Object.entries(lastDsa.dsa.gpuOps).sort((a, b) => b[1] - a[1]).slice(0, 6);
+    w(`  most of the DSA step at ${lastDsa.ctx}: ${top.map(([op, ms]) => `${op} ${fmt(ms * perUnit)}`).join(', ')}`);
+  }
+}
+
 /** One JSON object per context. Times are per step (decode) or per token (prefill). */
 export function jsonRows(r: AttentionBenchResult, setup: Record<string, unknown>, perUnit: number, c: Crossover | null, batch: number) {
   const v = (e: EngineResult | null, f: (e: EngineResult) => number) => (e ? f(e) * perUnit : null);
@@ -175,6 +206,7 @@ export function jsonRows(r: AttentionBenchResult, setup: Record<string, unknown>
     proj_ms: v(p.dsa, (e) => e.categories.projections),
     dense_attn_ms: v(p.dense, (e) => e.categories.attention),
     dense_proj_ms: v(p.dense, (e) => e.categories.projections),
+    ...gpuJson(p, perUnit),
     dense_runs: p.dense?.runs ?? 0,
     dsa_runs: p.dsa?.runs ?? 0,
     dsa_dense_path: p.densePath,
@@ -292,6 +324,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
     const where = rows === 1 ? 'position + 1' : `positions ${p.ctx}..${p.ctx + rows - 1}, last + 1`;
     w(`note: ctx ${p.ctx}: ${where} ≤ index_topk (${cfg.indexTopk}): DSA takes the dense path (every key selected, no indexer scores, no top-k)`);
   }
+  gpuTable(result, perUnit, w);
   for (const s of result.skipped) w(`skipped: ${s}`);
   w(crossoverText(c, pts.filter((p) => p.dense !== null && p.dsa !== null).length, cfg.indexTopk));
 

@@ -12,6 +12,7 @@ import { cli } from '../helpers/cli.js';
 import { CpuBackend } from '../../src/backend/cpu.js';
 import { byCategory, categoryOf, TimingBackend } from '../../src/bench/timing-backend.js';
 import { crossover } from '../../src/bench/attention.js';
+import { GpuDevice } from '../../src/backend/webgpu/device.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsa-bench-attn-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -179,4 +180,24 @@ test('crossover: the smallest ctx from which DSA stays faster, interpolated in l
   assert.deepEqual(crossover([p(1024, 12, 10, true), p(4096, 30, 20)], 2047), { ctx: 4096, measuredCtx: 4096, interpolated: false, lowerCtx: 2047 });
   assert.equal(crossover([p(1024, 10, 12), p(4096, 30, 31)], 0), null);
   assert.deepEqual(crossover([p(4096, 30, 20), p(8192, 60, 21)], 0), { ctx: 4096, measuredCtx: 4096, interpolated: false, lowerCtx: null });
+});
+
+test('--backend webgpu: the GPU\'s own time per op and category from timestamp queries (rows and table)', async (t) => {
+  try {
+    (await GpuDevice.create()).destroy();
+  } catch (e) {
+    t.skip(`no WebGPU adapter: ${(e as Error).message}`);
+    return;
+  }
+  const { rows, stdout } = await bench(['--backend', 'webgpu', '--ctx', '32', '--batch', '2']);
+  const row = rows[0]!;
+  const dsa = row.gpu_dsa_ms as Record<string, number>;
+  const ops = row.gpu_dsa_ops_ms as Record<string, number>;
+  assert.ok(dsa && ops, JSON.stringify(row));
+  for (const c of ['indexer', 'topk', 'attention', 'projections']) assert.ok(dsa[c]! > 0, `${c}: ${dsa[c]}`);
+  assert.ok(ops.indexerScores! > 0 && ops.mlaAttention! > 0 && ops.linear! > 0, JSON.stringify(ops));
+  // The categories are the ops summed.
+  const total = Object.values(ops).reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(Object.values(dsa).reduce((a, b) => a + b, 0) - total) <= 1e-9 * total + 1e-12);
+  assert.match(stdout, /GPU time per step \(timestamp queries/);
 });
