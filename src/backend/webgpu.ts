@@ -31,7 +31,7 @@ import { hadamardGpu } from './webgpu/kernels/hadamard.js';
 import { headMatmulGpu } from './webgpu/kernels/head-matmul.js';
 import { indexerScoresGpu } from './webgpu/kernels/indexer.js';
 import { linearGpu } from './webgpu/kernels/linear.js';
-import { mlaAttentionGpu } from './webgpu/kernels/mla-attention.js';
+import { mlaAttentionGpu, type MlaGpuArgs } from './webgpu/kernels/mla-attention.js';
 import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from './webgpu/kernels/mla-attention-matrix.js';
 import { mlaAttentionMatrix2Gpu, mlaMatrix2Available, TENSOR_CORE_ATTENTION } from './webgpu/kernels/mla-attention-matrix2.js';
 import type { GpuPages } from './webgpu/kernels/pages.js';
@@ -399,20 +399,12 @@ export class WebGpuBackend implements Backend {
         : mlaMatrixAvailable(this.gpu, shape, format)
           ? mlaAttentionMatrixGpu
           : null;
-    if (tc) {
-      const out = tc(
-        this.gpu, gt(qLat, 'mlaAttention', 'f32').buffer, gt(qPe, 'mlaAttention', 'f32').buffer, lat.buffer, format,
-        p, gt(positions, 'mlaAttention', 'i32').buffer, idx ? idx.buffer : null, idx ? idx.shape[1]! : 0,
-        p.nPages * p.pageSize, { rows, heads, r, dr }, scale,
-      );
-      return this.t([rows, heads, r], 'f32', out);
-    }
-    const out = mlaAttentionGpu(
-      this.gpu, gt(qLat, 'mlaAttention', 'f32').buffer, gt(qPe, 'mlaAttention', 'f32').buffer, lat.buffer, format,
-      p, gt(positions, 'mlaAttention', 'i32').buffer, idx ? idx.buffer : null, idx ? idx.shape[1]! : 0,
-      { rows, heads, r, dr }, scale,
-    );
-    return this.t([rows, heads, r], 'f32', out);
+    const args: MlaGpuArgs = {
+      qLat: gt(qLat, 'mlaAttention', 'f32').buffer, qPe: gt(qPe, 'mlaAttention', 'f32').buffer, latent: lat.buffer, format, pages: p,
+      positions: gt(positions, 'mlaAttention', 'i32').buffer, indices: idx ? idx.buffer : null, k: idx ? idx.shape[1]! : 0,
+      nKeys: p.nPages * p.pageSize, shape: { rows, heads, r, dr }, scale,
+    };
+    return this.t([rows, heads, r], 'f32', (tc ?? mlaAttentionGpu)(this.gpu, args));
   }
 
   // ---- mixture of experts ----

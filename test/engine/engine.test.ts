@@ -15,6 +15,7 @@ import { QueueFullError, RequestError, type EngineRequest, type FinishReason } f
 import { Sampler } from '../../src/generate/sampler.js';
 import { Model } from '../../src/model/model.js';
 import { writeRandomModel } from '../../src/model/random-model.js';
+import { seededTokens } from '../helpers/tokens.js';
 
 const work = mkdtempSync(join(tmpdir(), 'dsa-engine-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -23,15 +24,7 @@ writeRandomModel(dir, { seed: 5, config: { num_hidden_layers: 2, index_topk: 16,
 const model = Model.load(dir, new CpuBackend({ kernels: 'wasm', threads: 2, batchInvariant: true }));
 const vocab = model.config.vocabSize;
 
-function tokens(n: number, seed: number): Int32Array {
-  const out = new Int32Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = (x >>> 9) % vocab;
-  }
-  return out;
-}
+const tokens = (n: number, seed: number): Int32Array => seededTokens(n, seed, vocab);
 
 interface Done {
   tokens: number[];

@@ -10,6 +10,7 @@ import { writeTinyModel } from '../../src/cli/make-tiny.js';
 import { writeRandomModel } from '../../src/model/random-model.js';
 import { parseMetrics } from '../../src/serve/metrics.js';
 import { startServer, type RunningServer, type ServeOptions } from '../../src/serve/server.js';
+import { seededTokens } from './tokens.js';
 
 export const API_KEY = 'sk-test-key';
 
@@ -67,11 +68,5 @@ export async function waitForMetrics(t: TestServer, ok: (m: Map<string, number>)
 
 /** Token ids of a seeded pseudo-random prompt. */
 export function promptIds(n: number, seed: number, vocab = 512): number[] {
-  const out: number[] = [];
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out.push((x >>> 9) % vocab);
-  }
-  return out;
+  return Array.from(seededTokens(n, seed, vocab));
 }

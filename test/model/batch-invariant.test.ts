@@ -9,16 +9,8 @@ import { CpuBackend } from '../../src/backend/cpu.js';
 import type { Tensor } from '../../src/backend/backend.js';
 import { Model } from '../../src/model/model.js';
 import { fixture, fixturePrompt } from '../helpers/fixtures.js';
+import { seededTokens } from '../helpers/tokens.js';
 
-function tokens(n: number, seed: number, vocab: number): Int32Array {
-  const out = new Int32Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = (x >>> 9) % vocab;
-  }
-  return out;
-}
 
 /** Index of the first element where a and b differ as float32 bit patterns, or −1. */
 function firstDiff(a: Float32Array, b: Float32Array): number {
@@ -35,7 +27,7 @@ for (const name of ['tiny-bf16', 'tiny-fp8'] as const) {
     const v = model.config.vocabSize;
     const read = async (t: Tensor | null) => (await model.backend.read(t!)) as Float32Array;
     const prompt = fixturePrompt(name);
-    const other = tokens(40, 5, v);
+    const other = seededTokens(40, 5, v);
 
     test('a decode token batched with another sequence’s prompt chunk equals it alone, bit for bit', async () => {
       // The f32 cache keeps the prefill copy of the latent when kv_b_proj is FP8: the modes differ.
@@ -64,7 +56,7 @@ for (const name of ['tiny-bf16', 'tiny-fp8'] as const) {
     });
 
     test('batched decode of three sequences equals one at a time, bit for bit', async () => {
-      const prompts = [prompt, other, tokens(3, 9, v)];
+      const prompts = [prompt, other, seededTokens(3, 9, v)];
       const alone = model.createCache(512);
       const together = model.createCache(512);
       const a = prompts.map(() => alone.newSequence());

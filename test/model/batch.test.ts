@@ -12,6 +12,7 @@ import type { Tensor } from '../../src/backend/backend.js';
 import { diffLogits } from '../../src/model/compare.js';
 import { Model } from '../../src/model/model.js';
 import { writeRandomModel } from '../../src/model/random-model.js';
+import { seededTokens } from '../helpers/tokens.js';
 
 const K = 16;
 const work = mkdtempSync(join(tmpdir(), 'dsa-batch-'));
@@ -19,15 +20,6 @@ after(() => rmSync(work, { recursive: true, force: true }));
 const dir = join(work, 'model');
 writeRandomModel(dir, { seed: 21, config: { index_topk: K } });
 
-function tokens(n: number, seed: number, vocab: number): Int32Array {
-  const out = new Int32Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = (x >>> 9) % vocab;
-  }
-  return out;
-}
 
 for (const kernels of ['js', 'wasm'] as const) {
   describe(`multi-sequence steps (${kernels} kernels)`, () => {
@@ -37,7 +29,7 @@ for (const kernels of ['js', 'wasm'] as const) {
     // The JavaScript kernels compute every row alone: bit-identical. The WASM kernels choose SIMD
     // code paths by row count: float32 noise.
     const tol = kernels === 'js' ? 0 : 1e-5;
-    const prompts = [tokens(30, 1, v), tokens(5, 2, v), tokens(50, 3, v)];
+    const prompts = [seededTokens(30, 1, v), seededTokens(5, 2, v), seededTokens(50, 3, v)];
 
     test('decode tokens of three sequences in one step equal three single steps', async () => {
       const alone = model.createCache(256);

@@ -16,21 +16,13 @@ import { Model, type BatchInput } from '../../src/model/model.js';
 import { writeRandomModel } from '../../src/model/random-model.js';
 import type { StepOptions } from '../../src/model/step.js';
 import { fixture } from '../helpers/fixtures.js';
+import { seededTokens } from '../helpers/tokens.js';
 
 const work = mkdtempSync(join(tmpdir(), 'dsa-multiseq-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 const randomDir = join(work, 'model');
 writeRandomModel(randomDir, { seed: 33, config: { index_topk: 16 } });
 
-function tokens(n: number, seed: number, vocab: number): Int32Array {
-  const out = new Int32Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = (x >>> 9) % vocab;
-  }
-  return out;
-}
 
 /** `inner` with its op calls counted, and multiSequence as given (false: the per-sequence path). */
 function counted(inner: Backend, multiSequence: boolean): { b: Backend; calls: Map<string, number> } {
@@ -113,7 +105,7 @@ for (const be of backends) {
     const L = p.config.numLayers;
     const v = p.config.vocabSize;
     // Lengths 40, 70 and 17 select with top-k (> 16 keys); 9 selects every key (dense).
-    const prompts = [tokens(40, 1, v), tokens(9, 2, v), tokens(70, 3, v), tokens(17, 4, v)];
+    const prompts = [seededTokens(40, 1, v), seededTokens(9, 2, v), seededTokens(70, 3, v), seededTokens(17, 4, v)];
 
     test('decode steps over four sequences of different lengths equal the per-sequence path bit for bit, in two calls per layer', async () => {
       const seqs = await prefillBoth(p, prompts);
@@ -141,9 +133,9 @@ for (const be of backends) {
       const seqs = await prefillBoth(p, prompts);
       const inputs = [
         { i: 0, tokens: Int32Array.of(11), mode: 'decode' as const },
-        { i: 1, tokens: tokens(12, 7, v), mode: 'prefill' as const }, // crosses index_topk within the chunk
+        { i: 1, tokens: seededTokens(12, 7, v), mode: 'prefill' as const }, // crosses index_topk within the chunk
         { i: 2, tokens: Int32Array.of(12), mode: 'decode' as const },
-        { i: 3, tokens: tokens(5, 8, v), mode: 'prefill' as const },
+        { i: 3, tokens: seededTokens(5, 8, v), mode: 'prefill' as const },
       ];
       const [one] = await stepBoth(p, seqs, inputs, { mode: 'decode' }, 'mixed step');
       assert.equal(one.get('mlaAttention'), L, 'every row selects with top-k: one call');
@@ -174,14 +166,14 @@ describe('one call per DSA op: tiny-fp8 (FP8 kv_b_proj: prompt chunks attend the
   const L = p.config.numLayers;
   const v = p.config.vocabSize;
   // index_topk 48: lengths 60, 100 and 49 select; 20 is dense.
-  const prompts = [tokens(60, 11, v), tokens(20, 12, v), tokens(100, 13, v), tokens(49, 14, v)];
+  const prompts = [seededTokens(60, 11, v), seededTokens(20, 12, v), seededTokens(100, 13, v), seededTokens(49, 14, v)];
 
   test('a prompt chunk batched with decode tokens equals the per-sequence path, in one call per group', async () => {
     const seqs = await prefillBoth(p, prompts);
     for (let step = 0; step < 2; step++) {
       type Input = { i: number; tokens: Int32Array; mode: StepOptions['mode'] };
       const inputs: Input[] = prompts.map((_, i) => ({ i, tokens: Int32Array.of((9 + 5 * i + step) % v), mode: 'decode' }));
-      inputs[2] = { i: 2, tokens: tokens(8, 20 + step, v), mode: 'prefill' };
+      inputs[2] = { i: 2, tokens: seededTokens(8, 20 + step, v), mode: 'prefill' };
       const [one, per] = await stepBoth(p, seqs, inputs, { mode: 'decode' }, `step ${step}`);
       // Groups: decode rows with top-k (0, 3), the dense decode row (1), the prompt chunk (2).
       assert.equal(one.get('mlaAttention'), 3 * L);
@@ -195,8 +187,8 @@ describe('one call per DSA op: tiny-fp8 (FP8 kv_b_proj: prompt chunks attend the
 test('the cache holds every sequence’s entries at its own pages after a batched step', async () => {
   const p = pair(randomDir, new CpuBackend({ kernels: 'js' }));
   const v = p.config.vocabSize;
-  const seqs = await prefillBoth(p, [tokens(30, 1, v), tokens(50, 2, v)]);
-  await stepBoth(p, seqs, [0, 1].map((i) => ({ i, tokens: tokens(3, 40 + i, v) })), { mode: 'prefill' }, 'chunks');
+  const seqs = await prefillBoth(p, [seededTokens(30, 1, v), seededTokens(50, 2, v)]);
+  await stepBoth(p, seqs, [0, 1].map((i) => ({ i, tokens: seededTokens(3, 40 + i, v) })), { mode: 'prefill' }, 'chunks');
   const cacheOf = (s: Side): KVCache => s.cache;
   for (let l = 0; l < p.config.numLayers; l++) {
     for (const key of ['latent', 'indexKeys', 'indexScales'] as const) {

@@ -104,10 +104,10 @@ async function run(c: Case, scalar: boolean): Promise<{ max: number; scale: numb
   });
   const g = gpu();
   const pages = gpuPages(l);
-  const out = mlaAttentionMatrix2Gpu(
-    g, upload(g, qLat), upload(g, qPe), upload(g, latent.data), format, pages, upload(g, positions), indices ? upload(g, indices) : null, k,
-    pages.nPages * pages.pageSize, shape, scale, { ...c.o, scalar },
-  );
+  const out = mlaAttentionMatrix2Gpu(g, {
+    qLat: upload(g, qLat), qPe: upload(g, qPe), latent: upload(g, latent.data), format, pages, positions: upload(g, positions),
+    indices: indices ? upload(g, indices) : null, k, nKeys: pages.nPages * pages.pageSize, shape, scale,
+  }, { ...c.o, scalar });
   const got = await readF32(g, out, want.length);
   assert.ok(got.every(Number.isFinite), 'every output is finite');
   return maxDiff(got, want);
@@ -141,10 +141,10 @@ test('mlaAttention (tensor cores, second form, scalar twin): rows of only −1 e
   const k = 70;
   const indices = sparseRows(l.positions, k, 4, k - 3);
   indices.fill(-1, 0, k); // row 0: nothing selected; row 1: sequence 5 does not exist
-  const out = mlaAttentionMatrix2Gpu(
-    g, upload(g, random(3 * 64 * 128, 3)), upload(g, random(3 * 64 * 64, 4)), upload(g, latent.data), 'bf16', gpuPages(l),
-    upload(g, Int32Array.from(l.positions)), upload(g, indices), k, 0, shape, 0.1, { scalar: true },
-  );
+  const out = mlaAttentionMatrix2Gpu(g, {
+    qLat: upload(g, random(3 * 64 * 128, 3)), qPe: upload(g, random(3 * 64 * 64, 4)), latent: upload(g, latent.data), format: 'bf16', pages: gpuPages(l),
+    positions: upload(g, Int32Array.from(l.positions)), indices: upload(g, indices), k, nKeys: 0, shape, scale: 0.1,
+  }, { scalar: true });
   const got = await readF32(g, out, 3 * 64 * 128);
   assert.ok(got.subarray(0, 2 * 64 * 128).every((x) => x === 0), 'rows 0 and 1 are zeros');
   assert.ok(got.subarray(2 * 64 * 128).some((x) => x !== 0), 'row 2 attends');

@@ -91,19 +91,19 @@ for (const c of cases) {
     const want = mlaAttention(qLat, qPe, latent, width, { table, pageSize }, positions, indices, k, { rows, heads, r, dr }, scale);
 
     const buf = (a: ArrayBufferView) => upload(gpu(), a);
-    const out = mlaAttentionGpu(
-      gpu(),
-      buf(qLat),
-      buf(qPe),
-      buf(latent.data),
+    const out = mlaAttentionGpu(gpu(), {
+      qLat: buf(qLat),
+      qPe: buf(qPe),
+      latent: buf(latent.data),
       format,
-      onePageTable(buf(table), table.length, pageSize),
-      buf(positions),
-      indices ? buf(indices) : null,
+      pages: onePageTable(buf(table), table.length, pageSize),
+      positions: buf(positions),
+      indices: indices ? buf(indices) : null,
       k,
-      { rows, heads, r, dr },
+      nKeys: table.length * pageSize,
+      shape: { rows, heads, r, dr },
       scale,
-    );
+    });
     const got = new Float32Array(await gpu().read(out, want.byteLength));
     let max = 0;
     let mag = 0;
@@ -121,19 +121,19 @@ test('mlaAttention: a sparse row of only −1 gives zeros', async () => {
   const [heads, r, dr, pageSize] = [2, 16, 4, 4];
   const latent = packLatent(random(8 * r, 1), random(8 * dr, 2), 8, r, dr, 'f32');
   const buf = (a: ArrayBufferView) => upload(gpu(), a);
-  const out = mlaAttentionGpu(
-    gpu(),
-    buf(random(heads * r, 3)),
-    buf(random(heads * dr, 4)),
-    buf(latent.data),
-    'f32',
-    onePageTable(buf(Int32Array.of(1, 0)), 2, pageSize),
-    buf(Int32Array.of(5)),
-    buf(Int32Array.of(-1, -1, -1)),
-    3,
-    { rows: 1, heads, r, dr },
-    0.5,
-  );
+  const out = mlaAttentionGpu(gpu(), {
+    qLat: buf(random(heads * r, 3)),
+    qPe: buf(random(heads * dr, 4)),
+    latent: buf(latent.data),
+    format: 'f32',
+    pages: onePageTable(buf(Int32Array.of(1, 0)), 2, pageSize),
+    positions: buf(Int32Array.of(5)),
+    indices: buf(Int32Array.of(-1, -1, -1)),
+    k: 3,
+    nKeys: 2 * pageSize,
+    shape: { rows: 1, heads, r, dr },
+    scale: 0.5,
+  });
   const got = new Float32Array(await gpu().read(out, heads * r * 4));
   assert.deepEqual([...got], new Array(heads * r).fill(0));
 });

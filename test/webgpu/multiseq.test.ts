@@ -313,7 +313,8 @@ for (const format of ['f32', 'bf16', 'fp8'] as const) {
     test(`mlaAttention (f32 kernel) ${format} ${k ? `sparse (K ${k}, −1 padding)` : 'dense'}, three sequences in one grid: equal to the CPU twin per sequence`, async () => {
       const [r, dr] = format === 'fp8' ? [128, 16] : [80, 12];
       const { want, args } = mlaProblem(format, 2, r, dr, k);
-      const out = mlaAttentionGpu(gpu(), args.qLat, args.qPe, args.latent, format, gpuPages(BATCH), args.positions, args.indices, k, args.shape, args.scale);
+      const pages = gpuPages(BATCH);
+      const out = mlaAttentionGpu(gpu(), { ...args, format, pages, k, nKeys: pages.nPages * pages.pageSize });
       await assertAttention(out, want, 2e-5);
     });
   }
@@ -328,7 +329,7 @@ for (const k of [0, 24]) {
     }
     const { want, args } = mlaProblem('bf16', shape.heads, shape.r, shape.dr, k);
     const pages = gpuPages(BATCH);
-    const out = mlaAttentionMatrixGpu(gpu(), args.qLat, args.qPe, args.latent, 'bf16', pages, args.positions, args.indices, k, pages.nPages * pages.pageSize, args.shape, args.scale);
+    const out = mlaAttentionMatrixGpu(gpu(), { ...args, format: 'bf16', pages, k, nKeys: pages.nPages * pages.pageSize });
     await assertAttention(out, want, 2e-3);
   });
 }

@@ -36,9 +36,10 @@ export function attend(
   gpu: GpuDevice, v: AttentionVariant, qLat: GPUBuffer, qPe: GPUBuffer, latent: GPUBuffer, pages: GpuPages, positions: GPUBuffer,
   indices: GPUBuffer | null, k: number, nKeys: number, shape: { rows: number; heads: number; r: number; dr: number }, scale: number, o: Matrix2Options = {},
 ): GPUBuffer {
-  if (v === 'matrix2') return mlaAttentionMatrix2Gpu(gpu, qLat, qPe, latent, 'bf16', pages, positions, indices, k, nKeys, shape, scale, o);
-  if (v === 'matrix') return mlaAttentionMatrixGpu(gpu, qLat, qPe, latent, 'bf16', pages, positions, indices, k, nKeys, shape, scale);
-  return mlaAttentionGpu(gpu, qLat, qPe, latent, 'bf16', pages, positions, indices, k, shape, scale);
+  const a = { qLat, qPe, latent, format: 'bf16' as const, pages, positions, indices, k, nKeys, shape, scale };
+  if (v === 'matrix2') return mlaAttentionMatrix2Gpu(gpu, a, o);
+  if (v === 'matrix') return mlaAttentionMatrixGpu(gpu, a);
+  return mlaAttentionGpu(gpu, a);
 }
 
 /** n small integers in −4..4 from a seeded generator (exact in every type the kernels take). */

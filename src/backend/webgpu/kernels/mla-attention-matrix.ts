@@ -23,7 +23,7 @@
 import type { LatentFormat } from '../../backend.js';
 import { GpuError, type GpuDevice, type UniformParams } from '../device.js';
 import { BF16_UNPACK_WGSL, ORDER_KEY_WGSL } from './wgsl.js';
-import type { MlaGpuShape } from './mla-attention.js';
+import type { MlaGpuArgs, MlaGpuShape } from './mla-attention.js';
 import { PAGE_FIELDS, PAGES_WGSL, pageParams, rowSeqBinding, type GpuPages } from './pages.js';
 
 /** Scores held at once, bytes (rows of a call are processed in groups under this). */
@@ -312,24 +312,11 @@ export function mlaEntrySlotsGpu(
 }
 
 /**
- * MLA attention on tensor cores; arguments as mlaAttentionGpu (mla-attention.ts) plus `nKeys`, the
- * entries a dense call may attend (the largest position + 1; with rowSeq, of any row's sequence).
- * Returns f32 [rows, heads, r].
+ * MLA attention on tensor cores (MlaGpuArgs of mla-attention.ts; a dense call's grid covers nKeys
+ * entries). Returns f32 [rows, heads, r].
  */
-export function mlaAttentionMatrixGpu(
-  gpu: GpuDevice,
-  qLat: GPUBuffer,
-  qPe: GPUBuffer,
-  latent: GPUBuffer,
-  format: LatentFormat,
-  pages: GpuPages,
-  positions: GPUBuffer,
-  indices: GPUBuffer | null,
-  k: number,
-  nKeys: number,
-  shape: MlaGpuShape,
-  scale: number,
-): GPUBuffer {
+export function mlaAttentionMatrixGpu(gpu: GpuDevice, a: MlaGpuArgs): GPUBuffer {
+  const { qLat, qPe, latent, format, pages, positions, indices, k, nKeys, shape, scale } = a;
   const { rows, heads, r, dr } = shape;
   if (!mlaMatrixAvailable(gpu, shape, format)) throw new GpuError(`mlaAttentionMatrixGpu: not available for H ${heads}, r ${r}, dr ${dr}, ${format} latents on this device`);
   const out = gpu.buffer(rows * heads * r * 4);

@@ -31,7 +31,7 @@
 import type { LatentFormat } from '../../backend.js';
 import { GpuError, type GpuDevice, type UniformParams } from '../device.js';
 import { mlaEntrySlotsGpu } from './mla-attention-matrix.js';
-import type { MlaGpuShape } from './mla-attention.js';
+import type { MlaGpuArgs, MlaGpuShape } from './mla-attention.js';
 import type { GpuPages } from './pages.js';
 import { ORDER_KEY_WGSL } from './wgsl.js';
 
@@ -418,21 +418,8 @@ export function matrix2Splits(tiles: number, n: number, r: number, o: Matrix2Opt
  * MLA attention on tensor cores (second form); arguments as mlaAttentionMatrixGpu
  * (mla-attention-matrix.ts), plus the options. Returns f32 [rows, heads, r].
  */
-export function mlaAttentionMatrix2Gpu(
-  gpu: GpuDevice,
-  qLat: GPUBuffer,
-  qPe: GPUBuffer,
-  latent: GPUBuffer,
-  format: LatentFormat,
-  pages: GpuPages,
-  positions: GPUBuffer,
-  indices: GPUBuffer | null,
-  k: number,
-  nKeys: number,
-  shape: MlaGpuShape,
-  scale: number,
-  o: Matrix2Options = {},
-): GPUBuffer {
+export function mlaAttentionMatrix2Gpu(gpu: GpuDevice, a: MlaGpuArgs, o: Matrix2Options = {}): GPUBuffer {
+  const { qLat, qPe, latent, format, pages, positions, indices, k, nKeys, shape, scale } = a;
   const { rows, heads, r, dr } = shape;
   if (!mlaMatrix2Available(gpu, shape, format, o)) {
     throw new GpuError(`mlaAttentionMatrix2Gpu${o.scalar ? ' (scalar)' : ''}: not available for H ${heads}, r ${r}, dr ${dr}, ${format} latents on this device`);

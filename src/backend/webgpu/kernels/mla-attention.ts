@@ -173,25 +173,35 @@ export interface MlaGpuShape {
 }
 
 /**
- * Runs MLA attention. qLat f32 [rows, heads, r], qPe f32 [rows, heads, dr]; latent: the cache
- * [slots, latentRowWidth(format, r, dr)] as bytes in a device buffer (bf16: two values per u32
- * word); pages: one sequence's block table (slot(p) = table[p / pageSize]·pageSize + p % pageSize),
- * or a 2-D one with rowSeq (pages.ts); positions i32 [rows]; indices i32 [rows, k] (−1 = none) or
- * null for dense causal attention over 0..positions[t]. Returns the output buffer f32 [rows, heads, r].
+ * One MLA attention call, the arguments every attention kernel takes (mlaAttentionGpu, and the
+ * tensor-core ones of mla-attention-matrix.ts / mla-attention-matrix2.ts).
  */
-export function mlaAttentionGpu(
-  gpu: GpuDevice,
-  qLat: GPUBuffer,
-  qPe: GPUBuffer,
-  latent: GPUBuffer,
-  format: LatentFormat,
-  pages: GpuPages,
-  positions: GPUBuffer,
-  indices: GPUBuffer | null,
-  k: number,
-  shape: MlaGpuShape,
-  scale: number,
-): GPUBuffer {
+export interface MlaGpuArgs {
+  /** f32 [rows, heads, r] and [rows, heads, dr]. */
+  qLat: GPUBuffer;
+  qPe: GPUBuffer;
+  /** The cache [slots, latentRowWidth(format, r, dr)] as bytes. */
+  latent: GPUBuffer;
+  format: LatentFormat;
+  pages: GpuPages;
+  /** i32 [rows]. */
+  positions: GPUBuffer;
+  /** i32 [rows, k] (−1 = none), or null: dense causal attention over 0..positions[t]. */
+  indices: GPUBuffer | null;
+  k: number;
+  /** The entries a dense call may attend (the largest position + 1; with rowSeq, of any row's sequence): the tensor-core kernels' grid. */
+  nKeys: number;
+  shape: MlaGpuShape;
+  scale: number;
+}
+
+/**
+ * Runs MLA attention (MlaGpuArgs; nKeys unused here): the latent rows as bytes (bf16: two values
+ * per u32 word) through one sequence's block table (slot(p) = table[p / pageSize]·pageSize +
+ * p % pageSize) or a 2-D one with rowSeq (pages.ts). Returns the output buffer f32 [rows, heads, r].
+ */
+export function mlaAttentionGpu(gpu: GpuDevice, a: MlaGpuArgs): GPUBuffer {
+  const { qLat, qPe, latent, format, pages, positions, indices, k, shape, scale } = a;
   const { rows, heads, r, dr } = shape;
   if (r > 64 * MLA_MAX_COLS) throw new GpuError(`mlaAttentionGpu: kv_lora_rank ${r} exceeds ${64 * MLA_MAX_COLS}`);
   if (!(pages.pageSize > 0)) throw new GpuError(`mlaAttentionGpu: pageSize must be positive, got ${pages.pageSize}`);
