@@ -26,7 +26,7 @@ import { actQuantRow } from '../numerics/block-quant.js';
 import { E4M3_TABLE } from '../numerics/e4m3.js';
 
 export type Int8StudyData = 'normal' | 'student-t';
-export const INT8_STUDY_DATA: readonly Int8StudyData[] = ['normal', 'student-t'];
+const INT8_STUDY_DATA: readonly Int8StudyData[] = ['normal', 'student-t'];
 
 /**
  * Each row's e4m3 values as int8 with one scale per row: q = round(127 · v / max|v|) (halves away

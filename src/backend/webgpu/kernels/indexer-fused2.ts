@@ -54,7 +54,6 @@ export const FUSED2_CONFIGS = {
   'matrix-fused2-kt64': { kt: 64, sgk: 4, sgh: 2 },
   'fused2-scalar': { kt: 32, sgk: 2, sgh: 2, scalar: true },
 } as const satisfies Record<string, Fused2Config>;
-export type Fused2Variant = keyof typeof FUSED2_CONFIGS;
 
 /**
  * Further forms the kernel lab times (`dsa bench gpu --sections indexer`: `indexer_sweep_<name>_ms`)

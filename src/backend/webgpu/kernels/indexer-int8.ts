@@ -88,7 +88,7 @@ function sharedBytes(heads: number, dim: number): number {
   return heads * (dim + 16) + KT * (heads + 4) * 4 + heads * 4;
 }
 
-export function indexerInt8Wgsl(H: number, D: number, pageSize: number, scalar: boolean): string {
+function indexerInt8Wgsl(H: number, D: number, pageSize: number, scalar: boolean): string {
   const LDQ = D + 16; // i8 elements per staged query row
   const LDS = H + 4;
   const RM = H / SGH / 16;

@@ -113,15 +113,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 `;
 
 /**
- * The row count from which the tiled kernel takes a call (DSA_FP8_TILED_FROM overrides; the lab's
- * A/B): with fewer rows a workgroup per (output, row) has more parallelism, and on the H200 the
- * whole layer's step at batch 1 ran slower tiled (docs/benchmarks.md).
+ * The row count from which the tiled kernel takes a call (DSA_FP8_TILED_FROM overrides, read once;
+ * the lab's A/B): with fewer rows a workgroup per (output, row) has more parallelism, and on the
+ * H200 the whole layer's step at batch 1 ran slower tiled (docs/benchmarks.md).
  */
-function tiledFromRows(): number {
+const TILED_FROM_ROWS = ((): number => {
   const env = typeof process !== 'undefined' ? process.env?.DSA_FP8_TILED_FROM : undefined;
   const n = env === undefined ? NaN : Number(env);
   return Number.isInteger(n) && n >= 1 ? n : 8;
-}
+})();
 
 /**
  * As linearFp8Gpu, into out [rows, n] f32 over the first count[e] rows only (count a u32 storage
@@ -145,7 +145,7 @@ export function linearFp8CountedGpu(
 ): void {
   if (rows === 0 || n === 0) return;
   const kb = Math.ceil(k / bi);
-  if (bi <= TILED_MAX_BI && rows >= tiledFromRows()) {
+  if (bi <= TILED_MAX_BI && rows >= TILED_FROM_ROWS) {
     // Tiled over 32 outputs × 4–16 rows (linear-fp8-tiled.ts): the weights read once per 16 rows.
     const rt = tiledRows(rows);
     const [gx, gz] = gpu.grid(Math.ceil(n / TILED_OUTPUTS));
