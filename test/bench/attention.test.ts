@@ -12,7 +12,7 @@ import { cli } from '../helpers/cli.js';
 import { CpuBackend } from '../../src/backend/cpu.js';
 import { byCategory, categoryOf, TimingBackend } from '../../src/bench/timing-backend.js';
 import { crossover } from '../../src/bench/attention.js';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { hasGpuAdapter } from '../helpers/gpu-adapter.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsa-bench-attn-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -183,12 +183,7 @@ test('crossover: the smallest ctx from which DSA stays faster, interpolated in l
 });
 
 test('--backend webgpu: the GPU\'s own time per op and category from timestamp queries (rows and table)', async (t) => {
-  try {
-    (await GpuDevice.create()).destroy();
-  } catch (e) {
-    t.skip(`no WebGPU adapter: ${(e as Error).message}`);
-    return;
-  }
+  if (!(await hasGpuAdapter(t))) return;
   const { rows, stdout } = await bench(['--backend', 'webgpu', '--ctx', '32', '--batch', '2']);
   const row = rows[0]!;
   const dsa = row.gpu_dsa_ms as Record<string, number>;

@@ -8,16 +8,11 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { GpuDevice } from '../../src/backend/webgpu/device.js';
+import { hasGpuAdapter } from '../helpers/gpu-adapter.js';
 import { cli } from '../helpers/cli.js';
 
 test('bench gpu: copy, matmul, core and indexer sections at toy sizes, every check within its bound', async (t) => {
-  try {
-    (await GpuDevice.create()).destroy();
-  } catch (e) {
-    t.skip(`no WebGPU adapter: ${(e as Error).message}`);
-    return;
-  }
+  if (!(await hasGpuAdapter(t))) return;
   const json = join(mkdtempSync(join(tmpdir(), 'dsa-gpu-lab-')), 'lab.jsonl');
   const r = await cli(['bench', 'gpu', '--sections', 'copy,matmul,core,indexer', '--ctx', '128', '--batch', '1,2', '--runs', '1', '--matmul-n', '128', '--json', json]);
   assert.equal(r.code, 0, r.stderr);
