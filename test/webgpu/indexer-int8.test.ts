@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { indexerScoresInt8Paged, int8Requant } from '../../src/bench/indexer-int8.js';
-import { indexerInt8Available, indexerScoresInt8Gpu, requantInt8Gpu } from '../../src/backend/webgpu/kernels/indexer-int8.js';
+import { indexerInt8Available, indexerScoresInt8Gpu, requantInt8Gpu, type Int8ScanForm } from '../../src/backend/webgpu/kernels/indexer-int8.js';
 import { f32ToE4m3 } from '../../src/numerics/e4m3.js';
 import { readF32, rng, upload, useGpu } from './helpers.js';
 
@@ -36,10 +36,11 @@ test('requantInt8Gpu: every row to round(127 · v / max|v|) (halves away from ze
   assert.equal(s[1], 0);
 });
 
-test('indexerScoresInt8Gpu (i32 products): two rows through a shuffled table, runs of 3 tiles, masked keys, equal the CPU twin', async (t) => {
+test('indexerScoresInt8Gpu (i32 products): tiles of 32 or 64 keys, keys from the cache or staged, weights from shared memory or registers; two rows through a shuffled table, runs of 3 tiles, masked keys, equal the CPU twin', async (t) => {
   const g = gpu();
-  const [heads, dim, pageSize, nKeys] = [64, 64, 32, 200];
-  if (!indexerInt8Available(g, heads, dim, pageSize, true)) {
+  const [heads, dim, pageSize, nKeys] = [64, 64, 64, 200];
+  const forms: Int8ScanForm[] = [{ scalar: true }, { scalar: true, staged: true }, { scalar: true, staged: true, wRegs: true }, { scalar: true, kt: 64 }, { scalar: true, kt: 64, staged: true, wRegs: true }];
+  if (!forms.every((f) => indexerInt8Available(g, heads, dim, pageSize, f))) {
     t.skip('the adapter lacks the shared memory');
     return;
   }
@@ -55,18 +56,21 @@ test('indexerScoresInt8Gpu (i32 products): two rows through a shuffled table, ru
   const positions = Int32Array.of(199, 90);
   const keys = requantInt8Gpu(g, upload(g, kc), upload(g, kScale), slots, dim);
   const qs = requantInt8Gpu(g, upload(g, q8), upload(g, w), rows * heads, dim);
-  const out = g.buffer(rows * nKeys * 4);
-  indexerScoresInt8Gpu(g, { qI8: qs.codes, wq: qs.scale, kI8: keys.codes, kScale: keys.scale, table: upload(g, table), pageSize, positions: upload(g, positions), rows, heads, dim, nKeys }, out, null, true, 3);
-  const got = await readF32(g, out, rows * nKeys);
-  for (let row = 0; row < rows; row++) {
-    const n = positions[row]! + 1;
-    const want = indexerScoresInt8Paged(q8.subarray(row * heads * dim, (row + 1) * heads * dim), heads, dim, w.subarray(row * heads, (row + 1) * heads), kc, kScale, table, pageSize, n);
-    const scale = Math.max(...Array.from(want, Math.abs));
-    assert.ok(scale > 0);
-    for (let s = 0; s < nKeys; s++) {
-      const v = got[row * nKeys + s]!;
-      if (s >= n) assert.equal(v, -Infinity, `row ${row} key ${s} must be masked`);
-      else assert.ok(Math.abs(v - want[s]!) <= 1e-5 * scale, `row ${row} key ${s}: ${v} vs ${want[s]}`);
+  for (const form of forms) {
+    const out = g.buffer(rows * nKeys * 4);
+    indexerScoresInt8Gpu(g, { qI8: qs.codes, wq: qs.scale, kI8: keys.codes, kScale: keys.scale, table: upload(g, table), pageSize, positions: upload(g, positions), rows, heads, dim, nKeys }, out, null, form, 3);
+    const got = await readF32(g, out, rows * nKeys);
+    const tag = JSON.stringify(form);
+    for (let row = 0; row < rows; row++) {
+      const n = positions[row]! + 1;
+      const want = indexerScoresInt8Paged(q8.subarray(row * heads * dim, (row + 1) * heads * dim), heads, dim, w.subarray(row * heads, (row + 1) * heads), kc, kScale, table, pageSize, n);
+      const scale = Math.max(...Array.from(want, Math.abs));
+      assert.ok(scale > 0);
+      for (let s = 0; s < nKeys; s++) {
+        const v = got[row * nKeys + s]!;
+        if (s >= n) assert.equal(v, -Infinity, `${tag} row ${row} key ${s} must be masked`);
+        else assert.ok(Math.abs(v - want[s]!) <= 1e-5 * scale, `${tag} row ${row} key ${s}: ${v} vs ${want[s]}`);
+      }
     }
   }
 });

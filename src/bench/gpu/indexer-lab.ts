@@ -15,12 +15,13 @@
  */
 import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { bestIndexerVariant, indexerScoresGpu, indexerVariantAvailable, type IndexerVariant } from '../../backend/webgpu/kernels/indexer.js';
-import { FUSED_PROBES, indexerFusedAvailable, indexerScoresFusedGpu } from '../../backend/webgpu/kernels/indexer-fused.js';
+import { FUSED_PROBES, indexerFusedAvailable } from '../../backend/webgpu/kernels/indexer-fused.js';
 import { FUSED2_CONFIGS, FUSED2_SWEEP, indexerFused2Available, indexerScoresFused2Gpu, type Fused2Config } from '../../backend/webgpu/kernels/indexer-fused2.js';
 import { checkIndexer, DI, HI } from './core-kernels.js';
 import type { LabOptions } from './lab.js';
 import { median } from '../harness.js';
-import { checkIndexerInt8, int8Candidates, int8LabAvailable } from './int8-lab.js';
+import { checkIndexerInt8, int8Candidates, int8LabForms } from './int8-lab.js';
+import type { Int8ScanForm } from '../../backend/webgpu/kernels/indexer-int8.js';
 import { burstReps, indexerArgs, makeStep, passMs, releaseStep, round, warmUp, type StepData } from './step.js';
 
 const VARIANTS: IndexerVariant[] = ['matrix-fused', ...(Object.keys(FUSED2_CONFIGS) as IndexerVariant[]).filter((v) => !v.includes('scalar'))];
@@ -34,15 +35,14 @@ export async function indexerSection(gpu: GpuDevice, o: LabOptions, copyGBps: nu
   for (const [name, c] of sweep) o.emit({ section: 'check', kernel: `indexer-sweep-${name}-multiseq`, ...(await checkIndexer(gpu, c, true)) });
   // The int8 experiment against its own CPU twin (its scores are not the FP8 reference's).
   // A kernel that fails to build or check is reported and left out of the timings.
-  let int8 = int8LabAvailable(gpu);
-  if (int8) {
+  const int8Forms: [string, Int8ScanForm][] = [];
+  for (const [name, form] of int8LabForms(gpu)) {
     try {
-      const err = await checkIndexerInt8(gpu);
-      o.emit({ section: 'check', kernel: 'indexer-int8', maxErrOverScale: err });
-      int8 = err <= 1e-4;
+      const err = await checkIndexerInt8(gpu, form);
+      o.emit({ section: 'check', kernel: `indexer-int8-${name}`, maxErrOverScale: err });
+      if (err <= 1e-4) int8Forms.push([name, form]);
     } catch (e) {
-      o.emit({ section: 'check', kernel: 'indexer-int8', error: (e as Error).message });
-      int8 = false;
+      o.emit({ section: 'check', kernel: `indexer-int8-${name}`, error: (e as Error).message });
     }
   }
   for (const batch of o.batch) {
@@ -70,11 +70,8 @@ export async function indexerSection(gpu: GpuDevice, o: LabOptions, copyGBps: nu
       const candidates: [string, () => void][] = [];
       for (const v of VARIANTS) if (indexerVariantAvailable(gpu, v, HI, DI)) candidates.push([v, variant(v)]);
       for (const [name, c] of sweep) candidates.push([`sweep_${name}`, fused2(c)]);
-      for (const probe of FUSED_PROBES) {
-        candidates.push([`fused_${probe}`, withOut((out) => indexerScoresFusedGpu(gpu, indexerArgs(s, 'matrix-fused'), out, { probe }, multi))]);
-        candidates.push([`fused2_${probe}`, fused2({ ...FUSED2_CONFIGS['matrix-fused2'], probe })]);
-      }
-      const int8Parts = int8 ? int8Candidates(gpu, s, multi) : null;
+      for (const probe of FUSED_PROBES) candidates.push([`fused2_${probe}`, fused2({ ...FUSED2_CONFIGS['matrix-fused2'], probe })]);
+      const int8Parts = int8Forms.length ? int8Candidates(gpu, s, multi, int8Forms) : null;
       if (int8Parts) candidates.push(...int8Parts.candidates);
       row.indexerVariant = best;
       // The GPU's clocks up first; then every candidate once per round, rounds interleaved, so a

@@ -1,22 +1,31 @@
 /**
  * The int8 indexer experiment in the kernel lab (kernels/indexer-int8.ts): its check against the
  * CPU twin (src/bench/indexer-int8.ts) at the real head shape, and its timings over a batched step
- * for the indexer section — the scan alone (`indexer_int8_scan_ms`), the step's share (the queries'
- * re-quantization + the scan: `indexer_int8_step_ms`), and the cache's re-quantization, which a
- * model would do at cache-write time (`indexer_int8_keys_requant_ms`, once over the whole pool).
+ * for the indexer section — each scan form (`indexer_int8_<form>_ms`), the queries' re-quantization
+ * a step adds (`indexer_int8_query_requant_ms`), and the cache's re-quantization, which a model would
+ * do at cache-write time (`indexer_int8_keys_requant_ms`, once over the whole pool).
  */
 import type { GpuDevice } from '../../backend/webgpu/device.js';
-import { indexerInt8Available, indexerScoresInt8Gpu, requantInt8Gpu } from '../../backend/webgpu/kernels/indexer-int8.js';
+import { indexerInt8Available, indexerScoresInt8Gpu, requantInt8Gpu, type Int8ScanForm } from '../../backend/webgpu/kernels/indexer-int8.js';
 import { indexerScoresInt8Paged } from '../indexer-int8.js';
 import { DI, HI, PAGE } from './core-kernels.js';
 import type { StepData } from './step.js';
 
-export function int8LabAvailable(gpu: GpuDevice): boolean {
-  return indexerInt8Available(gpu, HI, DI, PAGE);
+/** The scan's forms the lab times (`indexer_int8_<name>_ms`; kernels/indexer-int8.ts). */
+export const INT8_FORMS: Record<string, Int8ScanForm> = {
+  scan: {},
+  staged: { staged: true },
+  'staged-wreg': { staged: true, wRegs: true },
+  'kt64-staged-wreg': { kt: 64, staged: true, wRegs: true },
+};
+
+/** The forms this device can run. */
+export function int8LabForms(gpu: GpuDevice): [string, Int8ScanForm][] {
+  return Object.entries(INT8_FORMS).filter(([, f]) => indexerInt8Available(gpu, HI, DI, PAGE, f));
 }
 
-/** Max error ÷ the row's max |score| of the tensor-core scan against the CPU twin: 2 rows, 300 keys through a shuffled table (a wrong mask counts as ∞). */
-export async function checkIndexerInt8(gpu: GpuDevice): Promise<number> {
+/** Max error ÷ the row's max |score| of a tensor-core scan form against the CPU twin: 2 rows, 300 keys through a shuffled table (a wrong mask counts as ∞). */
+export async function checkIndexerInt8(gpu: GpuDevice, form: Int8ScanForm): Promise<number> {
   const nKeys = 300;
   const nPages = Math.ceil(nKeys / PAGE);
   const table = Int32Array.from({ length: nPages }, (_, i) => (i * 2 + 1) % nPages);
@@ -37,7 +46,7 @@ export async function checkIndexerInt8(gpu: GpuDevice): Promise<number> {
   const keys = requantInt8Gpu(gpu, up(kc), up(kScale), slots, DI);
   const qs = requantInt8Gpu(gpu, up(q8), up(w), rows * HI, DI);
   const out = gpu.buffer(rows * nKeys * 4);
-  indexerScoresInt8Gpu(gpu, { qI8: qs.codes, wq: qs.scale, kI8: keys.codes, kScale: keys.scale, table: up(table), pageSize: PAGE, positions: up(positions), rows, heads: HI, dim: DI, nKeys }, out, null);
+  indexerScoresInt8Gpu(gpu, { qI8: qs.codes, wq: qs.scale, kI8: keys.codes, kScale: keys.scale, table: up(table), pageSize: PAGE, positions: up(positions), rows, heads: HI, dim: DI, nKeys }, out, null, form);
   const got = new Float32Array(await gpu.read(out, rows * nKeys * 4));
   let worst = 0;
   for (let row = 0; row < rows; row++) {
@@ -52,32 +61,29 @@ export async function checkIndexerInt8(gpu: GpuDevice): Promise<number> {
   return worst;
 }
 
-/** The step's candidates for the indexer section's rounds, after re-quantizing the step's key cache once; and that pass's time. */
-export function int8Candidates(gpu: GpuDevice, s: StepData, multi: { rowSeq: GPUBuffer; tableStride: number; seqs: number }): { candidates: [string, () => void][]; release: () => void } {
+/** The step's candidates for the indexer section's rounds (`forms`: those that passed their check), after re-quantizing the step's key cache once; and that pass's time. */
+export function int8Candidates(gpu: GpuDevice, s: StepData, multi: { rowSeq: GPUBuffer; tableStride: number; seqs: number }, forms: [string, Int8ScanForm][]): { candidates: [string, () => void][]; release: () => void } {
   const slots = s.poolPages * PAGE;
   const keys = requantInt8Gpu(gpu, s.kCache, s.kScale, slots, DI);
   const qs = requantInt8Gpu(gpu, s.q8, s.w, s.rows * HI, DI);
   const args = (q: { codes: GPUBuffer; scale: GPUBuffer }) => ({
     qI8: q.codes, wq: q.scale, kI8: keys.codes, kScale: keys.scale, table: s.pages.table, pageSize: PAGE, positions: s.positions, rows: s.rows, heads: HI, dim: DI, nKeys: s.ctx,
   });
-  const scan = (q: { codes: GPUBuffer; scale: GPUBuffer }) => {
+  const scan = (q: { codes: GPUBuffer; scale: GPUBuffer }, form: Int8ScanForm) => {
     const out = gpu.buffer(s.rows * s.ctx * 4);
-    indexerScoresInt8Gpu(gpu, args(q), out, multi);
+    indexerScoresInt8Gpu(gpu, args(q), out, multi, form);
     gpu.release(out);
   };
-  const candidates: [string, () => void][] = [
-    ['int8_scan', () => scan(qs)],
-    ['int8_step', () => {
-      const q = requantInt8Gpu(gpu, s.q8, s.w, s.rows * HI, DI);
-      scan(q);
-      gpu.release(q.codes);
-      gpu.release(q.scale);
-    }],
-    ['int8_keys_requant', () => {
-      const k = requantInt8Gpu(gpu, s.kCache, s.kScale, slots, DI);
-      gpu.release(k.codes);
-      gpu.release(k.scale);
-    }],
-  ];
+  const candidates: [string, () => void][] = forms.map(([name, form]) => [`int8_${name}`, () => scan(qs, form)]);
+  candidates.push(['int8_query_requant', () => {
+    const q = requantInt8Gpu(gpu, s.q8, s.w, s.rows * HI, DI);
+    gpu.release(q.codes);
+    gpu.release(q.scale);
+  }]);
+  candidates.push(['int8_keys_requant', () => {
+    const k = requantInt8Gpu(gpu, s.kCache, s.kScale, slots, DI);
+    gpu.release(k.codes);
+    gpu.release(k.scale);
+  }]);
   return { candidates, release: () => [keys.codes, keys.scale, qs.codes, qs.scale].forEach((b) => gpu.release(b)) };
 }

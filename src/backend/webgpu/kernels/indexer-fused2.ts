@@ -41,6 +41,8 @@ export interface Fused2Config {
   tilesPerGroup?: number;
   /** The head reduction by subgroup shuffles (default where a subgroup holds a key's invocations) or through shared memory (false). */
   shuffle?: boolean;
+  /** Each invocation's head weights in registers for the whole run (default: read from shared memory for every key). */
+  wRegs?: boolean;
   /** Timing probes for the kernel lab (wrong results, on purpose), as indexer-fused.ts: one stage left out. */
   probe?: FusedProbe;
 }
@@ -64,16 +66,12 @@ export const FUSED2_CONFIGS = {
  * two key and two Sᵀ tiles and one barrier per tile (1.6× slower).
  */
 export const FUSED2_SWEEP: Record<string, Fused2Config> = {
-  'kt32-run4': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 4 },
-  'kt32-run8': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 8 },
   'kt32-run16': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 16 },
-  'kt32-run32': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32 },
-  'kt32-run64': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 64 },
   'kt32-run128': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 128 },
-  'kt32-run32-noshuffle': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 32, shuffle: false },
-  'kt32-h4-run32': { kt: 32, sgk: 2, sgh: 4, tilesPerGroup: 32 },
-  'kt64-run16': { kt: 64, sgk: 4, sgh: 2, tilesPerGroup: 16 },
-  'kt64-k2h4-run16': { kt: 64, sgk: 2, sgh: 4, tilesPerGroup: 16 },
+  'kt32-noshuffle': { kt: 32, sgk: 2, sgh: 2, shuffle: false },
+  'kt32-wreg': { kt: 32, sgk: 2, sgh: 2, wRegs: true },
+  'kt64-k2h2': { kt: 64, sgk: 2, sgh: 2 },
+  'kt64-k2h2-wreg': { kt: 64, sgk: 2, sgh: 2, wRegs: true },
 };
 
 /** Row strides in shared memory: keys (f16) and Sᵀ (f32), padded by 16 bytes so matrix rows fall in different banks. */
@@ -193,11 +191,7 @@ export function fused2Wgsl(H: number, D: number, pageSize: number, c: Fused2Conf
     let key = li / ${LPK}u;
     let share = li % ${LPK}u;
     var score = 0.0;
-    for (var j = 0u; j < ${c.probe === 'no-reduce' ? 1 : H / LPK}u; j++) {
-      let h = j * ${LPK}u + share;
-      let d = sS[key * ${LDS}u + h];
-      if (d > 0.0) { score += wS[h] * d; }
-    }
+${headSum(H, LPK, LDS, c.wRegs ?? false, c.probe === 'no-reduce' ? 1 : H / LPK, '0.0', (d) => d)}
 ${shuffle ? Array.from({ length: Math.log2(LPK) }, (_, b) => `    score += subgroupShuffleXor(score, ${1 << b}u);`).join('\n') : `    part[li] = score;
     workgroupBarrier();
     if (share == 0u) { for (var m = 1u; m < ${LPK}u; m++) { score += part[li + m]; } }`}
@@ -242,9 +236,34 @@ ${c.scalar ? '' : `  let kb = (sg % ${SGK}u) * ${KT / SGK}u; // this subgroup's 
   let qBase = t * ${D * H}u + hb;
   ${qLoads.join('\n  ')}`}
   let lastKey = max(valid, 1u) - 1u;
+${c.wRegs ? weightRegisters(H, LPK) : ''}
 ${loop}
 }
 `;
+}
+
+/**
+ * The head weights of invocation li's share of the heads (share, share + LPK, …), read once per
+ * run into registers wr0, wr1, … (from device memory: no barrier needed).
+ */
+export function weightRegisters(H: number, LPK: number): string {
+  return Array.from({ length: H / LPK }, (_, j) => `  let wr${j} = w[t * ${H}u + ${j * LPK}u + li % ${LPK}u];`).join('\n');
+}
+
+/**
+ * Σ over the invocation's heads of ReLU(Sᵀ[key][h]) · w[h] into `score` (n of its H / LPK heads:
+ * fewer only for the lab's probe), the weights from shared memory (a loop) or from registers
+ * (unrolled). `zero` is the Sᵀ element type's zero and `toF32` converts an element.
+ */
+export function headSum(H: number, LPK: number, LDS: number, regs: boolean, n: number, zero: string, toF32: (x: string) => string): string {
+  if (!regs) {
+    return `    for (var j = 0u; j < ${n}u; j++) {
+      let h = j * ${LPK}u + share;
+      let d = sS[key * ${LDS}u + h];
+      if (d > ${zero}) { score += wS[h] * ${toF32('d')}; }
+    }`;
+  }
+  return Array.from({ length: n }, (_, j) => `    { let d = sS[key * ${LDS}u + ${j * LPK}u + share]; if (d > ${zero}) { score += wr${j} * ${toF32('d')}; } }`).join('\n');
 }
 
 /** Records the scores into `out` (f32 [rows, nKeys], allocated by the caller). */

@@ -18,8 +18,8 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import { FUSED_SLOT_WGSL, fusedBindings, fusedRowStart, type FusedRowSeq } from './indexer-fused.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
+import { headSum, weightRegisters } from './indexer-fused2.js';
 
-const KT = 32;
 const SGK = 2;
 const SGH = 2;
 const THREADS = 32 * SGK * SGH;
@@ -72,59 +72,95 @@ export function requantInt8Gpu(gpu: GpuDevice, codes: GPUBuffer, scaleIn: GPUBuf
   return out;
 }
 
-export function indexerInt8Available(gpu: GpuDevice, heads: number, dim: number, pageSize: number, scalar = false): boolean {
+/**
+ * The scan's forms: `staged` — each tile's keys read as 16-byte words (coalesced, the next tile's
+ * during the products) into shared memory and the left matrices loaded from there, instead of
+ * loaded straight from the cache; `wRegs` — each invocation's head weights in registers for the
+ * run (indexer-fused2.ts); `scalar` — the twin with plain i32 products.
+ */
+export interface Int8ScanForm {
+  /** Keys per tile (default 32): each of the SGK subgroups along the keys takes kt / SGK of them. */
+  kt?: 32 | 64;
+  staged?: boolean;
+  wRegs?: boolean;
+  scalar?: boolean;
+}
+
+export function indexerInt8Available(gpu: GpuDevice, heads: number, dim: number, pageSize: number, form: Int8ScanForm = {}): boolean {
   return (
-    (scalar || (gpu.hasSubgroupMatrix('i8', 'i32', 16, 16, 32) && gpu.subgroupSize === 32)) &&
+    (form.scalar || (gpu.hasSubgroupMatrix('i8', 'i32', 16, 16, 32) && gpu.subgroupSize === 32)) &&
     heads % (16 * SGH) === 0 &&
     dim % 32 === 0 &&
     (heads / SGH / 16) * (dim / 32) <= 16 &&
-    pageSize % KT === 0 &&
-    sharedBytes(heads, dim) <= gpu.limits.maxComputeWorkgroupStorageSize
+    pageSize % (form.kt ?? 32) === 0 &&
+    sharedBytes(heads, dim, form) <= gpu.limits.maxComputeWorkgroupStorageSize
   );
 }
 
-/** Shared memory: the query [H][D + 16] i8, Sᵀ [KT][H + 4] i32, the weights. */
-function sharedBytes(heads: number, dim: number): number {
-  return heads * (dim + 16) + KT * (heads + 4) * 4 + heads * 4;
+/** Shared memory: the query [H][D + 16] i8, Sᵀ [KT][H + 4] i32, the weights; staged: the tile's keys [KT][D + 16] i8. */
+function sharedBytes(heads: number, dim: number, form: Int8ScanForm): number {
+  const KT = form.kt ?? 32;
+  return heads * (dim + 16) + KT * (heads + 4) * 4 + heads * 4 + (form.staged ? KT * (dim + 16) : 0);
 }
 
-function indexerInt8Wgsl(H: number, D: number, pageSize: number, scalar: boolean): string {
+export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: Int8ScanForm): string {
+  const { kt: KT = 32, staged = false, wRegs = false, scalar = false } = form;
+  const RN = KT / SGK / 16; // key blocks of 16 per subgroup
   const LDQ = D + 16; // i8 elements per staged query row
+  const LDK = D + 16; // i8 elements per staged key row
   const LDS = H + 4;
   const RM = H / SGH / 16;
   const DS = D / 32;
   const LPK = THREADS / KT;
+  const WPK = D / 16; // 16-byte words per key
+  const V = (KT * WPK) / THREADS; // words per invocation per tile
   const right = 'subgroup_matrix_right<i8, 16, 32>';
   const left = 'subgroup_matrix_left<i8, 32, 16>';
   const result = 'subgroup_matrix_result<i32, 16, 16>';
   const qLoads: string[] = [];
   for (let i = 0; i < RM; i++) for (let d = 0; d < DS; d++) qLoads.push(`let q${i}_${d} = subgroupMatrixLoad<${right}>(&qS, (hb + ${16 * i}u) * ${LDQ}u + ${32 * d}u, true, ${LDQ}u);`);
   const mma: string[] = [];
-  for (let i = 0; i < RM; i++) mma.push(`var acc${i} = ${result}();`);
-  for (let d = 0; d < DS; d++) {
-    mma.push(`let k${d} = subgroupMatrixLoad<${left}>(&kc, kBase + ${32 * d}u, false, ${D}u);`);
-    for (let i = 0; i < RM; i++) mma.push(`acc${i} = subgroupMatrixMultiplyAccumulate(k${d}, q${i}_${d}, acc${i});`);
+  for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) mma.push(`var acc${j}_${i} = ${result}();`);
+  if (!staged) {
+    // 16 consecutive slots of one page each (clamped to the block of the row's last key: in bounds).
+    for (let j = 0; j < RN; j++) mma.push(`let kBase${j} = slotOf(tableRow, min(tile0 + kb + ${16 * j}u, (lastKey / 16u) * 16u)) * ${D}u;`);
   }
-  for (let i = 0; i < RM; i++) mma.push(`subgroupMatrixStore(&sS, kb * ${LDS}u + hb + ${16 * i}u, acc${i}, false, ${LDS}u);`);
+  for (let d = 0; d < DS; d++) {
+    for (let j = 0; j < RN; j++) {
+      mma.push(staged ? `let k${d}_${j} = subgroupMatrixLoad<${left}>(&kS, (kb + ${16 * j}u) * ${LDK}u + ${32 * d}u, false, ${LDK}u);` : `let k${d}_${j} = subgroupMatrixLoad<${left}>(&kc, kBase${j} + ${32 * d}u, false, ${D}u);`);
+      for (let i = 0; i < RM; i++) mma.push(`acc${j}_${i} = subgroupMatrixMultiplyAccumulate(k${d}_${j}, q${i}_${d}, acc${j}_${i});`);
+    }
+  }
+  for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) mma.push(`subgroupMatrixStore(&sS, (kb + ${16 * j}u) * ${LDS}u + hb + ${16 * i}u, acc${j}_${i}, false, ${LDS}u);`);
+  // The twin's key word d of a tile key: from the staged tile, or from the cache.
+  const keyWord = staged ? `kS[key * ${LDK / 4}u + d]` : `kc[slotOf(tableRow, min(tile0 + key, lastKey)) * ${D / 4}u + d]`;
   const scalarProducts = `for (var e = li; e < ${KT * H}u; e += ${THREADS}u) {
       let key = e / ${H}u;
       let h = e % ${H}u;
-      let slot = slotOf(tableRow, min(tile0 + key, lastKey));
       var acc = 0;
       for (var d = 0u; d < ${D / 4}u; d++) {
-        let kw = kc[slot * ${D / 4}u + d];
+        let kw = ${keyWord};
         let qw = qS[(h * ${LDQ}u) / 4u + d];
         for (var b = 0u; b < 4u; b++) { acc += i8At(kw, b) * i8At(qw, b); }
       }
       sS[key * ${LDS}u + h] = acc;
     }`;
+  const products = scalar ? scalarProducts : mma.join('\n    ');
+  // Staging: word v of an invocation is key (li + v·THREADS) / WPK of the tile, its part (li + v·THREADS) % WPK.
+  const words = Array.from({ length: staged ? V : 0 }, (_, v) => v);
+  const keyOf = (v: number) => `((li + ${v * THREADS}u) / ${WPK}u)`;
+  const partOf = (v: number) => `((li + ${v * THREADS}u) % ${WPK}u)`;
+  const load = (v: number, tile: string) => `kc[slotOf(tableRow, min(${tile} + ${keyOf(v)}, lastKey)) * ${WPK}u + ${partOf(v)}]`;
+  const store = words.map((v) => `    { let o = ${keyOf(v)} * ${LDK / 4}u + ${partOf(v)} * 4u; kS[o] = bitcast<i32>(r${v}.x); kS[o + 1u] = bitcast<i32>(r${v}.y); kS[o + 2u] = bitcast<i32>(r${v}.z); kS[o + 3u] = bitcast<i32>(r${v}.w); }`).join('\n');
+  const nextLoads = words.length ? `    if (tile0 + ${KT}u < spanEnd) {\n${words.map((v) => `      r${v} = ${load(v, `tile0 + ${KT}u`)};`).join('\n')}\n    }` : '';
   return /* wgsl */ `
 ${scalar ? '' : 'enable chromium_experimental_subgroup_matrix;\nenable subgroups;'}
-${fusedBindings(pageSize, 'array<i32>; // int8 keys [slots][D], 4 per word')}
+${fusedBindings(pageSize, staged ? 'array<vec4u>; // int8 keys [slots][D], 16 per word' : 'array<i32>; // int8 keys [slots][D], 4 per word')}
 @group(0) @binding(0) var<storage, read> qI8: array<i32>; // int8 queries [rows][H][D], 4 per word
 var<workgroup> qS: array<i32, ${(H * LDQ) / 4}>; // this row's query [H][D], padded rows
 var<workgroup> sS: array<i32, ${KT * LDS}>; // Sᵀ [KT][H]
 var<workgroup> wS: array<f32, ${H}>;
+${staged ? `var<workgroup> kS: array<i32, ${(KT * LDK) / 4}>; // the tile's keys [KT][D], padded rows` : ''}
 ${scalar ? `var<workgroup> part: array<f32, ${THREADS}>;` : ''}
 ${FUSED_SLOT_WGSL}
 fn i8At(word: i32, b: u32) -> i32 { return (word << (24u - 8u * b)) >> 24u; }
@@ -137,24 +173,21 @@ ${fusedRowStart(H, THREADS, KT)}
   }
   workgroupBarrier();
   let lastKey = max(valid, 1u) - 1u;
-${scalar ? '' : `  let kb = (sg % ${SGK}u) * 16u; // this subgroup's keys and heads
+${scalar ? '' : `  let kb = (sg % ${SGK}u) * ${KT / SGK}u; // this subgroup's keys and heads
   let hb = (sg / ${SGK}u) * ${H / SGH}u;
   ${qLoads.join('\n  ')}`}
+${wRegs ? weightRegisters(H, LPK) : ''}
+${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
   for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
+${staged ? `${store}\n    workgroupBarrier();\n${nextLoads}` : ''}
     {
-    ${scalar ? scalarProducts : `// 16 consecutive slots of one page (clamped to the block of the row's last key: in bounds).
-    let kBase = slotOf(tableRow, min(tile0 + kb, (lastKey / 16u) * 16u)) * ${D}u;
-    ${mma.join('\n    ')}`}
+    ${products}
     }
     workgroupBarrier();
     let key = li / ${LPK}u;
     let share = li % ${LPK}u;
     var score = 0.0;
-    for (var j = 0u; j < ${H / LPK}u; j++) {
-      let h = j * ${LPK}u + share;
-      let d = sS[key * ${LDS}u + h];
-      if (d > 0) { score += wS[h] * f32(d); }
-    }
+${headSum(H, LPK, LDS, wRegs, H / LPK, '0', (d) => `f32(${d})`)}
 ${scalar ? `    part[li] = score;
     workgroupBarrier();
     if (share == 0u) { for (var m = 1u; m < ${LPK}u; m++) { score += part[li + m]; } }` : Array.from({ length: Math.log2(LPK) }, (_, b) => `    score += subgroupShuffleXor(score, ${1 << b}u);`).join('\n')}
@@ -164,7 +197,7 @@ ${scalar ? `    part[li] = score;
       if (s < valid) { bits = bitcast<u32>(kScale[slotOf(tableRow, s)] * score); }
       out[t * p.nKeys + s] = bits;
     }
-    workgroupBarrier();
+${staged ? '' : '    workgroupBarrier(); // Sᵀ is written again next tile (staged: after the next barrier anyway)'}
   }
 }
 `;
@@ -186,14 +219,14 @@ export interface Int8ScanArgs {
 }
 
 /** Records the scores into `out` (f32 [rows, nKeys]). */
-export function indexerScoresInt8Gpu(gpu: GpuDevice, a: Int8ScanArgs, out: GPUBuffer, multi: FusedRowSeq | null, scalar = false, tilesPerGroup?: number): void {
-  if (!indexerInt8Available(gpu, a.heads, a.dim, a.pageSize, scalar)) {
-    throw new GpuError(`indexerScoresInt8Gpu: needs ${scalar ? '' : 'int8 subgroup matrices (16×16×32), subgroups of 32, '}H a multiple of 32, D of 32 and pages of a multiple of 32 keys (H ${a.heads}, D ${a.dim}, page ${a.pageSize})`);
+export function indexerScoresInt8Gpu(gpu: GpuDevice, a: Int8ScanArgs, out: GPUBuffer, multi: FusedRowSeq | null, form: Int8ScanForm = {}, tilesPerGroup?: number): void {
+  if (!indexerInt8Available(gpu, a.heads, a.dim, a.pageSize, form)) {
+    throw new GpuError(`indexerScoresInt8Gpu: needs ${form.scalar ? '' : 'int8 subgroup matrices (16×16×32), subgroups of 32, '}H a multiple of 32, D of 32, pages of a multiple of 32 keys and ${sharedBytes(a.heads, a.dim, form)} bytes of shared memory (H ${a.heads}, D ${a.dim}, page ${a.pageSize})`);
   }
-  const tiles = Math.ceil(a.nKeys / KT);
+  const tiles = Math.ceil(a.nKeys / (form.kt ?? 32));
   const perGroup = tilesPerGroup ?? Math.max(1, Math.min(64, Math.floor((tiles * a.rows) / 512)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
-  const code = gpu.generated(`indexer-int8 ${a.heads}x${a.dim} page ${a.pageSize} ${scalar}`, () => indexerInt8Wgsl(a.heads, a.dim, a.pageSize, scalar));
+  const code = gpu.generated(`indexer-int8 ${a.heads}x${a.dim} page ${a.pageSize} ${JSON.stringify(form)}`, () => indexerInt8Wgsl(a.heads, a.dim, a.pageSize, form));
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0, multi ? multi.seqs : 1));
   gpu.dispatch(code, [a.qI8, a.wq, a.kI8, a.kScale, a.table, a.positions, multi ? multi.rowSeq : a.positions, out, params], [gx, a.rows, gz]);
 }
