@@ -36,10 +36,18 @@ test('requantInt8Gpu: every row to round(127 · v / max|v|) (halves away from ze
   assert.equal(s[1], 0);
 });
 
-test('indexerScoresInt8Gpu (i32 products): tiles of 32 or 64 keys, keys from the cache or staged, weights from shared memory or registers; two rows through a shuffled table, runs of 3 tiles, masked keys, equal the CPU twin', async (t) => {
+test('indexerScoresInt8Gpu (i32 products): tiles of 16, 32 or 64 keys, 1 to 4 subgroups, keys from the cache or staged, weights from shared memory or registers; two rows through a shuffled table, runs of 3 tiles, masked keys, equal the CPU twin', async (t) => {
   const g = gpu();
   const [heads, dim, pageSize, nKeys] = [64, 64, 64, 200];
-  const forms: Int8ScanForm[] = [{ scalar: true }, { scalar: true, staged: true }, { scalar: true, staged: true, wRegs: true }, { scalar: true, kt: 64 }, { scalar: true, kt: 64, staged: true, wRegs: true }];
+  const forms: Int8ScanForm[] = [
+    { scalar: true },
+    { scalar: true, staged: true },
+    { scalar: true, staged: true, wRegs: true },
+    { scalar: true, kt: 64 },
+    { scalar: true, kt: 64, staged: true, wRegs: true },
+    { scalar: true, kt: 16, sgk: 1, sgh: 1, staged: true, wRegs: true },
+    { scalar: true, kt: 32, sgk: 2, sgh: 1, staged: true, wRegs: true },
+  ];
   if (!forms.every((f) => indexerInt8Available(g, heads, dim, pageSize, f))) {
     t.skip('the adapter lacks the shared memory');
     return;
@@ -58,7 +66,7 @@ test('indexerScoresInt8Gpu (i32 products): tiles of 32 or 64 keys, keys from the
   const qs = requantInt8Gpu(g, upload(g, q8), upload(g, w), rows * heads, dim);
   for (const form of forms) {
     const out = g.buffer(rows * nKeys * 4);
-    indexerScoresInt8Gpu(g, { qI8: qs.codes, wq: qs.scale, kI8: keys.codes, kScale: keys.scale, table: upload(g, table), pageSize, positions: upload(g, positions), rows, heads, dim, nKeys }, out, null, form, 3);
+    indexerScoresInt8Gpu(g, { qI8: qs.codes, wq: qs.scale, kI8: keys.codes, kScale: keys.scale, table: upload(g, table), pageSize, positions: upload(g, positions), rows, heads, dim, nKeys }, out, null, { ...form, tilesPerGroup: 3 });
     const got = await readF32(g, out, rows * nKeys);
     const tag = JSON.stringify(form);
     for (let row = 0; row < rows; row++) {

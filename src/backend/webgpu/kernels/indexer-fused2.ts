@@ -52,9 +52,9 @@ export interface Fused2Config {
  * (32 keys per tile, 2 × 2 subgroups: the fastest on the H200, docs/benchmarks.md).
  */
 export const FUSED2_CONFIGS = {
-  'matrix-fused2': { kt: 32, sgk: 2, sgh: 2 },
-  'matrix-fused2-kt64': { kt: 64, sgk: 4, sgh: 2 },
-  'fused2-scalar': { kt: 32, sgk: 2, sgh: 2, scalar: true },
+  'matrix-fused2': { kt: 32, sgk: 2, sgh: 2, wRegs: true },
+  'matrix-fused2-kt64': { kt: 64, sgk: 4, sgh: 2, wRegs: true },
+  'fused2-scalar': { kt: 32, sgk: 2, sgh: 2, wRegs: true, scalar: true },
 } as const satisfies Record<string, Fused2Config>;
 
 /**
@@ -66,12 +66,10 @@ export const FUSED2_CONFIGS = {
  * two key and two Sᵀ tiles and one barrier per tile (1.6× slower).
  */
 export const FUSED2_SWEEP: Record<string, Fused2Config> = {
-  'kt32-run16': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 16 },
-  'kt32-run128': { kt: 32, sgk: 2, sgh: 2, tilesPerGroup: 128 },
-  'kt32-noshuffle': { kt: 32, sgk: 2, sgh: 2, shuffle: false },
-  'kt32-wreg': { kt: 32, sgk: 2, sgh: 2, wRegs: true },
-  'kt64-k2h2': { kt: 64, sgk: 2, sgh: 2 },
-  'kt64-k2h2-wreg': { kt: 64, sgk: 2, sgh: 2, wRegs: true },
+  'kt32-run32': { kt: 32, sgk: 2, sgh: 2, wRegs: true, tilesPerGroup: 32 },
+  'kt32-run128': { kt: 32, sgk: 2, sgh: 2, wRegs: true, tilesPerGroup: 128 },
+  'kt32-noshuffle': { kt: 32, sgk: 2, sgh: 2, wRegs: true, shuffle: false },
+  'kt32-wshared': { kt: 32, sgk: 2, sgh: 2 },
 };
 
 /** Row strides in shared memory: keys (f16) and Sᵀ (f32), padded by 16 bytes so matrix rows fall in different banks. */

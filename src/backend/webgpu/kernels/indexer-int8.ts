@@ -20,10 +20,6 @@ import { FUSED_SLOT_WGSL, fusedBindings, fusedRowStart, type FusedRowSeq } from 
 import { E4M3_DECODE_WGSL } from './wgsl.js';
 import { headSum, weightRegisters } from './indexer-fused2.js';
 
-const SGK = 2;
-const SGH = 2;
-const THREADS = 32 * SGK * SGH;
-
 /**
  * out codes (i8, packed four per u32) and out scale[r] = scaleIn[r] · max|v| / 127 for each row r
  * of `rows` FP8 code rows of `dim` (a multiple of 4): keys (scaleIn the cache scales) or queries
@@ -79,22 +75,33 @@ export function requantInt8Gpu(gpu: GpuDevice, codes: GPUBuffer, scaleIn: GPUBuf
  * run (indexer-fused2.ts); `scalar` — the twin with plain i32 products.
  */
 export interface Int8ScanForm {
-  /** Keys per tile (default 32): each of the SGK subgroups along the keys takes kt / SGK of them. */
-  kt?: 32 | 64;
+  /** Keys per tile (default 32). */
+  kt?: 16 | 32 | 64;
+  /** Subgroups along the keys (each takes kt / sgk of them) and along the heads (default 2 × 2). */
+  sgk?: number;
+  sgh?: number;
   staged?: boolean;
   wRegs?: boolean;
   scalar?: boolean;
+  /** Tiles per workgroup (default: runs of up to 64 while ~512 workgroups remain). */
+  tilesPerGroup?: number;
 }
 
 export function indexerInt8Available(gpu: GpuDevice, heads: number, dim: number, pageSize: number, form: Int8ScanForm = {}): boolean {
-  return (
-    (form.scalar || (gpu.hasSubgroupMatrix('i8', 'i32', 16, 16, 32) && gpu.subgroupSize === 32)) &&
-    heads % (16 * SGH) === 0 &&
-    dim % 32 === 0 &&
-    (heads / SGH / 16) * (dim / 32) <= 16 &&
-    pageSize % (form.kt ?? 32) === 0 &&
-    sharedBytes(heads, dim, form) <= gpu.limits.maxComputeWorkgroupStorageSize
-  );
+  return unavailable(gpu, heads, dim, pageSize, form) === null;
+}
+
+/** Why the form cannot run here for H heads of D dims and pages of pageSize keys, or null when it can. */
+function unavailable(gpu: GpuDevice, heads: number, dim: number, pageSize: number, form: Int8ScanForm): string | null {
+  const { kt = 32, sgk = 2, sgh = 2 } = form;
+  const threads = 32 * sgk * sgh;
+  if (!form.scalar && !(gpu.hasSubgroupMatrix('i8', 'i32', 16, 16, 32) && gpu.subgroupSize === 32)) return 'int8 subgroup matrices (16×16×32) and subgroups of 32';
+  if (heads % (16 * sgh) || dim % 32 || kt % (16 * sgk)) return `H a multiple of ${16 * sgh}, D of 32`;
+  if ((heads / sgh / 16) * (dim / 32) > 16) return 'at most 16 query matrices per subgroup (registers)';
+  if (pageSize % kt) return `pages of a multiple of ${kt} keys`;
+  if (threads % kt || kt * heads < threads || ((kt * dim) / 16) % threads) return 'whole invocations per key and whole key words per invocation';
+  if (sharedBytes(heads, dim, form) > gpu.limits.maxComputeWorkgroupStorageSize) return `${sharedBytes(heads, dim, form)} bytes of shared memory`;
+  return null;
 }
 
 /** Shared memory: the query [H][D + 16] i8, Sᵀ [KT][H + 4] i32, the weights; staged: the tile's keys [KT][D + 16] i8. */
@@ -104,7 +111,8 @@ function sharedBytes(heads: number, dim: number, form: Int8ScanForm): number {
 }
 
 export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: Int8ScanForm): string {
-  const { kt: KT = 32, staged = false, wRegs = false, scalar = false } = form;
+  const { kt: KT = 32, sgk: SGK = 2, sgh: SGH = 2, staged = false, wRegs = false, scalar = false } = form;
+  const THREADS = 32 * SGK * SGH;
   const RN = KT / SGK / 16; // key blocks of 16 per subgroup
   const LDQ = D + 16; // i8 elements per staged query row
   const LDK = D + 16; // i8 elements per staged key row
@@ -219,12 +227,11 @@ export interface Int8ScanArgs {
 }
 
 /** Records the scores into `out` (f32 [rows, nKeys]). */
-export function indexerScoresInt8Gpu(gpu: GpuDevice, a: Int8ScanArgs, out: GPUBuffer, multi: FusedRowSeq | null, form: Int8ScanForm = {}, tilesPerGroup?: number): void {
-  if (!indexerInt8Available(gpu, a.heads, a.dim, a.pageSize, form)) {
-    throw new GpuError(`indexerScoresInt8Gpu: needs ${form.scalar ? '' : 'int8 subgroup matrices (16×16×32), subgroups of 32, '}H a multiple of 32, D of 32, pages of a multiple of 32 keys and ${sharedBytes(a.heads, a.dim, form)} bytes of shared memory (H ${a.heads}, D ${a.dim}, page ${a.pageSize})`);
-  }
+export function indexerScoresInt8Gpu(gpu: GpuDevice, a: Int8ScanArgs, out: GPUBuffer, multi: FusedRowSeq | null, form: Int8ScanForm = {}): void {
+  const why = unavailable(gpu, a.heads, a.dim, a.pageSize, form);
+  if (why) throw new GpuError(`indexerScoresInt8Gpu: this form (${JSON.stringify(form)}) needs ${why} (H ${a.heads}, D ${a.dim}, page ${a.pageSize})`);
   const tiles = Math.ceil(a.nKeys / (form.kt ?? 32));
-  const perGroup = tilesPerGroup ?? Math.max(1, Math.min(64, Math.floor((tiles * a.rows) / 512)));
+  const perGroup = form.tilesPerGroup ?? Math.max(1, Math.min(64, Math.floor((tiles * a.rows) / 512)));
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const code = gpu.generated(`indexer-int8 ${a.heads}x${a.dim} page ${a.pageSize} ${JSON.stringify(form)}`, () => indexerInt8Wgsl(a.heads, a.dim, a.pageSize, form));
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0, multi ? multi.seqs : 1));
