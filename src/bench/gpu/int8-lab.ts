@@ -16,13 +16,10 @@ export const INT8_FORMS: Record<string, Int8ScanForm> = {
   scan: {},
   staged: { staged: true },
   'staged-wreg': { staged: true, wRegs: true },
-  'staged-wreg-run32': { staged: true, wRegs: true, tilesPerGroup: 32 },
+  'staged-wreg-latescale': { staged: true, wRegs: true, lateScale: true },
   'staged-wreg-run128': { staged: true, wRegs: true, tilesPerGroup: 128 },
-  'k2h1-staged-wreg': { sgk: 2, sgh: 1, staged: true, wRegs: true },
-  'kt16-k1h1-staged-wreg': { kt: 16, sgk: 1, sgh: 1, staged: true, wRegs: true },
-  'kt16-k1h1-staged-wreg-run256': { kt: 16, sgk: 1, sgh: 1, staged: true, wRegs: true, tilesPerGroup: 256 },
-  'k1h1-staged-wreg': { kt: 32, sgk: 1, sgh: 1, staged: true, wRegs: true },
   'kt64-k4h1-staged-wreg': { kt: 64, sgk: 4, sgh: 1, staged: true, wRegs: true },
+  'kt64-staged-wreg': { kt: 64, staged: true, wRegs: true },
 };
 
 /** The forms this device can run. */

@@ -43,6 +43,8 @@ export interface Fused2Config {
   shuffle?: boolean;
   /** Each invocation's head weights in registers for the whole run (default: read from shared memory for every key). */
   wRegs?: boolean;
+  /** The key scales read in the reduction (the lab's comparison; default: a tile ahead, with the key words). */
+  lateScale?: boolean;
   /** Timing probes for the kernel lab (wrong results, on purpose), as indexer-fused.ts: one stage left out. */
   probe?: FusedProbe;
 }
@@ -70,6 +72,7 @@ export const FUSED2_SWEEP: Record<string, Fused2Config> = {
   'kt32-run128': { kt: 32, sgk: 2, sgh: 2, wRegs: true, tilesPerGroup: 128 },
   'kt32-noshuffle': { kt: 32, sgk: 2, sgh: 2, wRegs: true, shuffle: false },
   'kt32-wshared': { kt: 32, sgk: 2, sgh: 2 },
+  'kt32-latescale': { kt: 32, sgk: 2, sgh: 2, wRegs: true, lateScale: true },
 };
 
 /** Row strides in shared memory: keys (f16) and Sᵀ (f32), padded by 16 bytes so matrix rows fall in different banks. */
@@ -196,17 +199,20 @@ ${shuffle ? Array.from({ length: Math.log2(LPK) }, (_, b) => `    score += subgr
     let s = tile0 + key;
     if (share == 0u && s < spanEnd) {
       var bits = 0xff800000u;
-      if (s < valid) { bits = bitcast<u32>((kScale[slotOf(tableRow, s)] * 256.0) * score); }
+      if (s < valid) { bits = bitcast<u32>((${c.lateScale ? 'kScale[slotOf(tableRow, s)]' : 'sc'} * 256.0) * score); }
       out[t * p.nKeys + s] = bits;
     }
+${c.lateScale ? '' : '    sc = scNext;'}
     }`;
   // Per tile: decode, barrier, products, barrier, reduction (the next tile's words read during the products).
   const loop = `${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
+${c.lateScale ? '' : scaleAhead(LPK).init}
   for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
 ${decode()}
     workgroupBarrier();
     if (tile0 + ${KT}u < spanEnd) {
 ${loads(`tile0 + ${KT}u`, '      ')}
+${c.lateScale ? '' : scaleAhead(LPK).next(KT)}
     }
     {
     ${products()}
@@ -238,6 +244,19 @@ ${c.wRegs ? weightRegisters(H, LPK) : ''}
 ${loop}
 }
 `;
+}
+
+/**
+ * The key scale of invocation li's key in the reduction (li / LPK of the tile) read a tile ahead,
+ * with the key words, into `sc` (this tile) and `scNext`: read in the reduction itself, its
+ * two dependent reads (page table, scale) would stand between the barrier and the scores. Past the
+ * row's last key the reads stay on that key (the score is −∞ there anyway).
+ */
+export function scaleAhead(LPK: number): { init: string; next: (KT: number) => string } {
+  return {
+    init: `  var sc = kScale[slotOf(tableRow, min(span0 + li / ${LPK}u, lastKey))];\n  var scNext = sc;`,
+    next: (KT) => `      scNext = kScale[slotOf(tableRow, min(tile0 + ${KT}u + li / ${LPK}u, lastKey))];`,
+  };
 }
 
 /**

@@ -18,7 +18,7 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import { FUSED_SLOT_WGSL, fusedBindings, fusedRowStart, type FusedRowSeq } from './indexer-fused.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
-import { headSum, weightRegisters } from './indexer-fused2.js';
+import { headSum, scaleAhead, weightRegisters } from './indexer-fused2.js';
 
 /**
  * out codes (i8, packed four per u32) and out scale[r] = scaleIn[r] · max|v| / 127 for each row r
@@ -85,6 +85,8 @@ export interface Int8ScanForm {
   scalar?: boolean;
   /** Tiles per workgroup (default: runs of up to 64 while ~512 workgroups remain). */
   tilesPerGroup?: number;
+  /** The key scales read in the reduction (as indexer-fused2.ts; always so when not staged). */
+  lateScale?: boolean;
 }
 
 export function indexerInt8Available(gpu: GpuDevice, heads: number, dim: number, pageSize: number, form: Int8ScanForm = {}): boolean {
@@ -112,6 +114,7 @@ function sharedBytes(heads: number, dim: number, form: Int8ScanForm): number {
 
 export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: Int8ScanForm): string {
   const { kt: KT = 32, sgk: SGK = 2, sgh: SGH = 2, staged = false, wRegs = false, scalar = false } = form;
+  const late = form.lateScale || !staged;
   const THREADS = 32 * SGK * SGH;
   const RN = KT / SGK / 16; // key blocks of 16 per subgroup
   const LDQ = D + 16; // i8 elements per staged query row
@@ -160,7 +163,7 @@ export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: In
   const partOf = (v: number) => `((li + ${v * THREADS}u) % ${WPK}u)`;
   const load = (v: number, tile: string) => `kc[slotOf(tableRow, min(${tile} + ${keyOf(v)}, lastKey)) * ${WPK}u + ${partOf(v)}]`;
   const store = words.map((v) => `    { let o = ${keyOf(v)} * ${LDK / 4}u + ${partOf(v)} * 4u; kS[o] = bitcast<i32>(r${v}.x); kS[o + 1u] = bitcast<i32>(r${v}.y); kS[o + 2u] = bitcast<i32>(r${v}.z); kS[o + 3u] = bitcast<i32>(r${v}.w); }`).join('\n');
-  const nextLoads = words.length ? `    if (tile0 + ${KT}u < spanEnd) {\n${words.map((v) => `      r${v} = ${load(v, `tile0 + ${KT}u`)};`).join('\n')}\n    }` : '';
+  const nextLoads = words.length ? `    if (tile0 + ${KT}u < spanEnd) {\n${words.map((v) => `      r${v} = ${load(v, `tile0 + ${KT}u`)};`).join('\n')}\n${late ? '' : scaleAhead(LPK).next(KT)}\n    }` : '';
   return /* wgsl */ `
 ${scalar ? '' : 'enable chromium_experimental_subgroup_matrix;\nenable subgroups;'}
 ${fusedBindings(pageSize, staged ? 'array<vec4u>; // int8 keys [slots][D], 16 per word' : 'array<i32>; // int8 keys [slots][D], 4 per word')}
@@ -186,6 +189,7 @@ ${scalar ? '' : `  let kb = (sg % ${SGK}u) * ${KT / SGK}u; // this subgroup's ke
   ${qLoads.join('\n  ')}`}
 ${wRegs ? weightRegisters(H, LPK) : ''}
 ${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
+${late ? '' : scaleAhead(LPK).init}
   for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
 ${staged ? `${store}\n    workgroupBarrier();\n${nextLoads}` : ''}
     {
@@ -202,9 +206,10 @@ ${scalar ? `    part[li] = score;
     let s = tile0 + key;
     if (share == 0u && s < spanEnd) {
       var bits = 0xff800000u;
-      if (s < valid) { bits = bitcast<u32>(kScale[slotOf(tableRow, s)] * score); }
+      if (s < valid) { bits = bitcast<u32>(${late ? 'kScale[slotOf(tableRow, s)]' : 'sc'} * score); }
       out[t * p.nKeys + s] = bits;
     }
+${late ? '' : '    sc = scNext;'}
 ${staged ? '' : '    workgroupBarrier(); // Sᵀ is written again next tile (staged: after the next barrier anyway)'}
   }
 }
