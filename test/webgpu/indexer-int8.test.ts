@@ -44,6 +44,7 @@ test('indexerScoresInt8Gpu (i32 products): tiles of 16, 32 or 64 keys, 1 to 4 su
     { scalar: true, staged: true },
     { scalar: true, staged: true, wRegs: true },
     { scalar: true, staged: true, lateScale: true },
+    { scalar: true, staged: true, wRegs: true, ahead: 2 },
     { scalar: true, kt: 64 },
     { scalar: true, kt: 64, staged: true, wRegs: true },
     { scalar: true, kt: 16, sgk: 1, sgh: 1, staged: true, wRegs: true },

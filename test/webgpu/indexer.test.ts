@@ -237,7 +237,7 @@ test('indexer (fused, scalar products): runs of several key tiles per workgroup 
   }
 });
 
-test('indexer (fused2, scalar products): tiles of 32 or 64 keys, 4 or 8 subgroups, runs of several tiles, head weights in shared memory or registers, key scales read ahead or late, heads reduced by shuffles or through shared memory, equal the CPU twin', async (t) => {
+test('indexer (fused2, scalar products): tiles of 32 or 64 keys, 4 or 8 subgroups, runs of several tiles, head weights in shared memory or registers, key scales read ahead or late, key words one or two tiles ahead, heads reduced by shuffles or through shared memory, equal the CPU twin', async (t) => {
   const g = gpu();
   const r = rng(22);
   const pageSize = 16;
@@ -257,7 +257,7 @@ test('indexer (fused2, scalar products): tiles of 32 or 64 keys, 4 or 8 subgroup
       q8: upload(g, q8), w: upload(g, w), kCache: upload(g, kCache), kScale: upload(g, kScale), table: upload(g, table), tableLength: nPages, pageSize,
       positions: upload(g, positions), rows, heads, dim, nKeys,
     };
-    const configs: Fused2Config[] = [{ kt: 64, sgk: 4, sgh: 2 }, { kt: 32, sgk: 2, sgh: 2 }, { kt: 32, sgk: 2, sgh: 4 }, { kt: 64, sgk: 2, sgh: 2 }, { kt: 32, sgk: 2, sgh: 2, wRegs: true }, { kt: 64, sgk: 2, sgh: 2, wRegs: true }, { kt: 32, sgk: 2, sgh: 2, lateScale: true }];
+    const configs: Fused2Config[] = [{ kt: 64, sgk: 4, sgh: 2 }, { kt: 32, sgk: 2, sgh: 2 }, { kt: 32, sgk: 2, sgh: 4 }, { kt: 64, sgk: 2, sgh: 2 }, { kt: 32, sgk: 2, sgh: 2, wRegs: true }, { kt: 64, sgk: 2, sgh: 2, wRegs: true }, { kt: 32, sgk: 2, sgh: 2, lateScale: true }, { kt: 32, sgk: 2, sgh: 2, wRegs: true, ahead: 2 }];
     for (const base of configs) for (const shuffle of [true, false]) {
       const c: Fused2Config = { ...base, scalar: true, tilesPerGroup: 3, shuffle };
       if (!indexerFused2Available(g, heads, dim, c) || (shuffle && !g.features.has('subgroups'))) continue;

@@ -14,12 +14,13 @@ import type { StepData } from './step.js';
 /** The scan's forms the lab times (`indexer_int8_<name>_ms`; kernels/indexer-int8.ts). */
 export const INT8_FORMS: Record<string, Int8ScanForm> = {
   scan: {},
-  staged: { staged: true },
   'staged-wreg': { staged: true, wRegs: true },
   'staged-wreg-latescale': { staged: true, wRegs: true, lateScale: true },
   'staged-wreg-run128': { staged: true, wRegs: true, tilesPerGroup: 128 },
-  'kt64-k4h1-staged-wreg': { kt: 64, sgk: 4, sgh: 1, staged: true, wRegs: true },
-  'kt64-staged-wreg': { kt: 64, staged: true, wRegs: true },
+  'staged-wreg-run256': { staged: true, wRegs: true, tilesPerGroup: 256 },
+  'staged-wreg-ahead2': { staged: true, wRegs: true, ahead: 2 },
+  'staged-wreg-ahead2-run128': { staged: true, wRegs: true, ahead: 2, tilesPerGroup: 128 },
+  'kt64-staged-wreg-ahead2': { kt: 64, staged: true, wRegs: true, ahead: 2 },
 };
 
 /** The forms this device can run. */

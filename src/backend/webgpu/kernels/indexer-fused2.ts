@@ -45,6 +45,8 @@ export interface Fused2Config {
   wRegs?: boolean;
   /** The key scales read in the reduction (the lab's comparison; default: a tile ahead, with the key words). */
   lateScale?: boolean;
+  /** Tiles of key words read ahead (1: the next tile's during the products; 2: also the one after). */
+  ahead?: 1 | 2;
   /** Timing probes for the kernel lab (wrong results, on purpose), as indexer-fused.ts: one stage left out. */
   probe?: FusedProbe;
 }
@@ -68,11 +70,13 @@ export const FUSED2_CONFIGS = {
  * two key and two Sᵀ tiles and one barrier per tile (1.6× slower).
  */
 export const FUSED2_SWEEP: Record<string, Fused2Config> = {
-  'kt32-run32': { kt: 32, sgk: 2, sgh: 2, wRegs: true, tilesPerGroup: 32 },
   'kt32-run128': { kt: 32, sgk: 2, sgh: 2, wRegs: true, tilesPerGroup: 128 },
   'kt32-noshuffle': { kt: 32, sgk: 2, sgh: 2, wRegs: true, shuffle: false },
   'kt32-wshared': { kt: 32, sgk: 2, sgh: 2 },
   'kt32-latescale': { kt: 32, sgk: 2, sgh: 2, wRegs: true, lateScale: true },
+  'kt32-ahead2': { kt: 32, sgk: 2, sgh: 2, wRegs: true, ahead: 2 },
+  'kt32-ahead2-run128': { kt: 32, sgk: 2, sgh: 2, wRegs: true, ahead: 2, tilesPerGroup: 128 },
+  'kt64-ahead2': { kt: 64, sgk: 4, sgh: 2, wRegs: true, ahead: 2 },
 };
 
 /** Row strides in shared memory: keys (f16) and Sᵀ (f32), padded by 16 bytes so matrix rows fall in different banks. */
@@ -205,15 +209,26 @@ ${shuffle ? Array.from({ length: Math.log2(LPK) }, (_, b) => `    score += subgr
 ${c.lateScale ? '' : '    sc = scNext;'}
     }`;
   // Per tile: decode, barrier, products, barrier, reduction (the next tile's words read during the products).
-  const loop = `${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
+  // Read ahead: r (the next tile's words) and, two tiles ahead, n (the one after).
+  const two = c.ahead === 2 && c.probe !== 'no-load';
+  const readAhead = two
+    ? `${words.map((v) => `    r${v} = n${v};`).join('\n')}
+    if (tile0 + ${2 * KT}u < spanEnd) {
+${words.map((v) => `      n${v} = ${load(v, `tile0 + ${2 * KT}u`)};`).join('\n')}
+    }
+    if (tile0 + ${KT}u < spanEnd) {
+${c.lateScale ? '' : scaleAhead(LPK).next(KT)}
+    }`
+    : `    if (tile0 + ${KT}u < spanEnd) {
+${loads(`tile0 + ${KT}u`, '      ')}
+${c.lateScale ? '' : scaleAhead(LPK).next(KT)}
+    }`;
+  const loop = `${words.map((v) => `  var r${v} = ${load(v, 'span0')};${two ? `\n  var n${v} = ${load(v, `span0 + ${KT}u`)};` : ''}`).join('\n')}
 ${c.lateScale ? '' : scaleAhead(LPK).init}
   for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
 ${decode()}
     workgroupBarrier();
-    if (tile0 + ${KT}u < spanEnd) {
-${loads(`tile0 + ${KT}u`, '      ')}
-${c.lateScale ? '' : scaleAhead(LPK).next(KT)}
-    }
+${readAhead}
     {
     ${products()}
     }

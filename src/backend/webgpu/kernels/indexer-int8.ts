@@ -87,6 +87,8 @@ export interface Int8ScanForm {
   tilesPerGroup?: number;
   /** The key scales read in the reduction (as indexer-fused2.ts; always so when not staged). */
   lateScale?: boolean;
+  /** Staged: tiles of key words read ahead (1: the next tile's during the products; 2: also the one after). */
+  ahead?: 1 | 2;
 }
 
 export function indexerInt8Available(gpu: GpuDevice, heads: number, dim: number, pageSize: number, form: Int8ScanForm = {}): boolean {
@@ -163,7 +165,16 @@ export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: In
   const partOf = (v: number) => `((li + ${v * THREADS}u) % ${WPK}u)`;
   const load = (v: number, tile: string) => `kc[slotOf(tableRow, min(${tile} + ${keyOf(v)}, lastKey)) * ${WPK}u + ${partOf(v)}]`;
   const store = words.map((v) => `    { let o = ${keyOf(v)} * ${LDK / 4}u + ${partOf(v)} * 4u; kS[o] = bitcast<i32>(r${v}.x); kS[o + 1u] = bitcast<i32>(r${v}.y); kS[o + 2u] = bitcast<i32>(r${v}.z); kS[o + 3u] = bitcast<i32>(r${v}.w); }`).join('\n');
-  const nextLoads = words.length ? `    if (tile0 + ${KT}u < spanEnd) {\n${words.map((v) => `      r${v} = ${load(v, `tile0 + ${KT}u`)};`).join('\n')}\n${late ? '' : scaleAhead(LPK).next(KT)}\n    }` : '';
+  // Read ahead: r (the next tile's words) and, two tiles ahead, n (the one after).
+  const two = (form.ahead ?? 1) === 2;
+  const nextLoads = !words.length
+    ? ''
+    : two
+      ? `${words.map((v) => `    r${v} = n${v};`).join('\n')}
+    if (tile0 + ${2 * KT}u < spanEnd) {\n${words.map((v) => `      n${v} = ${load(v, `tile0 + ${2 * KT}u`)};`).join('\n')}\n    }
+    if (tile0 + ${KT}u < spanEnd) {\n${late ? '' : scaleAhead(LPK).next(KT)}\n    }`
+      : `    if (tile0 + ${KT}u < spanEnd) {\n${words.map((v) => `      r${v} = ${load(v, `tile0 + ${KT}u`)};`).join('\n')}\n${late ? '' : scaleAhead(LPK).next(KT)}\n    }`;
+  const firstLoads = words.map((v) => `  var r${v} = ${load(v, 'span0')};${two ? `\n  var n${v} = ${load(v, `span0 + ${KT}u`)};` : ''}`).join('\n');
   return /* wgsl */ `
 ${scalar ? '' : 'enable chromium_experimental_subgroup_matrix;\nenable subgroups;'}
 ${fusedBindings(pageSize, staged ? 'array<vec4u>; // int8 keys [slots][D], 16 per word' : 'array<i32>; // int8 keys [slots][D], 4 per word')}
@@ -188,7 +199,7 @@ ${scalar ? '' : `  let kb = (sg % ${SGK}u) * ${KT / SGK}u; // this subgroup's ke
   let hb = (sg / ${SGK}u) * ${H / SGH}u;
   ${qLoads.join('\n  ')}`}
 ${wRegs ? weightRegisters(H, LPK) : ''}
-${words.map((v) => `  var r${v} = ${load(v, 'span0')};`).join('\n')}
+${firstLoads}
 ${late ? '' : scaleAhead(LPK).init}
   for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
 ${staged ? `${store}\n    workgroupBarrier();\n${nextLoads}` : ''}
