@@ -15,12 +15,13 @@ import type { StepData } from './step.js';
 export const INT8_FORMS: Record<string, Int8ScanForm> = {
   scan: {},
   'staged-wreg': { staged: true, wRegs: true },
-  'staged-wreg-latescale': { staged: true, wRegs: true, lateScale: true },
   'staged-wreg-run128': { staged: true, wRegs: true, tilesPerGroup: 128 },
   'staged-wreg-run256': { staged: true, wRegs: true, tilesPerGroup: 256 },
-  'staged-wreg-ahead2': { staged: true, wRegs: true, ahead: 2 },
-  'staged-wreg-ahead2-run128': { staged: true, wRegs: true, ahead: 2, tilesPerGroup: 128 },
-  'kt64-staged-wreg-ahead2': { kt: 64, staged: true, wRegs: true, ahead: 2 },
+  'staged-wreg-pipe': { staged: true, wRegs: true, pipelined: true },
+  'staged-wreg-pipe-run128': { staged: true, wRegs: true, pipelined: true, tilesPerGroup: 128 },
+  'staged-wreg-pipe-run256': { staged: true, wRegs: true, pipelined: true, tilesPerGroup: 256 },
+  'kt64-staged-wreg-pipe': { kt: 64, staged: true, wRegs: true, pipelined: true },
+  'k4h1-kt64-staged-wreg-pipe': { kt: 64, sgk: 4, sgh: 1, staged: true, wRegs: true, pipelined: true },
 };
 
 /** The forms this device can run. */

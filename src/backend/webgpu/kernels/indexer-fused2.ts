@@ -75,8 +75,6 @@ export const FUSED2_SWEEP: Record<string, Fused2Config> = {
   'kt32-wshared': { kt: 32, sgk: 2, sgh: 2 },
   'kt32-latescale': { kt: 32, sgk: 2, sgh: 2, wRegs: true, lateScale: true },
   'kt32-ahead2': { kt: 32, sgk: 2, sgh: 2, wRegs: true, ahead: 2 },
-  'kt32-ahead2-run128': { kt: 32, sgk: 2, sgh: 2, wRegs: true, ahead: 2, tilesPerGroup: 128 },
-  'kt64-ahead2': { kt: 64, sgk: 4, sgh: 2, wRegs: true, ahead: 2 },
 };
 
 /** Row strides in shared memory: keys (f16) and Sᵀ (f32), padded by 16 bytes so matrix rows fall in different banks. */
