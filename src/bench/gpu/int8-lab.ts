@@ -16,12 +16,10 @@ export const INT8_FORMS: Record<string, Int8ScanForm> = {
   scan: {},
   'staged-wreg': { staged: true, wRegs: true },
   'staged-wreg-run128': { staged: true, wRegs: true, tilesPerGroup: 128 },
-  'staged-wreg-run256': { staged: true, wRegs: true, tilesPerGroup: 256 },
-  'staged-wreg-pipe': { staged: true, wRegs: true, pipelined: true },
-  'staged-wreg-pipe-run128': { staged: true, wRegs: true, pipelined: true, tilesPerGroup: 128 },
-  'staged-wreg-pipe-run256': { staged: true, wRegs: true, pipelined: true, tilesPerGroup: 256 },
-  'kt64-staged-wreg-pipe': { kt: 64, staged: true, wRegs: true, pipelined: true },
-  'k4h1-kt64-staged-wreg-pipe': { kt: 64, sgk: 4, sgh: 1, staged: true, wRegs: true, pipelined: true },
+  'staged-wreg-qg': { staged: true, wRegs: true, qGlobal: true },
+  'staged-wreg-qg-run32': { staged: true, wRegs: true, qGlobal: true, tilesPerGroup: 32 },
+  'staged-wreg-qg-run128': { staged: true, wRegs: true, qGlobal: true, tilesPerGroup: 128 },
+  'staged-qg-run128': { staged: true, qGlobal: true, tilesPerGroup: 128 },
 };
 
 /** The forms this device can run. */

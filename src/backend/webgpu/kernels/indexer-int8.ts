@@ -89,11 +89,8 @@ export interface Int8ScanForm {
   lateScale?: boolean;
   /** Staged: tiles of key words read ahead (1: the next tile's during the products; 2: also the one after). */
   ahead?: 1 | 2;
-  /**
-   * Staged: two key tiles and two Sᵀ tiles in shared memory and one barrier per tile: the
-   * products of tile i and the reduction of tile i − 1 between the same two barriers.
-   */
-  pipelined?: boolean;
+  /** The query's right matrices loaded straight from device memory (default: staged in shared memory first). */
+  qGlobal?: boolean;
 }
 
 export function indexerInt8Available(gpu: GpuDevice, heads: number, dim: number, pageSize: number, form: Int8ScanForm = {}): boolean {
@@ -109,23 +106,19 @@ function unavailable(gpu: GpuDevice, heads: number, dim: number, pageSize: numbe
   if ((heads / sgh / 16) * (dim / 32) > 16) return 'at most 16 query matrices per subgroup (registers)';
   if (pageSize % kt) return `pages of a multiple of ${kt} keys`;
   if (threads % kt || kt * heads < threads || ((kt * dim) / 16) % threads) return 'whole invocations per key and whole key words per invocation';
-  if (form.pipelined && (!form.staged || form.ahead === 2 || form.lateScale)) return 'staged keys, read one tile ahead, scales ahead (pipelined)';
   if (sharedBytes(heads, dim, form) > gpu.limits.maxComputeWorkgroupStorageSize) return `${sharedBytes(heads, dim, form)} bytes of shared memory`;
   return null;
 }
 
-/** Shared memory: the query [H][D + 16] i8, Sᵀ [KT][H + 4] i32, the weights; staged: the tile's keys [KT][D + 16] i8 (pipelined: two of each tile). */
+/** Shared memory: the query [H][D + 16] i8 (unless read from device memory), Sᵀ [KT][H + 4] i32, the weights; staged: the tile's keys [KT][D + 16] i8. */
 function sharedBytes(heads: number, dim: number, form: Int8ScanForm): number {
   const KT = form.kt ?? 32;
-  const tiles = form.pipelined ? 2 : 1;
-  return heads * (dim + 16) + tiles * KT * (heads + 4) * 4 + heads * 4 + (form.staged ? tiles * KT * (dim + 16) : 0);
+  return (form.qGlobal ? 0 : heads * (dim + 16)) + KT * (heads + 4) * 4 + heads * 4 + (form.staged ? KT * (dim + 16) : 0);
 }
 
 export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: Int8ScanForm): string {
   const { kt: KT = 32, sgk: SGK = 2, sgh: SGH = 2, staged = false, wRegs = false, scalar = false } = form;
   const late = form.lateScale || !staged;
-  const pipelined = form.pipelined ?? false;
-  const NT = pipelined ? 2 : 1; // key and Sᵀ tiles in shared memory
   const THREADS = 32 * SGK * SGH;
   const RN = KT / SGK / 16; // key blocks of 16 per subgroup
   const LDQ = D + 16; // i8 elements per staged query row
@@ -140,7 +133,13 @@ export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: In
   const left = 'subgroup_matrix_left<i8, 32, 16>';
   const result = 'subgroup_matrix_result<i32, 16, 16>';
   const qLoads: string[] = [];
-  for (let i = 0; i < RM; i++) for (let d = 0; d < DS; d++) qLoads.push(`let q${i}_${d} = subgroupMatrixLoad<${right}>(&qS, (hb + ${16 * i}u) * ${LDQ}u + ${32 * d}u, true, ${LDQ}u);`);
+  for (let i = 0; i < RM; i++) {
+    for (let d = 0; d < DS; d++) {
+      qLoads.push(form.qGlobal
+        ? `let q${i}_${d} = subgroupMatrixLoad<${right}>(&qI8, t * ${H * D}u + (hb + ${16 * i}u) * ${D}u + ${32 * d}u, true, ${D}u);`
+        : `let q${i}_${d} = subgroupMatrixLoad<${right}>(&qS, (hb + ${16 * i}u) * ${LDQ}u + ${32 * d}u, true, ${LDQ}u);`);
+    }
+  }
   const mma: string[] = [];
   for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) mma.push(`var acc${j}_${i} = ${result}();`);
   if (!staged) {
@@ -149,13 +148,13 @@ export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: In
   }
   for (let d = 0; d < DS; d++) {
     for (let j = 0; j < RN; j++) {
-      mma.push(staged ? `let k${d}_${j} = subgroupMatrixLoad<${left}>(&kS, (kRow + kb + ${16 * j}u) * ${LDK}u + ${32 * d}u, false, ${LDK}u);` : `let k${d}_${j} = subgroupMatrixLoad<${left}>(&kc, kBase${j} + ${32 * d}u, false, ${D}u);`);
+      mma.push(staged ? `let k${d}_${j} = subgroupMatrixLoad<${left}>(&kS, (kb + ${16 * j}u) * ${LDK}u + ${32 * d}u, false, ${LDK}u);` : `let k${d}_${j} = subgroupMatrixLoad<${left}>(&kc, kBase${j} + ${32 * d}u, false, ${D}u);`);
       for (let i = 0; i < RM; i++) mma.push(`acc${j}_${i} = subgroupMatrixMultiplyAccumulate(k${d}_${j}, q${i}_${d}, acc${j}_${i});`);
     }
   }
-  for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) mma.push(`subgroupMatrixStore(&sS, (kRow + kb + ${16 * j}u) * ${LDS}u + hb + ${16 * i}u, acc${j}_${i}, false, ${LDS}u);`);
+  for (let j = 0; j < RN; j++) for (let i = 0; i < RM; i++) mma.push(`subgroupMatrixStore(&sS, (kb + ${16 * j}u) * ${LDS}u + hb + ${16 * i}u, acc${j}_${i}, false, ${LDS}u);`);
   // The twin's key word d of a tile key: from the staged tile, or from the cache.
-  const keyWord = staged ? `kS[(kRow + key) * ${LDK / 4}u + d]` : `kc[slotOf(tableRow, min(tile0 + key, lastKey)) * ${D / 4}u + d]`;
+  const keyWord = staged ? `kS[key * ${LDK / 4}u + d]` : `kc[slotOf(tableRow, min(tile0 + key, lastKey)) * ${D / 4}u + d]`;
   const scalarProducts = `for (var e = li; e < ${KT * H}u; e += ${THREADS}u) {
       let key = e / ${H}u;
       let h = e % ${H}u;
@@ -165,7 +164,7 @@ export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: In
         let qw = qS[(h * ${LDQ}u) / 4u + d];
         for (var b = 0u; b < 4u; b++) { acc += i8At(kw, b) * i8At(qw, b); }
       }
-      sS[(kRow + key) * ${LDS}u + h] = acc;
+      sS[key * ${LDS}u + h] = acc;
     }`;
   const products = scalar ? scalarProducts : mma.join('\n    ');
   // Staging: word v of an invocation is key (li + v·THREADS) / WPK of the tile, its part (li + v·THREADS) % WPK.
@@ -173,7 +172,7 @@ export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: In
   const keyOf = (v: number) => `((li + ${v * THREADS}u) / ${WPK}u)`;
   const partOf = (v: number) => `((li + ${v * THREADS}u) % ${WPK}u)`;
   const load = (v: number, tile: string) => `kc[slotOf(tableRow, min(${tile} + ${keyOf(v)}, lastKey)) * ${WPK}u + ${partOf(v)}]`;
-  const store = words.map((v) => `    { let o = (kRow + ${keyOf(v)}) * ${LDK / 4}u + ${partOf(v)} * 4u; kS[o] = bitcast<i32>(r${v}.x); kS[o + 1u] = bitcast<i32>(r${v}.y); kS[o + 2u] = bitcast<i32>(r${v}.z); kS[o + 3u] = bitcast<i32>(r${v}.w); }`).join('\n');
+  const store = words.map((v) => `    { let o = ${keyOf(v)} * ${LDK / 4}u + ${partOf(v)} * 4u; kS[o] = bitcast<i32>(r${v}.x); kS[o + 1u] = bitcast<i32>(r${v}.y); kS[o + 2u] = bitcast<i32>(r${v}.z); kS[o + 3u] = bitcast<i32>(r${v}.w); }`).join('\n');
   // Read ahead: r (the next tile's words) and, two tiles ahead, n (the one after).
   const two = (form.ahead ?? 1) === 2;
   const nextLoads = !words.length
@@ -197,42 +196,14 @@ ${scalar ? `    part[li] = score;
       if (s < valid) { bits = bitcast<u32>(${scale} * score); }
       out[t * p.nKeys + s] = bits;
     }`;
-  // Tile i's words stored and, after the one barrier, its products (and the next tile's words and
-  // its key scales read); then the reduction of tile i − 1, whose products all ended before it.
-  const pipelinedLoop = `  let nTiles = select(0u, (spanEnd - span0 + ${KT - 1}u) / ${KT}u, spanEnd > span0);
-  var scCur = 0.0;
-  var scPrev = 0.0;
-  for (var i = 0u; i <= nTiles; i++) {
-    {
-    let tile0 = span0 + i * ${KT}u;
-    let kRow = (i & 1u) * ${KT}u;
-    if (tile0 < spanEnd) {
-${store}
-    }
-    workgroupBarrier();
-    if (tile0 < spanEnd) {
-      if (tile0 + ${KT}u < spanEnd) {
-${words.map((v) => `        r${v} = ${load(v, `tile0 + ${KT}u`)};`).join('\n')}
-      }
-      scCur = kScale[slotOf(tableRow, min(tile0 + li / ${LPK}u, lastKey))];
-      ${products}
-    }
-    }
-    if (i > 0u) {
-    let tile0 = span0 + (i - 1u) * ${KT}u;
-    let key = ((i - 1u) & 1u) * ${KT}u + li / ${LPK}u;
-${reduce('scPrev')}
-    }
-    scPrev = scCur;
-  }`;
   return /* wgsl */ `
 ${scalar ? '' : 'enable chromium_experimental_subgroup_matrix;\nenable subgroups;'}
 ${fusedBindings(pageSize, staged ? 'array<vec4u>; // int8 keys [slots][D], 16 per word' : 'array<i32>; // int8 keys [slots][D], 4 per word')}
 @group(0) @binding(0) var<storage, read> qI8: array<i32>; // int8 queries [rows][H][D], 4 per word
-var<workgroup> qS: array<i32, ${(H * LDQ) / 4}>; // this row's query [H][D], padded rows
-var<workgroup> sS: array<i32, ${NT * KT * LDS}>; // Sᵀ [KT][H]${pipelined ? ', two tiles' : ''}
+${form.qGlobal && !scalar ? '' : `var<workgroup> qS: array<i32, ${(H * LDQ) / 4}>; // this row's query [H][D], padded rows`}
+var<workgroup> sS: array<i32, ${KT * LDS}>; // Sᵀ [KT][H]
 var<workgroup> wS: array<f32, ${H}>;
-${staged ? `var<workgroup> kS: array<i32, ${(NT * KT * LDK) / 4}>; // the tile's keys [KT][D], padded rows${pipelined ? ', two tiles' : ''}` : ''}
+${staged ? `var<workgroup> kS: array<i32, ${(KT * LDK) / 4}>; // the tile's keys [KT][D], padded rows` : ''}
 ${scalar ? `var<workgroup> part: array<f32, ${THREADS}>;` : ''}
 ${FUSED_SLOT_WGSL}
 fn i8At(word: i32, b: u32) -> i32 { return (word << (24u - 8u * b)) >> 24u; }
@@ -240,19 +211,18 @@ fn i8At(word: i32, b: u32) -> i32 { return (word << (24u - 8u * b)) >> 24u; }
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32${scalar ? '' : ', @builtin(subgroup_id) sg: u32'}) {
 ${fusedRowStart(H, THREADS, KT)}
-  for (var i = li; i < ${(H * D) / 4}u; i += ${THREADS}u) {
+${form.qGlobal && !scalar ? '' : `  for (var i = li; i < ${(H * D) / 4}u; i += ${THREADS}u) {
     qS[(i / ${D / 4}u) * ${LDQ / 4}u + i % ${D / 4}u] = qI8[t * ${(H * D) / 4}u + i];
   }
-  workgroupBarrier();
+  workgroupBarrier();`}
   let lastKey = max(valid, 1u) - 1u;
 ${scalar ? '' : `  let kb = (sg % ${SGK}u) * ${KT / SGK}u; // this subgroup's keys and heads
   let hb = (sg / ${SGK}u) * ${H / SGH}u;
   ${qLoads.join('\n  ')}`}
 ${wRegs ? weightRegisters(H, LPK) : ''}
 ${firstLoads}
-${late || pipelined ? '' : scaleAhead(LPK).init}
-${pipelined ? pipelinedLoop : `  for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
-    let kRow = 0u;
+${late ? '' : scaleAhead(LPK).init}
+  for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
 ${staged ? `${store}\n    workgroupBarrier();\n${nextLoads}` : ''}
     {
     ${products}
@@ -262,7 +232,7 @@ ${staged ? `${store}\n    workgroupBarrier();\n${nextLoads}` : ''}
 ${reduce(late ? 'kScale[slotOf(tableRow, s)]' : 'sc')}
 ${late ? '' : '    sc = scNext;'}
 ${staged ? '' : '    workgroupBarrier(); // Sᵀ is written again next tile (staged: after the next barrier anyway)'}
-  }`}
+  }
 }
 `;
 }
