@@ -15,11 +15,14 @@ import type { StepData } from './step.js';
 export const INT8_FORMS: Record<string, Int8ScanForm> = {
   scan: {},
   'staged-wreg': { staged: true, wRegs: true },
-  'staged-wreg-run128': { staged: true, wRegs: true, tilesPerGroup: 128 },
   'staged-wreg-qg': { staged: true, wRegs: true, qGlobal: true },
   'staged-wreg-qg-run32': { staged: true, wRegs: true, qGlobal: true, tilesPerGroup: 32 },
-  'staged-wreg-qg-run128': { staged: true, wRegs: true, qGlobal: true, tilesPerGroup: 128 },
-  'staged-qg-run128': { staged: true, qGlobal: true, tilesPerGroup: 128 },
+  'staged-qg': { staged: true, qGlobal: true },
+  'k2h4-staged-wreg-qg': { sgk: 2, sgh: 4, staged: true, wRegs: true, qGlobal: true },
+  'kt64-k4h2-staged-wreg-qg': { kt: 64, sgk: 4, sgh: 2, staged: true, wRegs: true, qGlobal: true },
+  'staged-wreg-qg-no-mma': { staged: true, wRegs: true, qGlobal: true, probe: 'no-mma' },
+  'staged-wreg-qg-no-reduce': { staged: true, wRegs: true, qGlobal: true, probe: 'no-reduce' },
+  'staged-wreg-qg-skeleton': { staged: true, wRegs: true, qGlobal: true, probe: 'skeleton' },
 };
 
 /** The forms this device can run. */

@@ -91,6 +91,8 @@ export interface Int8ScanForm {
   ahead?: 1 | 2;
   /** The query's right matrices loaded straight from device memory (default: staged in shared memory first). */
   qGlobal?: boolean;
+  /** Timing probes for the lab (wrong results, on purpose): no products; no head reduction; 'skeleton': neither (loads, staging, barriers and writes only). */
+  probe?: 'no-mma' | 'no-reduce' | 'skeleton';
 }
 
 export function indexerInt8Available(gpu: GpuDevice, heads: number, dim: number, pageSize: number, form: Int8ScanForm = {}): boolean {
@@ -166,7 +168,9 @@ export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: In
       }
       sS[key * ${LDS}u + h] = acc;
     }`;
-  const products = scalar ? scalarProducts : mma.join('\n    ');
+  const noMma = form.probe === 'no-mma' || form.probe === 'skeleton';
+  const noReduce = form.probe === 'no-reduce' || form.probe === 'skeleton';
+  const products = noMma ? '' : scalar ? scalarProducts : mma.join('\n    ');
   // Staging: word v of an invocation is key (li + v·THREADS) / WPK of the tile, its part (li + v·THREADS) % WPK.
   const words = Array.from({ length: staged ? V : 0 }, (_, v) => v);
   const keyOf = (v: number) => `((li + ${v * THREADS}u) / ${WPK}u)`;
@@ -186,7 +190,7 @@ export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: In
   // The reduction of the tile at tile0 from Sᵀ row `key` on (key: the invocation's, li / LPK, plus the tile's first row), each key's score × its scale.
   const reduce = (scale: string) => `    let share = li % ${LPK}u;
     var score = 0.0;
-${headSum(H, LPK, LDS, wRegs, H / LPK, '0', (d) => `f32(${d})`)}
+${noReduce ? '    score = f32(sS[key]);' : headSum(H, LPK, LDS, wRegs, H / LPK, '0', (d) => `f32(${d})`)}
 ${scalar ? `    part[li] = score;
     workgroupBarrier();
     if (share == 0u) { for (var m = 1u; m < ${LPK}u; m++) { score += part[li + m]; } }` : Array.from({ length: Math.log2(LPK) }, (_, b) => `    score += subgroupShuffleXor(score, ${1 << b}u);`).join('\n')}
