@@ -49,7 +49,6 @@ test('indexerScoresInt8Gpu (i32 products): tiles of 16, 32 or 64 keys, 1 to 4 su
     { scalar: true, kt: 64, staged: true, wRegs: true },
     { scalar: true, kt: 16, sgk: 1, sgh: 1, staged: true, wRegs: true },
     { scalar: true, kt: 32, sgk: 2, sgh: 1, staged: true, wRegs: true },
-    { scalar: true, kt: 32, sgk: 2, sgh: 4, staged: true, wRegs: true, qGlobal: true },
   ];
   if (!forms.every((f) => indexerInt8Available(g, heads, dim, pageSize, f))) {
     t.skip('the adapter lacks the shared memory');
