@@ -16,13 +16,12 @@ export const INT8_FORMS: Record<string, Int8ScanForm> = {
   scan: {},
   'staged-wreg': { staged: true, wRegs: true },
   'staged-wreg-qg': { staged: true, wRegs: true, qGlobal: true },
-  'staged-wreg-qg-run32': { staged: true, wRegs: true, qGlobal: true, tilesPerGroup: 32 },
-  'staged-qg': { staged: true, qGlobal: true },
-  'k2h4-staged-wreg-qg': { sgk: 2, sgh: 4, staged: true, wRegs: true, qGlobal: true },
-  'kt64-k4h2-staged-wreg-qg': { kt: 64, sgk: 4, sgh: 2, staged: true, wRegs: true, qGlobal: true },
+  'staged-wreg-qg-ahead2': { staged: true, wRegs: true, qGlobal: true, ahead: 2 },
+  'staged-qg-ahead2': { staged: true, qGlobal: true, ahead: 2 },
+  'k2h4-staged-wreg-qg-ahead2': { sgk: 2, sgh: 4, staged: true, wRegs: true, qGlobal: true, ahead: 2 },
   'staged-wreg-qg-no-mma': { staged: true, wRegs: true, qGlobal: true, probe: 'no-mma' },
-  'staged-wreg-qg-no-reduce': { staged: true, wRegs: true, qGlobal: true, probe: 'no-reduce' },
   'staged-wreg-qg-skeleton': { staged: true, wRegs: true, qGlobal: true, probe: 'skeleton' },
+  'staged-wreg-qg-ahead2-skeleton': { staged: true, wRegs: true, qGlobal: true, ahead: 2, probe: 'skeleton' },
 };
 
 /** The forms this device can run. */
