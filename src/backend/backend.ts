@@ -190,6 +190,20 @@ export interface Backend {
    */
   indexerScores(q8: Tensor, w: Tensor, kCache: Tensor, kScale: Tensor, pages: SeqPages, nKeys: number, positions: Tensor): Tensor;
   /**
+   * FP8 e4m3 rows re-quantized to int8 with one scale per row (the int8 indexer's keys and
+   * queries): q = round(127 · v / max|v|), halves away from zero; s = scaleIn · max|v| / 127 in
+   * float32 (0 for a zero row). codes u8 [R, D], scaleIn f32 [R] or [R, 1] → q u8 [R, D] (int8
+   * bytes), s f32 [R, 1].
+   */
+  requantInt8(codes: Tensor, scaleIn: Tensor): { q: Tensor; s: Tensor };
+  /**
+   * indexerScores over an int8 key cache with int8 queries (both from requantInt8):
+   * out[t, s] = kScale[s] · Σ_h wq[t, h] · ReLU(qI8[t, h] · kI8[s]), −∞ after positions[t].
+   * qI8 u8 [T, H, D] (int8 bytes), wq f32 [T, H], kCache u8 [slots, D] (int8 bytes), kScale f32
+   * [slots] → f32 [T, nKeys]. H a multiple of 16, D of 32.
+   */
+  indexerScoresInt8(qI8: Tensor, wq: Tensor, kCache: Tensor, kScale: Tensor, pages: SeqPages, nKeys: number, positions: Tensor): Tensor;
+  /**
    * Exact top-k of each row of scores [T, S] among keys 0..positions[t]: i32 [T, min(k, S)] holding
    * the selected key positions in ascending order, then −1 padding.
    */
@@ -267,4 +281,19 @@ export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
+}
+
+/**
+ * indexerScoresInt8's operands checked (both backends): qI8 [T, H, D], wq [T, H], positions [T],
+ * key rows of D; H a multiple of 16 and D of 32 (the int8 kernels' tiles). Returns [T, H, D].
+ */
+export function int8ScanShape(qI8: Tensor, wq: Tensor, kCache: Tensor, positions: Tensor): [number, number, number] {
+  const op = 'indexerScoresInt8';
+  if (qI8.shape.length !== 3) throw new ShapeError(op, `expects qI8 [T, H, D], got [${qI8.shape.join(', ')}]`);
+  const [rows, heads, dim] = qI8.shape as [number, number, number];
+  expectShape(op, 'weights', wq, [rows, heads]);
+  expectShape(op, 'positions', positions, [rows]);
+  if (kCache.shape[1] !== dim) throw new ShapeError(op, `key cache rows have ${kCache.shape[1]} values, queries ${dim}`);
+  if (heads % 16 || dim % 32) throw new ShapeError(op, `the int8 indexer needs heads a multiple of 16 and dims of 32, got ${heads} heads of ${dim}`);
+  return [rows, heads, dim];
 }

@@ -6,6 +6,7 @@
  */
 import { availableParallelism } from 'node:os';
 import {
+  int8ScanShape,
   latentDType,
   latentRowWidth,
   numel,
@@ -27,6 +28,7 @@ import * as ew from './cpu/kernels/elementwise.js';
 import { headMatmul } from './cpu/kernels/linear.js';
 import { pageOfRow, slotOf } from './cpu/kernels/indexer.js';
 import { indexerScoresRows } from './cpu/indexer-rows.js';
+import { requantInt8Rows, indexerScoresInt8Rows } from './cpu/kernels/indexer-int8.js';
 import { rowPageMap, rowPages } from './cpu/row-pages.js';
 import { topkRowsRadix } from './cpu/kernels/topk-radix.js';
 import { mlaAttention } from './cpu/kernels/mla-attention.js';
@@ -398,6 +400,19 @@ export class CpuBackend implements Backend {
     const pos = i32(positions, 'indexerScores');
     const rp = rowPages('indexerScores', pages, rows, (t) => Math.min(pos[t], nKeys - 1));
     return this.t([rows, nKeys], indexerScoresRows(this.rt, q, rows, heads, dim, wt, kc, ks, rp, nKeys, pos));
+  }
+  requantInt8(codes: Tensor, scaleIn: Tensor): { q: Tensor; s: Tensor } {
+    const [rows, dim] = rowsCols(codes);
+    if (scaleIn.size !== rows) throw new ShapeError('requantInt8', `expects one scale per row (${rows}), got ${scaleIn.size}`);
+    const r = requantInt8Rows(u8(codes, 'requantInt8'), f32(scaleIn, 'requantInt8'), rows, dim);
+    return { q: this.t(codes.shape, r.q), s: this.t([rows, 1], r.s) };
+  }
+  indexerScoresInt8(qI8: Tensor, wq: Tensor, kCache: Tensor, kScale: Tensor, pages: SeqPages, nKeys: number, positions: Tensor): Tensor {
+    const [rows, heads, dim] = int8ScanShape(qI8, wq, kCache, positions);
+    const pos = i32(positions, 'indexerScoresInt8');
+    const rp = rowPages('indexerScoresInt8', pages, rows, (t) => Math.min(pos[t], nKeys - 1));
+    const out = indexerScoresInt8Rows(u8(qI8, 'indexerScoresInt8'), rows, heads, dim, f32(wq, 'indexerScoresInt8'), u8(kCache, 'indexerScoresInt8'), f32(kScale, 'indexerScoresInt8'), rp, nKeys, pos);
+    return this.t([rows, nKeys], out);
   }
   topk(scores: Tensor, k: number, positions: Tensor): Tensor {
     const [rows, n] = rowsCols(scores);

@@ -9,6 +9,7 @@
  */
 import {
   expectShape,
+  int8ScanShape,
   latentRowWidth,
   numel,
   sameShape,
@@ -30,6 +31,7 @@ import { addGpu, layerNormGpu, mulGpu, rmsNormGpu, scaleGpu, swigluGpu } from '.
 import { hadamardGpu } from './webgpu/kernels/hadamard.js';
 import { headMatmulGpu } from './webgpu/kernels/head-matmul.js';
 import { indexerScoresGpu } from './webgpu/kernels/indexer.js';
+import { indexerScoresInt8Gpu, int8ScanFormFor, requantInt8Gpu } from './webgpu/kernels/indexer-int8.js';
 import { linearGpu } from './webgpu/kernels/linear.js';
 import { mlaAttentionGpu, type MlaGpuArgs } from './webgpu/kernels/mla-attention.js';
 import { mlaAttentionMatrixGpu, mlaMatrixAvailable } from './webgpu/kernels/mla-attention-matrix.js';
@@ -363,6 +365,30 @@ export class WebGpuBackend implements Backend {
       table: p.table, tableLength: p.nPages, pageSize: p.pageSize, rowSeq: p.rowSeq, seqs: p.seqs,
       positions: gt(positions, 'indexerScores', 'i32').buffer, rows, heads, dim, nKeys,
     });
+    return this.t([rows, nKeys], 'f32', out);
+  }
+  requantInt8(codes: Tensor, scaleIn: Tensor): { q: Tensor; s: Tensor } {
+    const [rows, dim] = rowsCols(codes);
+    if (scaleIn.size !== rows) throw new ShapeError('requantInt8', `expects one scale per row (${rows}), got ${scaleIn.size}`);
+    if (dim % 4) throw new ShapeError('requantInt8', `rows of ${dim} codes: a multiple of 4 needed`);
+    const r = requantInt8Gpu(this.gpu, gt(codes, 'requantInt8', 'u8').buffer, gt(scaleIn, 'requantInt8', 'f32').buffer, rows, dim);
+    return { q: this.t(codes.shape, 'u8', r.codes), s: this.t([rows, 1], 'f32', r.scale) };
+  }
+  indexerScoresInt8(qI8: Tensor, wq: Tensor, kCache: Tensor, kScale: Tensor, pages: SeqPages, nKeys: number, positions: Tensor): Tensor {
+    const [rows, heads, dim] = int8ScanShape(qI8, wq, kCache, positions);
+    const p = this.pagesArgs('indexerScoresInt8', pages, rows);
+    if (nKeys > p.nPages * p.pageSize) throw new ShapeError('indexerScoresInt8', `${nKeys} keys exceed the sequence's ${p.nPages} cache pages of ${p.pageSize}`);
+    const form = int8ScanFormFor(this.gpu, heads, dim, p.pageSize);
+    if (!form) throw new ShapeError('indexerScoresInt8', `no int8 indexer kernel runs here for ${heads} heads of ${dim} and pages of ${p.pageSize} keys (shared memory or page size)`);
+    const out = this.gpu.buffer(rows * nKeys * 4);
+    if (rows > 0 && nKeys > 0) {
+      const multi = p.rowSeq ? { rowSeq: p.rowSeq, tableStride: p.nPages, seqs: p.seqs } : null;
+      indexerScoresInt8Gpu(this.gpu, {
+        qI8: gt(qI8, 'indexerScoresInt8', 'u8').buffer, wq: gt(wq, 'indexerScoresInt8', 'f32').buffer,
+        kI8: gt(kCache, 'indexerScoresInt8', 'u8').buffer, kScale: gt(kScale, 'indexerScoresInt8', 'f32').buffer,
+        table: p.table, pageSize: p.pageSize, positions: gt(positions, 'indexerScoresInt8', 'i32').buffer, rows, heads, dim, nKeys,
+      }, out, multi, form);
+    }
     return this.t([rows, nKeys], 'f32', out);
   }
   topk(scores: Tensor, k: number, positions: Tensor): Tensor {

@@ -162,7 +162,8 @@ export function fillCache(b: Backend, cfg: ModelConfig, layer: LayerCache, pages
         const { q, s: scales } = b.quantFp8(ckv, 128, aq);
         b.writeRows(layer.latentPrefill, pages, pos, b.packLatent(b.dequantFp8(q, scales, 128), kPe, layer.format), 0);
       }
-      const keys = b.quantFp8(b.upload(g.fill(t * di, 1), [t, di]), di, cfg.indexerScaleFormat);
+      const fp8 = b.quantFp8(b.upload(g.fill(t * di, 1), [t, di]), di, cfg.indexerScaleFormat);
+      const keys = layer.indexFormat === 'int8' ? b.requantInt8(fp8.q, fp8.s) : fp8;
       b.writeRows(layer.indexKeys, pages, pos, keys.q, 0);
       b.writeRows(layer.indexScales, pages, pos, keys.s, 0);
     });

@@ -8,7 +8,7 @@
  */
 import type { Backend, LatentFormat, Tensor } from '../backend/backend.js';
 import { Rng } from '../generate/sampler.js';
-import { KVCache, needsPrefillLatent, PAGE_SIZE, type Sequence } from '../model/cache.js';
+import { KVCache, needsPrefillLatent, PAGE_SIZE, type IndexerFormat, type Sequence } from '../model/cache.js';
 import type { ModelConfig } from '../model/config.js';
 import { indexerKeys, indexerQueries, indexerScores } from '../model/indexer.js';
 import { attention } from '../model/mla.js';
@@ -64,6 +64,8 @@ export interface AttentionBenchOptions {
   seed: number;
   /** How the cache stores the latent. */
   latentFormat: LatentFormat;
+  /** The indexer key cache format (default 'fp8'). */
+  indexerFormat?: IndexerFormat;
   /**
    * Issue the cache writes, indexer, top-k and attention once per sequence even where the backend
    * takes them in one call over all sequences (multiSequence): the per-sequence path, for comparison.
@@ -188,7 +190,7 @@ export async function runAttentionBench(o: AttentionBenchOptions): Promise<Atten
   // The prefill copy of the latent exactly when the model keeps one (Model.createCache's rule).
   const prefillLatent = needsPrefillLatent(w.kvBIsFp8, o.latentFormat);
   const pagesPerSeq = Math.ceil(capacity / PAGE_SIZE);
-  const pool = new KVCache(b, layerCfg, { capacity: o.batch * pagesPerSeq * PAGE_SIZE, prefillLatent, latentFormat: o.latentFormat });
+  const pool = new KVCache(b, layerCfg, { capacity: o.batch * pagesPerSeq * PAGE_SIZE, prefillLatent, latentFormat: o.latentFormat, indexerFormat: o.indexerFormat });
   const seqs: Sequence[] = [];
   for (let i = 0; i < o.batch; i++) {
     const seq = pool.newSequence();
@@ -300,7 +302,10 @@ async function indexerPaths(b: Backend, cfg: ModelConfig, w: AttentionWeights, s
   for (let i = 0; i <= runs; i++) {
     const batch = batchContext(b, seqs, 0, rows, rope, 'decode', false);
     tb.reset();
-    tbb.scope(() => indexerKeys(tbb, cfg, w.indexer, x, batch));
+    tbb.scope(() => {
+      const k8 = indexerKeys(tbb, cfg, w.indexer, x, batch);
+      if (cache.indexFormat === 'int8') tbb.requantInt8(k8.q, k8.s); // as the cache write does
+    });
     const k = tb.totalMs();
     tb.reset();
     const scores = tbb.scope(() => {
@@ -308,7 +313,8 @@ async function indexerPaths(b: Backend, cfg: ModelConfig, w: AttentionWeights, s
       return batch.segments.map((sg) => indexerScores(tbb, cache, tbb.sliceRows(q8, sg.start, rows), tbb.sliceRows(weights, sg.start, rows), sg));
     });
     for (const sc of scores) await b.read(sc);
-    const q = tb.totalMs() - (tb.snapshot().get('indexerScores')?.ms ?? 0);
+    const scan = tb.snapshot();
+    const q = tb.totalMs() - (scan.get('indexerScores')?.ms ?? 0) - (scan.get('indexerScoresInt8')?.ms ?? 0);
     if (i > 0) {
       keys.push(k);
       query.push(q);

@@ -26,7 +26,7 @@ export const CATEGORIES: readonly Category[] = ['indexer', 'topk', 'attention', 
  * (linears, norms, RoPE, Hadamard, FP8 quantization, head matmuls, cache writes, …) is projections.
  */
 export function categoryOf(op: string): Category {
-  if (op === 'indexerScores') return 'indexer';
+  if (op === 'indexerScores' || op === 'indexerScoresInt8') return 'indexer';
   if (op === 'topk') return 'topk';
   if (op === 'mlaAttention') return 'attention';
   return 'projections';

@@ -3,7 +3,9 @@ import { writeFileSync } from 'node:fs';
 import { readTextFile } from '../io/text-file.js';
 import { loadavg } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { LATENT_FORMATS, type LatentFormat } from '../backend/backend.js';
+import type { LatentFormat } from '../backend/backend.js';
+import type { IndexerFormat } from '../model/cache.js';
+import { CACHE_HELP, INDEXER_CACHE_HELP, indexerCacheArg, latentCacheArg } from './cache-args.js';
 import { BACKENDS, createBackend } from '../backend/registry.js';
 import { parseConfig, type ModelConfig } from '../model/config.js';
 import {
@@ -39,10 +41,6 @@ function secondsArg(name: string) {
   };
 }
 
-function formatArg(value: string): LatentFormat {
-  if (!(LATENT_FORMATS as readonly string[]).includes(value)) throw new InvalidArgumentError(`--cache must be one of ${LATENT_FORMATS.join(', ')}`);
-  return value as LatentFormat;
-}
 
 /** "4096,16K,128k" → [4096, 16384, 131072]. */
 export function parseContexts(value: string): number[] {
@@ -82,6 +80,7 @@ interface BenchAttentionOptions {
   set?: string;
   seed: number;
   cache: LatentFormat;
+  indexerCache: IndexerFormat;
   json?: string;
   plot?: string;
   backend: string;
@@ -105,7 +104,8 @@ export function addBenchAttention(bench: Command): void {
     .option('--config <file>', 'a config.json to bench instead of the built-in DeepSeek-V3.2 one')
     .option('--set <json>', 'config.json keys to override, as a JSON object (e.g. \'{"index_topk": 1024}\')')
     .option('--seed <n>', 'random seed of weights and cache content', intArg('--seed', 0), 1)
-    .option('--cache <format>', `latent cache format: ${LATENT_FORMATS.join(', ')}`, formatArg, 'bf16')
+    .option('--cache <format>', CACHE_HELP, latentCacheArg, 'bf16')
+    .option('--indexer-cache <format>', INDEXER_CACHE_HELP, indexerCacheArg, 'fp8')
     .option('--json <file>', 'write one JSON object per context')
     .option('--plot <file>', 'draw time against context (.svg, or .png)')
     .option('--backend <name>', `compute backend: ${BACKENDS.join(', ')}`, 'cpu')
@@ -271,6 +271,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
       maxStepMs: o.maxStep * 1000,
       seed: o.seed,
       latentFormat: o.cache,
+      indexerFormat: o.indexerCache,
       perSequence: o.perSequence,
       onProgress: (done) => bar.update(done),
       onEstimate: (ms) => {
@@ -282,7 +283,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
     bar.stop();
   }
   const cb = result.cache;
-  w(`cache:    ${cb.format} latent (--cache): ${cb.used} B per token and layer = ${cb.parts}`);
+  w(`cache:    ${cb.format} latent (--cache), ${o.indexerCache} indexer keys (--indexer-cache): ${cb.used} B per token and layer = ${cb.parts}`);
   w(`          latent + indexer key per layout: f32 ${cb.layouts.f32} B, bf16 ${cb.layouts.bf16} B, fp8 (FlashMLA's layout) ${cb.layouts.fp8} B`);
   w(`setup:    weights and caches built in ${(result.setupMs / 1000).toFixed(1)} s`);
   w();

@@ -5,6 +5,7 @@
  * seeded sampler, stopping criteria with stop strings — and text is streamed as it completes.
  */
 import type { LatentFormat } from '../backend/backend.js';
+import type { IndexerFormat } from '../model/cache.js';
 import { parseSamplingParams, type SamplingParams, type SamplingParamsInput } from '../generate/params.js';
 import { TokenSampler } from '../generate/sampler.js';
 import type { FinishReason } from '../generate/stopping.js';
@@ -32,6 +33,8 @@ export interface GenerateOptions {
   chunk?: number;
   /** The latent cache format (default 'bf16', as the DeepSeek demo and vLLM keep it). */
   cache?: LatentFormat;
+  /** The indexer key cache format (default 'fp8', the reference). */
+  indexerCache?: IndexerFormat;
   verbose?: boolean;
 }
 
@@ -66,7 +69,7 @@ export async function generate(o: GenerateOptions): Promise<GenerateResult> {
   const sampler = new TokenSampler(params, { promptIds: prompt, eosTokenIds });
   const streamer = new TokenStreamer(params, { tokenizer: o.tokenizer, eosTokenIds, promptIds: prompt });
 
-  const seq = model.createCache(total, { latentFormat: o.cache ?? 'bf16' }).newSequence();
+  const seq = model.createCache(total, { latentFormat: o.cache ?? 'bf16', indexerFormat: o.indexerCache }).newSequence();
   try {
     let logits: Float32Array | null = null;
     if (o.verbose) io().err(`${densePathNote(cfg.indexTopk, total)}\n`);

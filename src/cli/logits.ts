@@ -4,6 +4,7 @@
  * With --force REF the reference's selections, routes and decode tokens are replayed.
  */
 import type { Backend, LatentFormat } from '../backend/backend.js';
+import type { IndexerFormat } from '../model/cache.js';
 import { SafetensorsStreamWriter } from '../io/safetensors-writer.js';
 import { Model, DEFAULT_CHUNK } from '../model/model.js';
 import { ChoiceRecorder } from '../model/record.js';
@@ -22,6 +23,8 @@ export interface LogitsOptions {
   chunk?: number;
   /** The latent cache format (default 'f32': the reference numerics this command compares with). */
   cache?: LatentFormat;
+  /** The indexer key cache format (default 'fp8', the reference). */
+  indexerCache?: IndexerFormat;
   verbose?: boolean;
 }
 
@@ -53,11 +56,11 @@ export async function runLogits(o: LogitsOptions): Promise<void> {
       ['decode_topk', { dtype: 'I32', shape: [steps, l, recorder.kDecode] }],
       ['moe_experts', { dtype: 'I32', shape: [recorder.moeLayers, p + steps, cfg.numExpertsPerTok] }],
     ],
-    { format: 'dsa-logits', forced: o.force ? 'true' : 'false', attention: o.dense ? 'dense' : 'sparse', cache: o.cache ?? 'f32' },
+    { format: 'dsa-logits', forced: o.force ? 'true' : 'false', attention: o.dense ? 'dense' : 'sparse', cache: o.cache ?? 'f32', indexerCache: o.indexerCache ?? 'fp8' },
   );
   try {
     out.writeTensor('prompt_ids', prompt);
-    const seq = model.createCache(p + steps, { latentFormat: o.cache ?? 'f32' }).newSequence();
+    const seq = model.createCache(p + steps, { latentFormat: o.cache ?? 'f32', indexerFormat: o.indexerCache }).newSequence();
     let last: Float32Array = new Float32Array(v);
     if (o.verbose) io().err(`${densePathNote(cfg.indexTopk, p + steps, o.dense)}\n`);
     const bar = progressBar('prefill', p, o.verbose);

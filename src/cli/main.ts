@@ -3,7 +3,7 @@
 import { readJsonFile } from '../io/text-file.js';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { closeBackends, createBackend, BACKENDS, type BackendName } from '../backend/registry.js';
-import { LATENT_FORMATS, type LatentFormat } from '../backend/backend.js';
+import { CACHE_HELP, INDEXER_CACHE_HELP, indexerCacheArg, latentCacheArg } from './cache-args.js';
 import { Model } from '../model/model.js';
 import { runLogits } from './logits.js';
 import { generate, loadTokenizer, promptFromText } from './generate.js';
@@ -63,13 +63,6 @@ async function loadModel(dir: string, backend: BackendName, verbose: boolean): P
   return model;
 }
 
-function cacheArg(value: string): LatentFormat {
-  if (!(LATENT_FORMATS as readonly string[]).includes(value)) throw new InvalidArgumentError(`--cache must be one of ${LATENT_FORMATS.join(', ')}`);
-  return value as LatentFormat;
-}
-
-const CACHE_HELP = 'MLA latent cache format: f32 (reference numerics), bf16, or fp8 (FlashMLA layout: e4m3 c_kv, power-of-two scales, bf16 k_rope)';
-
 function backendOption(cmd: Command): Command {
   return cmd.option('--backend <name>', `compute backend: ${BACKENDS.join(', ')}`, 'cpu').option('-v, --verbose', 'log progress and timings to stderr', false);
 }
@@ -91,12 +84,13 @@ export function buildProgram(): Command {
       .option('--force <ref>', 'replay the top-k selections, expert routes and decode tokens recorded in this safetensors file')
       .option('--dense', 'dense attention (no top-k selection): the baseline DSA is compared with', false)
       .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1))
-      .option('--cache <format>', CACHE_HELP, cacheArg, 'f32'),
+      .option('--cache <format>', CACHE_HELP, latentCacheArg, 'f32')
+      .option('--indexer-cache <format>', INDEXER_CACHE_HELP, indexerCacheArg, 'fp8'),
   ).action(async (o) => {
     const model = await loadModel(o.model, o.backend, o.verbose);
     const prompt = readPromptIds(o.promptIds);
     checkVocab(prompt, model.config.vocabSize, o.promptIds);
-    await runLogits({ model, prompt, decode: o.decode, out: o.out, force: o.force, dense: o.dense, chunk: o.chunk, cache: o.cache, verbose: o.verbose });
+    await runLogits({ model, prompt, decode: o.decode, out: o.out, force: o.force, dense: o.dense, chunk: o.chunk, cache: o.cache, indexerCache: o.indexerCache, verbose: o.verbose });
     if (o.verbose) io().err(`wrote ${o.out}\n`);
   });
 
@@ -120,7 +114,8 @@ export function buildProgram(): Command {
       .option('--stop <text>', 'stop before this text (repeatable; not printed)', (v: string, prev: string[]) => [...prev, v], [] as string[])
       .option('--eos', 'stop early at the end-of-sequence token (the tokenizer\'s, else config eos_token_id)', false)
       .option('--chunk <n>', 'prefill query rows per chunk', intArg('--chunk', 1))
-      .option('--cache <format>', CACHE_HELP, cacheArg, 'bf16'),
+      .option('--cache <format>', CACHE_HELP, latentCacheArg, 'bf16')
+      .option('--indexer-cache <format>', INDEXER_CACHE_HELP, indexerCacheArg, 'fp8'),
   ).action(async (o) => {
     if ((o.prompt === undefined) === (o.promptIds === undefined)) throw new Error('give exactly one of --prompt TEXT and --prompt-ids FILE');
     if (o.chat && o.prompt === undefined) throw new Error('--chat needs --prompt TEXT');
@@ -140,6 +135,7 @@ export function buildProgram(): Command {
       onText: printText ? (t) => io().out(t) : undefined,
       chunk: o.chunk,
       cache: o.cache,
+      indexerCache: o.indexerCache,
       verbose: o.verbose,
     });
     io().out(printText ? '\n' : `${result.ids.join(' ')}\n`);

@@ -1,6 +1,8 @@
 /** `dsa serve`: the OpenAI-compatible server (src/serve/) on a model directory, until SIGINT/SIGTERM. */
 import { Command, InvalidArgumentError } from 'commander';
-import { LATENT_FORMATS, type LatentFormat } from '../backend/backend.js';
+import type { LatentFormat } from '../backend/backend.js';
+import type { IndexerFormat } from '../model/cache.js';
+import { CACHE_HELP, INDEXER_CACHE_HELP, indexerCacheArg, latentCacheArg } from './cache-args.js';
 import { BACKENDS } from '../backend/registry.js';
 import { startServer } from '../serve/server.js';
 import { io } from './io.js';
@@ -26,6 +28,7 @@ interface ServeCliOptions {
   cacheTokens?: number;
   maxStepTokens: number;
   cache: LatentFormat;
+  indexerCache: IndexerFormat;
   prefixCaching: boolean;
   batchInvariant: boolean;
 }
@@ -45,10 +48,8 @@ export function addServe(program: Command): void {
     .option('--max-waiting <n>', 'requests queued before new ones get 429', intArg('--max-waiting', 1), 256)
     .option('--cache-tokens <n>', 'KV cache size in tokens, which bounds its memory (default: max batch × max context, at most 131072 unless max context is larger)', intArg('--cache-tokens', 64))
     .option('--max-step-tokens <n>', 'tokens per engine step (prompt chunks fill what decoding leaves)', intArg('--max-step-tokens', 1), 256)
-    .option('--cache <format>', 'latent cache format: f32, bf16 or fp8', (v: string) => {
-      if (!(LATENT_FORMATS as readonly string[]).includes(v)) throw new InvalidArgumentError(`--cache must be one of ${LATENT_FORMATS.join(', ')}`);
-      return v as LatentFormat;
-    }, 'bf16')
+    .option('--cache <format>', CACHE_HELP, latentCacheArg, 'bf16')
+    .option('--indexer-cache <format>', INDEXER_CACHE_HELP, indexerCacheArg, 'fp8')
     .option('--no-prefix-caching', 'do not share cache pages between prompts with a common prefix')
     .option('--no-batch-invariant', 'faster single-sequence CPU kernels whose last bits depend on batching')
     .action(async (o: ServeCliOptions) => {
@@ -67,6 +68,7 @@ export function addServe(program: Command): void {
         cacheTokens: o.cacheTokens,
         maxStepTokens: o.maxStepTokens,
         latentFormat: o.cache,
+        indexerFormat: o.indexerCache,
         prefixCaching: o.prefixCaching,
         log,
       });

@@ -7,7 +7,7 @@
  * Cancellation frees a request's pages at once; the cache's size bounds memory.
  */
 import type { LatentFormat } from '../backend/backend.js';
-import { PAGE_SIZE, type KVCache } from '../model/cache.js';
+import { PAGE_SIZE, type IndexerFormat, type KVCache } from '../model/cache.js';
 import type { Model } from '../model/model.js';
 import { PrefixCache } from './prefix-cache.js';
 import { EngineClosedError, EngineRequest, QueueFullError, RequestError, type FinishReason, type GenerationRequest } from './request.js';
@@ -29,6 +29,8 @@ export interface EngineOptions {
   maxStepTokens?: number;
   /** Latent cache format (default 'bf16'). */
   latentFormat?: LatentFormat;
+  /** Indexer key cache format (default 'fp8', the reference). */
+  indexerFormat?: IndexerFormat;
   /** Share cache pages between requests with a common prompt prefix (default true). */
   prefixCaching?: boolean;
 }
@@ -82,7 +84,7 @@ export class Engine {
     const cacheTokens = positive('cacheTokens', opts.cacheTokens ?? Math.max(this.maxContext, Math.min(this.maxBatch * this.maxContext, DEFAULT_CACHE_CAP)));
     if (cacheTokens < this.maxContext) throw new RangeError(`the cache (${cacheTokens} tokens) must hold at least one request of maxContext (${this.maxContext}) tokens`);
     const maxStepTokens = positive('maxStepTokens', opts.maxStepTokens ?? 256);
-    this.cache = model.createCache(cacheTokens, { latentFormat: opts.latentFormat ?? 'bf16' });
+    this.cache = model.createCache(cacheTokens, { latentFormat: opts.latentFormat ?? 'bf16', indexerFormat: opts.indexerFormat });
     this.prefix = opts.prefixCaching === false ? null : new PrefixCache(this.cache);
     this.scheduler = new Scheduler(this.cache, this.prefix, { maxBatch: this.maxBatch, maxStepTokens });
   }

@@ -30,11 +30,22 @@ export interface LayerCache {
    * e4m3 and back, since its MHA path runs c_kv through the FP8 kv_b_proj), then k_rope.
    */
   latentPrefill: Tensor | null;
-  /** u8 [slots, d_I]: e4m3 codes of the indexer key. */
+  /** How the indexer keys are stored: the reference's FP8, or re-quantized to int8 ('int8'). */
+  indexFormat: IndexerFormat;
+  /** u8 [slots, d_I]: e4m3 codes of the indexer key ('int8': its int8 bytes). */
   indexKeys: Tensor;
-  /** f32 [slots, 1]: the indexer key's scale. */
+  /** f32 [slots, 1]: the indexer key's scale ('int8': × max|v| / 127 of its re-quantization). */
   indexScales: Tensor;
 }
+
+/**
+ * The indexer key cache's formats: 'fp8', the reference (e4m3 codes and one scale per key); 'int8',
+ * each FP8 key re-quantized to int8 when written, and the queries at each step, so the scan runs on
+ * int8 tensor cores (Backend.requantInt8, indexerScoresInt8). Same 132 bytes per token at full
+ * size; its top-2048 holds 98.4–99.6% of the FP8 one's (`dsa bench indexer-int8`, docs/webgpu.md).
+ */
+export type IndexerFormat = 'fp8' | 'int8';
+export const INDEXER_FORMATS: readonly IndexerFormat[] = ['fp8', 'int8'];
 
 export interface CacheOptions {
   /** Total tokens the pool holds (rounded up to whole pages). */
@@ -43,6 +54,8 @@ export interface CacheOptions {
   prefillLatent: boolean;
   /** How the latent is stored (default 'f32', the reference numerics). 'fp8' needs r % 128 = 0. */
   latentFormat?: LatentFormat;
+  /** How the indexer keys are stored (default 'fp8', the reference). 'int8' needs H_I % 16 = 0 and d_I % 32 = 0. */
+  indexerFormat?: IndexerFormat;
 }
 
 /**
@@ -63,6 +76,7 @@ export class KVCache {
   readonly numPages: number;
   readonly layers: LayerCache[];
   readonly latentFormat: LatentFormat;
+  readonly indexerFormat: IndexerFormat;
   private readonly free: number[];
   private readonly refs: Int32Array;
   /** Called when no page is free; returns whether it freed one (see PrefixCache). */
@@ -79,10 +93,16 @@ export class KVCache {
     const format = (this.latentFormat = opts.latentFormat ?? 'f32');
     const row = latentRowWidth(format, config.kvLoraRank, config.qkRopeHeadDim);
     const dtype = latentDType(format);
+    const indexFormat = (this.indexerFormat = opts.indexerFormat ?? 'fp8');
+    if (!INDEXER_FORMATS.includes(indexFormat)) throw new RangeError(`indexer cache format must be one of ${INDEXER_FORMATS.join(', ')}, got ${String(indexFormat)}`);
+    if (indexFormat === 'int8' && (config.indexNHeads % 16 || config.indexHeadDim % 32)) {
+      throw new RangeError(`the int8 indexer cache needs index_n_heads a multiple of 16 and index_head_dim of 32 (this model: ${config.indexNHeads} heads of ${config.indexHeadDim})`);
+    }
     this.layers = [];
     for (let l = 0; l < config.numLayers; l++) {
       this.layers.push({
         format,
+        indexFormat,
         latent: backend.zeros([slots, row], dtype),
         latentPrefill: opts.prefillLatent ? backend.zeros([slots, row], dtype) : null,
         indexKeys: backend.zeros([slots, config.indexHeadDim], 'u8'),

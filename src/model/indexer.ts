@@ -4,6 +4,7 @@
  * Hadamard rotation; FP8 e4m3 quantization with one scale per vector. The keys go to the cache (132
  * bytes per token at full size); the score of key s for query t is
  * I(t, s) = k_scale(s) · Σ_h w_h · q_scale_h · d_I^-0.5 · ReLU(q8_h · k8(s)), w = weights_proj x · H_I^-0.5.
+ * With an int8 indexer cache (cache.ts) the keys and queries are re-quantized to int8 first.
  */
 import type { Backend, Tensor } from '../backend/backend.js';
 import type { LayerCache } from './cache.js';
@@ -61,5 +62,11 @@ export function indexerQueries(
  */
 export function indexerScores(b: Backend, cache: LayerCache, q8: Tensor, weights: Tensor, seg: StepContext): Tensor {
   const kScales = b.reshape(cache.indexScales, [cache.indexScales.shape[0]!]);
+  if (cache.indexFormat === 'int8') {
+    // The int8 cache: the queries re-quantized too, each head's scale folded into its weight.
+    const [t, h, d] = q8.shape as [number, number, number];
+    const qi = b.requantInt8(b.reshape(q8, [t * h, d]), b.reshape(weights, [t * h]));
+    return b.indexerScoresInt8(b.reshape(qi.q, [t, h, d]), b.reshape(qi.s, [t, h]), cache.indexKeys, kScales, seg.pages, seg.nKeys, seg.posT);
+  }
   return b.indexerScores(q8, weights, cache.indexKeys, kScales, seg.pages, seg.nKeys, seg.posT);
 }

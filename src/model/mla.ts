@@ -104,6 +104,7 @@ function oneCall(b: Backend, cfg: ModelConfig, layer: number, cache: LayerCache,
 function writeCache(b: Backend, cache: LayerCache, pages: SeqPages, posT: Tensor, rowsOf: (v: Tensor) => Tensor, x: StepRows): void {
   b.writeRows(cache.latent, pages, posT, rowsOf(x.packed), 0);
   if (cache.latentPrefill && x.packedPrefill) b.writeRows(cache.latentPrefill, pages, posT, rowsOf(x.packedPrefill), 0);
-  b.writeRows(cache.indexKeys, pages, posT, rowsOf(x.keys.q), 0);
-  b.writeRows(cache.indexScales, pages, posT, rowsOf(x.keys.s), 0);
+  const keys = cache.indexFormat === 'int8' ? b.requantInt8(x.keys.q, x.keys.s) : x.keys;
+  b.writeRows(cache.indexKeys, pages, posT, rowsOf(keys.q), 0);
+  b.writeRows(cache.indexScales, pages, posT, rowsOf(keys.s), 0);
 }

@@ -5,7 +5,7 @@
  */
 import type { Backend, LatentFormat, Tensor } from '../backend/backend.js';
 import { Checkpoint } from '../io/checkpoint.js';
-import { KVCache, needsPrefillLatent, type Sequence } from './cache.js';
+import { KVCache, needsPrefillLatent, type IndexerFormat, type Sequence } from './cache.js';
 import { loadConfig, type ModelConfig } from './config.js';
 import { mlp, moe } from './ffn.js';
 import { attention } from './mla.js';
@@ -77,13 +77,14 @@ export class Model {
 
   /**
    * A cache pool for `capacity` tokens in all, its latent stored as `latentFormat` (default 'f32',
-   * the reference numerics; 'bf16' halves it, 'fp8' is FlashMLA's 656-byte layout at full size).
+   * the reference numerics; 'bf16' halves it, 'fp8' is FlashMLA's 656-byte layout at full size),
+   * its indexer keys as `indexerFormat` (default 'fp8', the reference; 'int8': cache.ts).
    */
-  createCache(capacity: number, opts: { latentFormat?: LatentFormat } = {}): KVCache {
+  createCache(capacity: number, opts: { latentFormat?: LatentFormat; indexerFormat?: IndexerFormat } = {}): KVCache {
     const latentFormat = opts.latentFormat ?? 'f32';
     const fp8KvB = this.weights.layers.some((l) => l.attn.kvBIsFp8);
     const prefillLatent = needsPrefillLatent(fp8KvB, latentFormat);
-    return new KVCache(this.backend, this.config, { capacity, prefillLatent, latentFormat });
+    return new KVCache(this.backend, this.config, { capacity, prefillLatent, latentFormat, indexerFormat: opts.indexerFormat });
   }
 
   private ropeFor(end: number): { cos: Tensor; sin: Tensor } {

@@ -7,6 +7,7 @@ import { basename, resolve } from 'node:path';
 import type { Server } from 'node:http';
 import { serve as listen } from '@hono/node-server';
 import type { Backend, LatentFormat } from '../backend/backend.js';
+import type { IndexerFormat } from '../model/cache.js';
 import { CpuBackend } from '../backend/cpu.js';
 import { createBackend } from '../backend/registry.js';
 import { Engine } from '../engine/engine.js';
@@ -35,6 +36,8 @@ export interface ServeOptions {
   cacheTokens?: number;
   maxStepTokens?: number;
   latentFormat?: LatentFormat;
+  /** The indexer key cache format (default 'fp8', the reference). */
+  indexerFormat?: IndexerFormat;
   prefixCaching?: boolean;
   /** Idle stream time before a keep-alive comment (default 5000 ms). */
   keepAliveMs?: number;
@@ -72,12 +75,13 @@ async function load(o: ServeOptions, metrics: ServeMetrics): Promise<ServeContex
     cacheTokens: o.cacheTokens,
     maxStepTokens: o.maxStepTokens,
     latentFormat: o.latentFormat,
+    indexerFormat: o.indexerFormat,
     prefixCaching: o.prefixCaching,
   });
   const log = o.log ?? (() => {});
   log(`loaded ${dir} on ${backend.name} in ${((performance.now() - started) / 1000).toFixed(2)} s; ${tokenizer ? 'tokenizer.json found' : 'no tokenizer.json: token-id completions only'}`);
   log(
-    `engine: max batch ${engine.maxBatch}, max context ${engine.maxContext}, cache ${engine.cache.numPages} pages × 64 tokens (${(engine.cacheBytes / 2 ** 20).toFixed(1)} MiB, ${engine.cache.latentFormat} latent)`,
+    `engine: max batch ${engine.maxBatch}, max context ${engine.maxContext}, cache ${engine.cache.numPages} pages × 64 tokens (${(engine.cacheBytes / 2 ** 20).toFixed(1)} MiB, ${engine.cache.latentFormat} latent, ${engine.cache.indexerFormat} indexer keys)`,
   );
   const eos = model.config.eosTokenId;
   return {

@@ -23,7 +23,8 @@ import { headSum, scaleAhead, weightRegisters } from './indexer-fused2.js';
 /**
  * out codes (i8, packed four per u32) and out scale[r] = scaleIn[r] · max|v| / 127 for each row r
  * of `rows` FP8 code rows of `dim` (a multiple of 4): keys (scaleIn the cache scales) or queries
- * (scaleIn the head weights). One invocation per row.
+ * (scaleIn the head weights). One workgroup of 64 per row: each invocation takes words of four
+ * codes, the row's max through shared memory.
  */
 const REQUANT_WGSL = /* wgsl */ `
 struct Params { rows: u32, dim: u32, groupsX: u32, pad: u32 }
@@ -32,29 +33,41 @@ struct Params { rows: u32, dim: u32, groupsX: u32, pad: u32 }
 @group(0) @binding(2) var<storage, read_write> outCodes: array<u32>;
 @group(0) @binding(3) var<storage, read_write> outScale: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
+var<workgroup> part: array<f32, 64>;
 ${E4M3_DECODE_WGSL}
-fn value(r: u32, d: u32) -> f32 {
-  let i = r * p.dim + d;
-  return e4m3((codes[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu);
-}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let r = (wg.x + wg.y * p.groupsX) * 64u + li;
-  if (r >= p.rows) { return; }
+  let r = wg.x + wg.y * p.groupsX;
+  let live = r < p.rows;
+  let words = p.dim / 4u;
   var amax = 0.0;
-  for (var d = 0u; d < p.dim; d++) { amax = max(amax, abs(value(r, d))); }
-  outScale[r] = scaleIn[r] * (amax / 127.0);
-  for (var d = 0u; d < p.dim; d += 4u) {
-    var word = 0u;
+  if (live) {
+    for (var i = li; i < words; i += 64u) {
+      let word = codes[r * words + i];
+      for (var b = 0u; b < 4u; b++) { amax = max(amax, abs(e4m3((word >> (8u * b)) & 0xffu))); }
+    }
+  }
+  part[li] = amax;
+  workgroupBarrier();
+  for (var half = 32u; half > 0u; half >>= 1u) {
+    if (li < half) { part[li] = max(part[li], part[li + half]); }
+    workgroupBarrier();
+  }
+  amax = part[0];
+  if (!live) { return; }
+  if (li == 0u) { outScale[r] = scaleIn[r] * (amax / 127.0); }
+  for (var i = li; i < words; i += 64u) {
+    let word = codes[r * words + i];
+    var packed = 0u;
     for (var b = 0u; b < 4u; b++) {
       var q = 0;
       if (amax > 0.0) {
-        let x = 127.0 * value(r, d + b) / amax; // 127 · v exact in f32; the quotient rounds once (no half-integer is missed: the twin's test)
+        let x = 127.0 * e4m3((word >> (8u * b)) & 0xffu) / amax; // 127 · v exact in f32; the quotient rounds once (no half-integer is missed: the twin's test)
         q = i32(sign(x) * floor(abs(x) + 0.5));
       }
-      word |= (u32(q) & 0xffu) << (8u * b);
+      packed |= (u32(q) & 0xffu) << (8u * b);
     }
-    outCodes[(r * p.dim + d) >> 2u] = word;
+    outCodes[r * words + i] = packed;
   }
 }
 `;
@@ -63,7 +76,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 export function requantInt8Gpu(gpu: GpuDevice, codes: GPUBuffer, scaleIn: GPUBuffer, rows: number, dim: number): { codes: GPUBuffer; scale: GPUBuffer } {
   if (dim % 4) throw new GpuError(`requantInt8Gpu: dim ${dim} must be a multiple of 4`);
   const out = { codes: gpu.buffer(rows * dim), scale: gpu.buffer(rows * 4) };
-  const [gx, gy] = gpu.grid(rows, 64);
+  if (rows === 0) return out;
+  const [gx, gy] = gpu.grid(rows);
   gpu.dispatch(REQUANT_WGSL, [codes, scaleIn, out.codes, out.scale, gpu.uniforms(Uint32Array.of(rows, dim, gx, 0))], [gx, gy]);
   return out;
 }
@@ -115,7 +129,7 @@ function unavailable(gpu: GpuDevice, heads: number, dim: number, pageSize: numbe
 /** Shared memory: the query [H][D + 16] i8 (unless read from device memory), Sᵀ [KT][H + 4] i32, the weights; staged: the tile's keys [KT][D + 16] i8. */
 function sharedBytes(heads: number, dim: number, form: Int8ScanForm): number {
   const KT = form.kt ?? 32;
-  return (form.qGlobal ? 0 : heads * (dim + 16)) + KT * (heads + 4) * 4 + heads * 4 + (form.staged ? KT * (dim + 16) : 0);
+  return (form.qGlobal && !form.scalar ? 0 : heads * (dim + 16)) + KT * (heads + 4) * 4 + heads * 4 + (form.staged ? KT * (dim + 16) : 0);
 }
 
 export function indexerInt8Wgsl(H: number, D: number, pageSize: number, form: Int8ScanForm): string {
@@ -239,6 +253,18 @@ ${staged ? '' : '    workgroupBarrier(); // Sᵀ is written again next tile (sta
   }
 }
 `;
+}
+
+/**
+ * The form the WebGPU backend runs for H heads of D dims and pages of pageSize keys: with int8
+ * tensor cores the lab's fastest (keys staged, weights in registers, queries' matrices from device
+ * memory: docs/benchmarks.md); 2 × 2 subgroups where H is a multiple of 32, else 2 × 1; the twin
+ * with i32 products without tensor cores. Null when none runs here.
+ */
+export function int8ScanFormFor(gpu: GpuDevice, heads: number, dim: number, pageSize: number): Int8ScanForm | null {
+  const base: Int8ScanForm = { staged: true, wRegs: true, qGlobal: true, sgk: 2, sgh: heads % 32 === 0 ? 2 : 1 };
+  for (const form of [base, { ...base, scalar: true }]) if (indexerInt8Available(gpu, heads, dim, pageSize, form)) return form;
+  return null;
 }
 
 /** The scan's inputs: int8 queries [rows][H][D] with their weights (× their scales), the int8 key cache with its scales (× theirs). */
