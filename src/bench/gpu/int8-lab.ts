@@ -13,15 +13,15 @@ import type { StepData } from './step.js';
 
 /** The scan's forms the lab times (`indexer_int8_<name>_ms`; kernels/indexer-int8.ts). */
 export const INT8_FORMS: Record<string, Int8ScanForm> = {
-  scan: {},
+  direct: {},
+  staged: { staged: true },
   'staged-wreg': { staged: true, wRegs: true },
   'staged-wreg-qg': { staged: true, wRegs: true, qGlobal: true },
+  'staged-wreg-qg-run128': { staged: true, wRegs: true, qGlobal: true, tilesPerGroup: 128 },
   'staged-wreg-qg-ahead2': { staged: true, wRegs: true, qGlobal: true, ahead: 2 },
-  'staged-qg-ahead2': { staged: true, qGlobal: true, ahead: 2 },
-  'k2h4-staged-wreg-qg-ahead2': { sgk: 2, sgh: 4, staged: true, wRegs: true, qGlobal: true, ahead: 2 },
   'staged-wreg-qg-no-mma': { staged: true, wRegs: true, qGlobal: true, probe: 'no-mma' },
+  'staged-wreg-qg-no-reduce': { staged: true, wRegs: true, qGlobal: true, probe: 'no-reduce' },
   'staged-wreg-qg-skeleton': { staged: true, wRegs: true, qGlobal: true, probe: 'skeleton' },
-  'staged-wreg-qg-ahead2-skeleton': { staged: true, wRegs: true, qGlobal: true, ahead: 2, probe: 'skeleton' },
 };
 
 /** The forms this device can run. */
