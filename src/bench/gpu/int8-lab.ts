@@ -6,18 +6,17 @@
  * do at cache-write time (`indexer_int8_keys_requant_ms`, once over the whole pool).
  */
 import type { GpuDevice } from '../../backend/webgpu/device.js';
-import { indexerInt8Available, indexerScoresInt8Gpu, requantInt8Gpu, type Int8ScanForm } from '../../backend/webgpu/kernels/indexer-int8.js';
+import { indexerInt8Available, indexerScoresInt8Gpu, int8ScanFormFor, requantInt8Gpu, type Int8ScanForm } from '../../backend/webgpu/kernels/indexer-int8.js';
 import { indexerScoresInt8Paged } from '../indexer-int8.js';
 import { DI, HI, PAGE } from './core-kernels.js';
 import type { StepData } from './step.js';
 
-/** The scan's forms the lab times (`indexer_int8_<name>_ms`; kernels/indexer-int8.ts). */
+/** The scan's forms the lab times (`indexer_int8_<name>_ms`; kernels/indexer-int8.ts), after the one the model runs (`indexer_int8_model_ms`). */
 export const INT8_FORMS: Record<string, Int8ScanForm> = {
   direct: {},
-  staged: { staged: true },
-  'staged-wreg': { staged: true, wRegs: true },
+  staged: { staged: true, qGlobal: false },
+  'staged-wreg': { staged: true, wRegs: true, qGlobal: false },
   'staged-wreg-qg': { staged: true, wRegs: true, qGlobal: true },
-  'staged-wreg-qg-run128': { staged: true, wRegs: true, qGlobal: true, tilesPerGroup: 128 },
   'staged-wreg-qg-ahead2': { staged: true, wRegs: true, qGlobal: true, ahead: 2 },
   'staged-wreg-qg-no-mma': { staged: true, wRegs: true, qGlobal: true, probe: 'no-mma' },
   'staged-wreg-qg-no-reduce': { staged: true, wRegs: true, qGlobal: true, probe: 'no-reduce' },
@@ -26,7 +25,9 @@ export const INT8_FORMS: Record<string, Int8ScanForm> = {
 
 /** The forms this device can run. */
 export function int8LabForms(gpu: GpuDevice): [string, Int8ScanForm][] {
-  return Object.entries(INT8_FORMS).filter(([, f]) => indexerInt8Available(gpu, HI, DI, PAGE, f));
+  const model = int8ScanFormFor(gpu, HI, DI, PAGE);
+  const forms = Object.entries(INT8_FORMS).filter(([, f]) => indexerInt8Available(gpu, HI, DI, PAGE, f));
+  return model && !model.scalar ? [['model', model], ...forms] : forms;
 }
 
 /** Max error ÷ the row's max |score| of a tensor-core scan form against the CPU twin: 2 rows, 300 keys through a shuffled table (a wrong mask counts as ∞). */

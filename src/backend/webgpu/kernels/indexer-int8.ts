@@ -103,7 +103,7 @@ export interface Int8ScanForm {
   lateScale?: boolean;
   /** Staged: tiles of key words read ahead (1: the next tile's during the products; 2: also the one after). */
   ahead?: 1 | 2;
-  /** The query's right matrices loaded straight from device memory (default: staged in shared memory first). */
+  /** The query's right matrices loaded straight from device memory (default: for runs of 64 tiles, else staged in shared memory first). */
   qGlobal?: boolean;
   /** Timing probes for the lab (wrong results, on purpose): no products; no head reduction; 'skeleton': neither (loads, staging, barriers and writes only). */
   probe?: 'no-mma' | 'no-reduce' | 'skeleton';
@@ -257,12 +257,12 @@ ${staged ? '' : '    workgroupBarrier(); // Sᵀ is written again next tile (sta
 
 /**
  * The form the WebGPU backend runs for H heads of D dims and pages of pageSize keys: with int8
- * tensor cores the lab's fastest (keys staged, weights in registers, queries' matrices from device
- * memory: docs/benchmarks.md); 2 × 2 subgroups where H is a multiple of 32, else 2 × 1; the twin
- * with i32 products without tensor cores. Null when none runs here.
+ * tensor cores the lab's fastest (keys staged, weights in registers; the queries' matrices as the
+ * run length says: indexerScoresInt8Gpu; docs/benchmarks.md); 2 × 2 subgroups where H is a
+ * multiple of 32, else 2 × 1; the twin with i32 products without tensor cores. Null when none runs.
  */
 export function int8ScanFormFor(gpu: GpuDevice, heads: number, dim: number, pageSize: number): Int8ScanForm | null {
-  const base: Int8ScanForm = { staged: true, wRegs: true, qGlobal: true, sgk: 2, sgh: heads % 32 === 0 ? 2 : 1 };
+  const base: Int8ScanForm = { staged: true, wRegs: true, sgk: 2, sgh: heads % 32 === 0 ? 2 : 1 };
   for (const form of [base, { ...base, scalar: true }]) if (indexerInt8Available(gpu, heads, dim, pageSize, form)) return form;
   return null;
 }
@@ -288,6 +288,10 @@ export function indexerScoresInt8Gpu(gpu: GpuDevice, a: Int8ScanArgs, out: GPUBu
   if (why) throw new GpuError(`indexerScoresInt8Gpu: this form (${JSON.stringify(form)}) needs ${why} (H ${a.heads}, D ${a.dim}, page ${a.pageSize})`);
   const tiles = Math.ceil(a.nKeys / (form.kt ?? 32));
   const perGroup = form.tilesPerGroup ?? Math.max(1, Math.min(64, Math.floor((tiles * a.rows) / 512)));
+  // Unless the form says: the query's matrices from device memory for runs of 64 tiles (16 × 128K
+  // keys on the H200: 0.186 against 0.208 ms), staged in shared memory for shorter ones (16 × 32K:
+  // 0.063 against 0.073 ms).
+  form = { ...form, qGlobal: form.qGlobal ?? perGroup >= 64 };
   const [gx, gz] = gpu.grid(Math.ceil(tiles / perGroup));
   const code = gpu.generated(`indexer-int8 ${a.heads}x${a.dim} page ${a.pageSize} ${JSON.stringify(form)}`, () => indexerInt8Wgsl(a.heads, a.dim, a.pageSize, form));
   const params = gpu.uniforms(Uint32Array.of(a.rows, a.nKeys, a.pageSize, gx, perGroup, multi ? multi.tableStride : 0, multi ? 1 : 0, multi ? multi.seqs : 1));
