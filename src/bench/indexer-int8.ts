@@ -23,7 +23,7 @@ import { intArg, parseContexts } from '../cli/bench.js';
 import { io } from '../cli/io.js';
 import { Rng } from '../generate/sampler.js';
 import { actQuantRow } from '../numerics/block-quant.js';
-import { E4M3_TABLE } from '../numerics/e4m3.js';
+import { requantInt8Row } from '../backend/cpu/kernels/indexer-int8.js';
 
 export type Int8StudyData = 'normal' | 'student-t';
 const INT8_STUDY_DATA: readonly Int8StudyData[] = ['normal', 'student-t'];
@@ -35,16 +35,7 @@ const INT8_STUDY_DATA: readonly Int8StudyData[] = ['normal', 'student-t'];
 export function int8Requant(codes: Uint8Array, rows: number, dim: number): { q: Int8Array; scale: Float64Array } {
   const q = new Int8Array(rows * dim);
   const scale = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let amax = 0;
-    for (let d = 0; d < dim; d++) amax = Math.max(amax, Math.abs(E4M3_TABLE[codes[r * dim + d]!]!));
-    scale[r] = amax / 127;
-    if (amax === 0) continue;
-    for (let d = 0; d < dim; d++) {
-      const x = (127 * E4M3_TABLE[codes[r * dim + d]!]!) / amax;
-      q[r * dim + d] = Math.sign(x) * Math.round(Math.abs(x));
-    }
-  }
+  for (let r = 0; r < rows; r++) scale[r] = requantInt8Row(codes, r * dim, dim, q) / 127;
   return { q, scale };
 }
 

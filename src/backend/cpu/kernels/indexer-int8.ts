@@ -20,17 +20,23 @@ import { pickRows, seqGroups, type RowPages } from '../row-pages.js';
 export function requantInt8Rows(codes: Uint8Array, scaleIn: Float32Array, rows: number, dim: number): { q: Uint8Array; s: Float32Array } {
   const q = new Int8Array(rows * dim);
   const s = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let amax = 0;
-    for (let d = 0; d < dim; d++) amax = Math.max(amax, Math.abs(E4M3_TABLE[codes[r * dim + d]!]!));
-    s[r] = Math.fround(scaleIn[r]! * Math.fround(amax / 127));
-    if (amax === 0) continue;
-    for (let d = 0; d < dim; d++) {
-      const x = (127 * E4M3_TABLE[codes[r * dim + d]!]!) / amax;
-      q[r * dim + d] = Math.sign(x) * Math.round(Math.abs(x));
-    }
-  }
+  for (let r = 0; r < rows; r++) s[r] = Math.fround(scaleIn[r]! * Math.fround(requantInt8Row(codes, r * dim, dim, q) / 127));
   return { q: new Uint8Array(q.buffer), s };
+}
+
+/**
+ * One row: the e4m3 values of codes[at .. at + dim) as int8 into q[at ..]: round(127 · v / max|v|),
+ * halves away from zero (so q(−v) = −q(v)); returns max|v| (0: a zero row, all 0).
+ */
+export function requantInt8Row(codes: Uint8Array, at: number, dim: number, q: Int8Array): number {
+  let amax = 0;
+  for (let d = 0; d < dim; d++) amax = Math.max(amax, Math.abs(E4M3_TABLE[codes[at + d]!]!));
+  if (amax === 0) return 0;
+  for (let d = 0; d < dim; d++) {
+    const x = (127 * E4M3_TABLE[codes[at + d]!]!) / amax;
+    q[at + d] = Math.sign(x) * Math.round(Math.abs(x));
+  }
+  return amax;
 }
 
 /** One sequence's rows: scores [rows, nKeys] against its first keys through `map` (−∞ past each row's position). */

@@ -63,11 +63,12 @@ export const FUSED2_CONFIGS = {
 
 /**
  * Further forms the kernel lab times (`dsa bench gpu --sections indexer`: `indexer_sweep_<name>_ms`)
- * without making them variants: run length (tiles per workgroup), the subgroups' share of the
- * work, the reduction's form. Measured on the H200 and dropped (docs/webgpu.md): the query
+ * without making them variants: run length (tiles per workgroup), the reduction's form, the head
+ * weights from shared memory, the key scales read late, key words two tiles ahead — the last three
+ * the default's former or rejected choices, kept to show what they cost. Measured on the H200 and
+ * dropped (docs/benchmarks.md): runs of 4–16 tiles; 64-key tiles; heads split four ways; the query
  * matrices loaded again for every tile from device memory instead of held in registers (2.1×
- * slower); key words read two or three tiles ahead instead of one (no gain); a pipelined loop with
- * two key and two Sᵀ tiles and one barrier per tile (1.6× slower).
+ * slower); a pipelined loop with two key and two Sᵀ tiles and one barrier per tile (1.6× slower).
  */
 export const FUSED2_SWEEP: Record<string, Fused2Config> = {
   'kt32-run128': { kt: 32, sgk: 2, sgh: 2, wRegs: true, tilesPerGroup: 128 },

@@ -1,19 +1,21 @@
 /**
- * The lightning indexer on int8 tensor cores — a kernel-lab experiment (`dsa bench gpu --sections
- * indexer`, rows `indexer_int8_*`), not a Backend variant: its scores are not the FP8 reference's.
- * Keys and queries are re-quantized from their FP8 codes to int8 with one scale per vector (CPU twin
- * and agreement study: src/bench/indexer-int8.ts): q = round(127 · v / max|v|), halves away from
- * zero, scale max|v| / 127. A model would store the keys so at cache-write time; here a pass makes
- * them from the FP8 cache (requantInt8Gpu, over every slot) and folds each key's scale into its
- * cache scale, and the step's queries go through the same pass with their head weights.
+ * The lightning indexer on int8 tensor cores: the WebGPU backend's requantInt8 and
+ * indexerScoresInt8 (an int8 indexer cache, `--indexer-cache int8`, model/cache.ts), and the
+ * kernel lab's int8 forms (`dsa bench gpu --sections indexer`, rows `indexer_int8_*`). Its scores
+ * are not the FP8 reference's: keys and queries are re-quantized from their FP8 codes to int8 with
+ * one scale per vector (CPU twin: backend/cpu/kernels/indexer-int8.ts; agreement study:
+ * src/bench/indexer-int8.ts): q = round(127 · v / max|v|), halves away from zero, scale
+ * scaleIn · max|v| / 127. The model stores the keys so when it writes them (requantInt8Gpu) and
+ * re-quantizes each step's queries with their head weights as scales.
  *
- * The scan (indexerScoresInt8Gpu): per tile of 32 keys, each of four subgroups multiplies 16 keys
- * by 32 heads, Sᵀ = K·Qᵀ in i8 × i8 → i32 16×16×32 products: the keys' left matrices straight from
- * the int8 cache (16 consecutive slots of one page: pages hold a multiple of 32 keys), the
- * queries' right matrices loaded column-major from the query staged in shared memory once (right
- * for i8 on the H200, like the NT GEMMs) and kept in registers. Then ReLU, the weights (with the
- * queries' scales) and the keys' scales, −∞ past the row's position. No decode, no key staging.
- * Its twin with plain i32 products (`scalar`) runs on lavapipe.
+ * The scan (indexerScoresInt8Gpu): per tile of KT keys, the subgroups (SGK along the keys, SGH
+ * along the heads) compute Sᵀ = K·Qᵀ in i8 × i8 → i32 16×16×32 products, the queries' right
+ * matrices loaded column-major (right for i8 on the H200, like the NT GEMMs) once per run and kept
+ * in registers. The keys' left matrices come from the tile staged in shared memory (`staged`: each
+ * invocation reads 16-byte words of the int8 cache, coalesced, the next tile's during the
+ * products) or straight from the cache (the first form). Then ReLU, the weights (with the queries'
+ * scales) and the keys' scales (read a tile ahead: indexer-fused2.ts), −∞ past the row's position.
+ * No decode. Its twin with plain i32 products (`scalar`) runs on lavapipe.
  */
 import { GpuError, type GpuDevice } from '../device.js';
 import { FUSED_SLOT_WGSL, fusedBindings, fusedRowStart, type FusedRowSeq } from './indexer-fused.js';

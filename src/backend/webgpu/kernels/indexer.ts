@@ -191,7 +191,7 @@ export function indexerVariantOf(gpu: GpuDevice, a: IndexerGpuArgs): IndexerVari
 /**
  * The fastest variant the device offers for H heads of D dims and nKeys keys: on the H200 the
  * fused tensor-core kernels at every length where their shape fits — 'matrix-fused2'
- * (indexer-fused2.ts: 0.35 ms at 16 × 128K keys), else 'matrix-fused' (indexer-fused.ts: 0.6 ms;
+ * (indexer-fused2.ts: 0.25 ms at 16 × 128K keys), else 'matrix-fused' (indexer-fused.ts: 0.6 ms;
  * 2.4 for 'matrix-direct', docs/benchmarks.md); else 'matrix-direct' from 16K keys, 'matrix'
  * below; the f32 'tiled' kernel without tensor cores.
  */
