@@ -6,7 +6,7 @@
  *   the int8 study measured (docs/webgpu.md), and forced to the FP8 run's choices the logits are
  *   the FP8 run's bit for bit (the indexer only selects);
  * - the clear error for index heads that the int8 kernels cannot tile.
- * The WebGPU backend's int8 run against this CPU one is in test/webgpu/indexer-cache.test.ts.
+ * The WebGPU backend's int8 run against this CPU one is in test/webgpu/golden.test.ts.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';

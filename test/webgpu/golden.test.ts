@@ -1,12 +1,15 @@
 /**
  * The whole model on the WebGPU backend against the reference fixtures, forced and free, with the
- * fixtures' own tolerances (as test/model/golden.test.ts does for the CPU backend).
+ * fixtures' own tolerances (as test/model/golden.test.ts does for the CPU backend); and with the
+ * int8 indexer cache against the same run on the CPU backend (test/model/indexer-cache.test.ts
+ * checks that one against the FP8 reference).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { CpuBackend } from '../../src/backend/cpu.js';
 import { WebGpuBackend } from '../../src/backend/webgpu.js';
 import { runLogits } from '../../src/cli/logits.js';
 import { compareFiles } from '../../src/model/compare.js';
@@ -46,3 +49,19 @@ for (const name of ['tiny-bf16', 'tiny-fp8']) {
     }
   });
 }
+
+test('tiny-bf16, int8 indexer cache: WebGPU against CPU — logits, selections and greedy tokens (free)', async () => {
+  const dir = fixture('tiny-bf16');
+  const meta = fixtureMeta('tiny-bf16');
+  const prompt = fixturePrompt('tiny-bf16');
+  const cpuOut = join(work, 'int8-cpu.safetensors');
+  const gpuOut = join(work, 'int8-gpu.safetensors');
+  await runLogits({ model: Model.load(dir, new CpuBackend()), prompt, decode: meta.decode_steps, out: cpuOut, indexerCache: 'int8' });
+  await runLogits({ model: Model.load(dir, backend), prompt, decode: meta.decode_steps, out: gpuOut, indexerCache: 'int8' });
+  const c = compareFiles(gpuOut, cpuOut);
+  console.log(`webgpu vs cpu, int8 indexer: prefill rel ${c.prefill!.rel.toExponential(2)}, decode rel ${c.decode!.rel.toExponential(2)}, selections same ${(100 * selectionAgreement(c)).toFixed(2)}%`);
+  assert.ok(c.prefill!.rel <= meta.free.rel_tol, `prefill logits rel diff ${c.prefill!.rel} > ${meta.free.rel_tol}`);
+  assert.ok(c.decode!.rel <= meta.free.rel_tol, `decode logits rel diff ${c.decode!.rel} > ${meta.free.rel_tol}`);
+  assert.ok(selectionAgreement(c) >= meta.free.min_same_selection, `selections agree ${selectionAgreement(c)}`);
+  assert.equal(c.decodeTokensEqual, true);
+});
