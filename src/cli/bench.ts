@@ -41,7 +41,6 @@ function secondsArg(name: string) {
   };
 }
 
-
 /** "4096,16K,128k" → [4096, 16384, 131072]. */
 export function parseContexts(value: string): number[] {
   const out = value.split(',').map((part) => {
