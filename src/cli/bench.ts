@@ -341,6 +341,7 @@ export async function benchAttention(o: BenchAttentionOptions): Promise<void> {
     index_topk: cfg.indexTopk,
     weights: cfg.quant ? 'fp8' : 'bf16',
     cache_format: cb.format,
+    indexer_cache: o.indexerCache,
     cache_bytes_layouts: cb.layouts,
     runs_requested: o.runs,
     seed: o.seed,

@@ -129,6 +129,17 @@ test('prefill chunks, a batch of two, the fp8 cache, --set, and a PNG plot', asy
   assert.deepEqual([...fs.readFileSync(png).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 });
 
+test('--indexer-cache int8: the int8 scan in the indexer column, recorded in the rows; heads the int8 kernels cannot tile are a one-line error', async () => {
+  const { rows } = await bench(['--ctx', '32', '--batch', '2', '--indexer-cache', 'int8', '--set', '{"index_n_heads": 16}']);
+  assert.equal(rows[0]!.indexer_cache, 'int8');
+  assert.ok(rows[0]!.indexer_ms > 0, 'the int8 scan is timed as the indexer');
+  const r = await cli(['bench', 'attention', '--config', configFile, '--ctx', '32', '--runs', '2', '--indexer-cache', 'int8']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /int8 indexer cache needs index_n_heads a multiple of 16 and index_head_dim of 32 \(this model: 4 heads of 32\)/);
+  const u = await cli(['bench', 'attention', '--indexer-cache', 'int4']);
+  assert.match(u.stderr, /--indexer-cache must be one of fp8, int8/);
+});
+
 test('--per-sequence: the batch’s cache writes, indexer, top-k and attention once per sequence', async () => {
   const { stdout, rows } = await bench(['--ctx', '32', '--batch', '3', '--per-sequence']);
   assert.equal(rows[0]!.dsa_ops_per_step, 'per sequence');
