@@ -19,7 +19,8 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { indexerScores } from '../backend/cpu/kernels/indexer.js';
-import { intArg, parseContexts } from '../cli/bench.js';
+import { intArg } from '../cli/args.js';
+import { parseContexts } from '../cli/bench.js';
 import { io } from '../cli/io.js';
 import { Rng } from '../generate/sampler.js';
 import { actQuantRow } from '../numerics/block-quant.js';

@@ -9,6 +9,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { io } from '../cli/io.js';
+import { intArg } from '../cli/args.js';
 import { CpuBackend } from '../backend/cpu.js';
 import { writeRandomModel } from '../model/random-model.js';
 import { parseMetrics } from '../serve/metrics.js';
@@ -127,14 +128,6 @@ export async function runServeBench(o: ServeBenchOptions): Promise<ServeBenchRow
     backend.close();
     if (work) rmSync(work, { recursive: true, force: true });
   }
-}
-
-function intArg(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
 }
 
 export function addBenchServe(bench: Command): void {

@@ -6,7 +6,8 @@ import { coreLinePlot } from '../bench/gpu/plot.js';
 import type { Command } from 'commander';
 import { GpuDevice } from '../backend/webgpu/device.js';
 import { LAB_SECTIONS, runGpuLab } from '../bench/gpu/lab.js';
-import { intArg, parseContexts } from './bench.js';
+import { intArg } from './args.js';
+import { parseContexts } from './bench.js';
 import { io } from './io.js';
 
 interface BenchGpuOptions {

@@ -5,7 +5,7 @@ import { loadavg } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import type { LatentFormat } from '../backend/backend.js';
 import type { IndexerFormat } from '../model/cache.js';
-import { CACHE_HELP, INDEXER_CACHE_HELP, indexerCacheArg, latentCacheArg } from './cache-args.js';
+import { CACHE_HELP, INDEXER_CACHE_HELP, indexerCacheArg, intArg, latentCacheArg } from './args.js';
 import { BACKENDS, createBackend } from '../backend/registry.js';
 import { parseConfig, type ModelConfig } from '../model/config.js';
 import {
@@ -24,14 +24,6 @@ import { io } from './io.js';
 
 const DECODE_CONTEXTS = [1, 2, 4, 8, 16, 32, 64, 128].map((k) => k * 1024);
 const PREFILL_CONTEXTS = [1, 2, 4, 8, 16].map((k) => k * 1024);
-
-export function intArg(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
-}
 
 function secondsArg(name: string) {
   return (value: string): number => {

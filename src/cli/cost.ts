@@ -6,6 +6,7 @@ import { specFromConfig, v31Spec, v32Spec, type CostModelSpec } from '../cost/mo
 import { DEFAULT_PRICE, GPUS, gpuProfile, HARDWARE, measuredProfile, readBenchFile, type GpuName, type Profile } from '../cost/profiles.js';
 import { costJson, costPlot, costTable, type CostSetup } from '../cost/report.js';
 import { io } from './io.js';
+import { intArg } from './args.js';
 
 export interface CostOptions {
   model?: string;
@@ -22,14 +23,6 @@ function positiveNumber(name: string) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
-    return n;
-  };
-}
-
-function intArg(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
     return n;
   };
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /** The `dsa` command line: logits, generate, inspect, compare, random-model, make-tiny. */
 import { readJsonFile } from '../io/text-file.js';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { closeBackends, createBackend, BACKENDS, type BackendName } from '../backend/registry.js';
-import { CACHE_HELP, INDEXER_CACHE_HELP, indexerCacheArg, latentCacheArg } from './cache-args.js';
+import { CACHE_HELP, INDEXER_CACHE_HELP, indexerCacheArg, intArg, latentCacheArg, numArg } from './args.js';
 import { Model } from '../model/model.js';
 import { runLogits } from './logits.js';
 import { generate, loadTokenizer, promptFromText } from './generate.js';
@@ -25,22 +25,6 @@ import { addEval } from './eval.js';
 import { addExperiment } from './experiment.js';
 import { addPlot, addTask, addTokenize } from './train-data.js';
 import { io, withIo, type CliIo } from './io.js';
-
-function intArg(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
-}
-
-function numArg(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number ≥ ${min}`);
-    return n;
-  };
-}
 
 /** Reads a JSON array of token ids. */
 export function readPromptIds(file: string): Int32Array {

@@ -1,19 +1,11 @@
 /** `dsa serve`: the OpenAI-compatible server (src/serve/) on a model directory, until SIGINT/SIGTERM. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import type { LatentFormat } from '../backend/backend.js';
 import type { IndexerFormat } from '../model/cache.js';
-import { CACHE_HELP, INDEXER_CACHE_HELP, indexerCacheArg, latentCacheArg } from './cache-args.js';
+import { CACHE_HELP, INDEXER_CACHE_HELP, indexerCacheArg, intArg, latentCacheArg } from './args.js';
 import { BACKENDS } from '../backend/registry.js';
 import { startServer } from '../serve/server.js';
 import { io } from './io.js';
-
-function intArg(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
-}
 
 interface ServeCliOptions {
   model: string;

@@ -4,7 +4,7 @@
  *  - `indexer_<variant>_ms`: the fused variants (indexer-fused.ts, indexer-fused2.ts);
  *  - `indexer_sweep_<name>_ms`: the 'matrix-fused2' forms of FUSED2_SWEEP (run length, the
  *    subgroups' share, the reduction's form), each checked against the CPU twin first (`check` rows);
- *  - `indexer_<kernel>_<probe>_ms`: timing probes, one stage left out (the time saved is its share);
+ *  - `indexer_fused2_<probe>_ms`: timing probes of the default, one stage left out (the time saved is its share);
  *  - `indexer_int8_*_ms`: the int8 experiment (int8-lab.ts), checked against its own CPU twin;
  *  - `indexer_first_ms` / `indexer_last_ms`: the default variant timed first and again last, so a
  *    GPU whose clocks moved during the section shows it.
@@ -15,8 +15,8 @@
  */
 import type { GpuDevice } from '../../backend/webgpu/device.js';
 import { bestIndexerVariant, indexerScoresGpu, indexerVariantAvailable, type IndexerVariant } from '../../backend/webgpu/kernels/indexer.js';
-import { FUSED_PROBES, indexerFusedAvailable } from '../../backend/webgpu/kernels/indexer-fused.js';
-import { FUSED2_CONFIGS, FUSED2_SWEEP, indexerFused2Available, indexerScoresFused2Gpu, type Fused2Config } from '../../backend/webgpu/kernels/indexer-fused2.js';
+import { indexerFusedAvailable } from '../../backend/webgpu/kernels/indexer-fused.js';
+import { FUSED2_CONFIGS, FUSED2_PROBES, FUSED2_SWEEP, indexerFused2Available, indexerScoresFused2Gpu, type Fused2Config } from '../../backend/webgpu/kernels/indexer-fused2.js';
 import { checkIndexer, DI, HI } from './core-kernels.js';
 import type { LabOptions } from './lab.js';
 import { median } from '../harness.js';
@@ -75,7 +75,7 @@ export async function indexerSection(gpu: GpuDevice, o: LabOptions, copyGBps: nu
       const candidates: [string, () => void][] = [];
       for (const v of VARIANTS) if (indexerVariantAvailable(gpu, v, HI, DI)) candidates.push([v, variant(v)]);
       for (const [name, c] of sweep) candidates.push([`sweep_${name}`, fused2(c)]);
-      for (const probe of FUSED_PROBES) candidates.push([`fused2_${probe}`, fused2({ ...FUSED2_CONFIGS['matrix-fused2'], probe })]);
+      for (const probe of FUSED2_PROBES) candidates.push([`fused2_${probe}`, fused2({ ...FUSED2_CONFIGS['matrix-fused2'], probe })]);
       const int8Parts = int8Forms.length ? int8Candidates(gpu, s, multi, int8Forms) : null;
       if (int8Parts) candidates.push(...int8Parts.candidates);
       row.indexerVariant = best;

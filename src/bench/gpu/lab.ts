@@ -253,8 +253,8 @@ async function coreSection(gpu: GpuDevice, o: LabOptions, copyGBps: number | nul
         ratio_batched: round(denseB.totalMs / dsaB.totalMs, 3),
         batched_speedup: round(dsa.totalMs / dsaB.totalMs, 3),
       });
-      // The indexer alone over the whole batch in one grid: every variant, and the fused kernel's
-      // timing probes (each leaves one stage out; the time saved is that stage's share).
+      // The indexer alone over the whole batch in one grid, every variant (the timing probes are in
+      // the indexer section).
       for (const v of variants) {
         if (v === 'naive' && batch * ctx > 16 * 32768) continue;
         const t = await gpuTimes(gpu, o.runs, () => gpu.release(indexerScoresGpu(gpu, indexerArgs(all, v))));

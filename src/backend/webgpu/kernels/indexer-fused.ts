@@ -50,18 +50,9 @@ export interface FusedOptions {
   tilesPerGroup?: number;
   /** Subgroups per workgroup: 4 (each half of the heads × half of the keys) or 8 (a quarter of the heads). */
   subgroups?: 4 | 8;
-  /**
-   * Timing probes for the kernel lab (wrong results, on purpose): leave one stage out — the key
-   * loads, the decode into shared memory, the matrix products or the head reduction — and the time
-   * saved is that stage's share.
-   */
-  probe?: FusedProbe;
   /** The head reduction by subgroup shuffles (default where the device has subgroups of 4 or more) or through shared memory (false). */
   shuffle?: boolean;
 }
-
-export const FUSED_PROBES = ['no-load', 'no-decode', 'no-mma', 'no-reduce'] as const;
-export type FusedProbe = (typeof FUSED_PROBES)[number];
 
 export function indexerFusedAvailable(gpu: GpuDevice, heads: number, dim: number, o: FusedOptions = {}): boolean {
   return (
@@ -194,7 +185,7 @@ function fusedWgsl(H: number, D: number, pageSize: number, o: FusedOptions): str
   const partReduce = `    let key = li % ${KT}u;
     let share = li / ${KT}u;
     var score = 0.0;
-    for (var h = share * ${hShare}u; h < ${o.probe === 'no-reduce' ? `share * ${hShare}u + 1u` : `(share + 1u) * ${hShare}u`}; h++) {
+    for (var h = share * ${hShare}u; h < (share + 1u) * ${hShare}u; h++) {
       let d = sS[h * ${LDS}u + key];
       if (d > 0.0) { score += wS[h] * d; }
     }
@@ -211,7 +202,7 @@ function fusedWgsl(H: number, D: number, pageSize: number, o: FusedOptions): str
     let key = (li / 32u) * ${KT / SG}u + lane / ${lanesPerKey}u;
     let share = lane % ${lanesPerKey}u;
     var score = 0.0;
-    for (var j = 0u; j < ${o.probe === 'no-reduce' ? 1 : H / lanesPerKey}u; j++) {
+    for (var j = 0u; j < ${H / lanesPerKey}u; j++) {
       let h = j * ${lanesPerKey}u + share;
       let d = sS[h * ${LDS}u + key];
       if (d > 0.0) { score += wS[h] * d; }
@@ -247,19 +238,19 @@ ${o.scalar ? '' : `  let hb = (sg % ${SG / 2}u) * ${16 * RM}u; // this subgroup'
   // Word v of the tile: its key and 16-byte part (see wordAt).
   let lastKey = max(valid, 1u) - 1u;
 ${words.map((v) => `  var r${v}: vec4u;`).join('\n')}
-${words.map((v) => `  r${v} = ${o.probe === 'no-load' ? 'kc[li & 7u]' : load(v, 'span0')};`).join('\n')}
+${words.map((v) => `  r${v} = ${load(v, 'span0')};`).join('\n')}
   for (var tile0 = span0; tile0 < spanEnd; tile0 += ${KT}u) {
     // Decode the tile's words into the transposed tile.
-${o.probe === 'no-decode' ? '    if (li == 0u) { kS[0] = f16(r0.x); }' : decode.join('\n')}
+${decode.join('\n')}
     workgroupBarrier();
     // The next tile's words, read while this one is multiplied.
     let next = tile0 + ${KT}u;
     if (next < spanEnd) {
-${words.map((v) => `      r${v} = ${o.probe === 'no-load' ? 'r' + v + ' + vec4u(1u)' : load(v, 'next')};`).join('\n')}
+${words.map((v) => `      r${v} = ${load(v, 'next')};`).join('\n')}
     }
     {
     ${o.scalar ? scalarProducts : ''}
-    ${o.scalar || o.probe === 'no-mma' ? '' : mma.join('\n    ')}
+    ${o.scalar ? '' : mma.join('\n    ')}
     }
     workgroupBarrier();
 ${o.shuffle ? shuffleReduce : partReduce}

@@ -27,7 +27,7 @@
 import { GpuError, type GpuDevice } from '../device.js';
 import type { IndexerGpuArgs } from './indexer.js';
 import { E4M3_DECODE_WGSL } from './wgsl.js';
-import { FUSED_SLOT_WGSL, fusedBindings, fusedRowStart, type FusedProbe, type FusedRowSeq } from './indexer-fused.js';
+import { FUSED_SLOT_WGSL, fusedBindings, fusedRowStart, type FusedRowSeq } from './indexer-fused.js';
 
 export interface Fused2Config {
   /** Keys per tile. */
@@ -47,9 +47,16 @@ export interface Fused2Config {
   lateScale?: boolean;
   /** Tiles of key words read ahead (1: the next tile's during the products; 2: also the one after). */
   ahead?: 1 | 2;
-  /** Timing probes for the kernel lab (wrong results, on purpose), as indexer-fused.ts: one stage left out. */
-  probe?: FusedProbe;
+  /**
+   * Timing probes for the kernel lab (wrong results, on purpose): leave one stage out — the key
+   * loads, the decode into shared memory, the matrix products or the head reduction — and the time
+   * saved is that stage's share.
+   */
+  probe?: Fused2Probe;
 }
+
+export const FUSED2_PROBES = ['no-load', 'no-decode', 'no-mma', 'no-reduce'] as const;
+export type Fused2Probe = (typeof FUSED2_PROBES)[number];
 
 /**
  * The named forms (variant name → config): 'matrix-fused2' is the default where tensor cores are

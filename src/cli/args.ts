@@ -1,10 +1,27 @@
 /**
- * The cache format options every command that builds a KV cache shares: --cache (the MLA latent)
- * and --indexer-cache (the lightning indexer's keys).
+ * Option parsers the commands share: integers and numbers with a lower bound, and the cache format
+ * options of every command that builds a KV cache — --cache (the MLA latent) and --indexer-cache
+ * (the lightning indexer's keys). Each throws commander's InvalidArgumentError naming the option.
  */
 import { InvalidArgumentError } from 'commander';
 import { LATENT_FORMATS, type LatentFormat } from '../backend/backend.js';
 import { INDEXER_FORMATS, type IndexerFormat } from '../model/cache.js';
+
+export function intArg(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    return n;
+  };
+}
+
+export function numArg(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number ≥ ${min}`);
+    return n;
+  };
+}
 
 export const CACHE_HELP = 'MLA latent cache format: f32 (reference numerics), bf16, or fp8 (FlashMLA layout: e4m3 c_kv, power-of-two scales, bf16 k_rope)';
 
