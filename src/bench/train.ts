@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { CpuTrainBackend } from '../autograd/cpu-backend.js';
 import { WasmTrainBackend } from '../autograd/wasm-backend.js';
 import { io } from '../cli/io.js';
-import { intOpt } from '../cli/train.js';
+import { intArg } from '../cli/args.js';
 import { trainLoader } from '../train/loaders.js';
 import { smallConfigJson, TrainModel } from '../train/model.js';
 import { STAGES } from '../train/stages.js';
@@ -18,10 +18,10 @@ export function addBenchTrain(bench: Command): void {
   bench
     .command('train')
     .description('training tokens/s per stage (dense, warmup, sparse) on the TypeScript and the WASM kernels (the reproduction\'s small model)')
-    .option('--seq-len <n>', 'tokens per sequence', intOpt('--seq-len', 2), 128)
-    .option('--batch <n>', 'sequences per step', intOpt('--batch', 1), 8)
-    .option('--topk <k>', 'keys per query in the sparse stage', intOpt('--topk', 1), 8)
-    .option('--steps <n>', 'timed steps per measurement', intOpt('--steps', 1), 5)
+    .option('--seq-len <n>', 'tokens per sequence', intArg('--seq-len', 2), 128)
+    .option('--batch <n>', 'sequences per step', intArg('--batch', 1), 8)
+    .option('--topk <k>', 'keys per query in the sparse stage', intArg('--topk', 1), 8)
+    .option('--steps <n>', 'timed steps per measurement', intArg('--steps', 1), 5)
     .action((o: { seqLen: number; batch: number; topk: number; steps: number }) => {
       const config = smallConfigJson({ vocab_size: 64, index_topk: o.topk });
       const model0 = TrainModel.init(config, 1);

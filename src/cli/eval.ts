@@ -7,7 +7,8 @@ import { decodeCost } from '../train/decode-cost.js';
 import { TrainModel } from '../train/model.js';
 import { evaluateModel, formatReport } from '../train/report.js';
 import { io } from './io.js';
-import { dataOptions, dataSpec, intOpt } from './train.js';
+import { dataOptions, dataSpec } from './train.js';
+import { intArg } from './args.js';
 
 function multiples(value: string): number[] {
   const out = value.split(',').map((s) => Number(s.trim()));
@@ -22,13 +23,13 @@ export function addEval(program: Command): void {
       .description('evaluate a trained model: LM loss dense vs DSA, indexer recall per layer, task accuracy by context length')
       .requiredOption('--model <dir>', 'model directory'),
   )
-    .option('--seq-len <n>', 'evaluation (training) length', intOpt('--seq-len', 2), 256)
-    .option('--topk <k>', "keys per query under DSA (default: the config's index_topk)", intOpt('--topk', 1))
+    .option('--seq-len <n>', 'evaluation (training) length', intArg('--seq-len', 2), 256)
+    .option('--topk <k>', "keys per query under DSA (default: the config's index_topk)", intArg('--topk', 1))
     .option('--lengths <list>', 'task context lengths as multiples of --seq-len', '1,2,4')
-    .option('--samples <n>', 'task samples per length', intOpt('--samples', 1), 32)
-    .option('--batches <n>', 'held-out batches for loss and recall', intOpt('--batches', 1), 4)
-    .option('--batch <n>', 'sequences per batch', intOpt('--batch', 1), 4)
-    .option('--seed <n>', 'training seed (held-out data is drawn apart from it)', intOpt('--seed', 0), 1)
+    .option('--samples <n>', 'task samples per length', intArg('--samples', 1), 32)
+    .option('--batches <n>', 'held-out batches for loss and recall', intArg('--batches', 1), 4)
+    .option('--batch <n>', 'sequences per batch', intArg('--batch', 1), 4)
+    .option('--seed <n>', 'training seed (held-out data is drawn apart from it)', intArg('--seed', 0), 1)
     .option('--decode-cost <contexts>', 'also time greedy decode steps in the inference engine at these contexts (e.g. 1024,4096), dense vs DSA')
     .option('--json <file>', 'also write the report as JSON')
     .action(async (o: { model: string; seqLen: number; topk?: number; lengths: string; samples: number; batches: number; batch: number; seed: number; json?: string; decodeCost?: string } & Parameters<typeof dataSpec>[0]) => {

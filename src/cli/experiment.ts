@@ -6,7 +6,8 @@ import { fullPlan, runExperiment, smokePlan, type ExperimentPlan } from '../trai
 import type { Stage } from '../train/stages.js';
 import { io } from './io.js';
 import { stepProgressBar, type StepProgress } from './progress.js';
-import { dataOptions, dataSpec, intOpt } from './train.js';
+import { dataOptions, dataSpec } from './train.js';
+import { intArg } from './args.js';
 
 interface ExperimentCliOptions {
   smoke: boolean;
@@ -46,13 +47,13 @@ export function addExperiment(program: Command): void {
     .option('--smoke', 'the reduced run (about a minute or two on 2 cores)', false)
     .requiredOption('--json <file>', 'write the results here')
     .option('--out <dir>', 'keep the checkpoints and metrics of each stage under this directory'))
-    .option('--seq-len <n>', 'training length L', intOpt('--seq-len', 2))
-    .option('--topk <k>', 'keys per query under DSA', intOpt('--topk', 1))
-    .option('--batch <n>', 'sequences per step', intOpt('--batch', 1))
-    .option('--dense-steps <n>', 'steps of dense pre-training', intOpt('--dense-steps', 1))
-    .option('--warmup-steps <n>', 'steps of the indexer warm-up', intOpt('--warmup-steps', 1))
-    .option('--sparse-steps <n>', 'steps of sparse training', intOpt('--sparse-steps', 1))
-    .option('--samples <n>', 'task samples per context length', intOpt('--samples', 1))
+    .option('--seq-len <n>', 'training length L', intArg('--seq-len', 2))
+    .option('--topk <k>', 'keys per query under DSA', intArg('--topk', 1))
+    .option('--batch <n>', 'sequences per step', intArg('--batch', 1))
+    .option('--dense-steps <n>', 'steps of dense pre-training', intArg('--dense-steps', 1))
+    .option('--warmup-steps <n>', 'steps of the indexer warm-up', intArg('--warmup-steps', 1))
+    .option('--sparse-steps <n>', 'steps of sparse training', intArg('--sparse-steps', 1))
+    .option('--samples <n>', 'task samples per context length', intArg('--samples', 1))
     .action(async (o: ExperimentCliOptions) => {
       const plan = planFrom(o);
       let bar: StepProgress | null = null;

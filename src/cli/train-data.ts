@@ -9,6 +9,7 @@ import { tokenizeFiles } from '../train/data/tokenize.js';
 import { checkSeed } from '../train/data/seed.js';
 import { createTask, describeSample, evalSample, TASK_NAMES } from '../train/tasks/index.js';
 import { io } from './io.js';
+import { intArg } from './args.js';
 
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
 
@@ -16,14 +17,6 @@ function smoothArg(value: string): number {
   const n = Number(value);
   if (!(n >= 0 && n < 1)) throw new InvalidArgumentError('--smooth must be a number in [0, 1)');
   return n;
-}
-
-function countArg(name: string, min = 1) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
 }
 
 export interface PlotCommandOptions {
@@ -78,7 +71,7 @@ export function addPlot(program: Command): void {
     .option('--x <field>', 'the x axis field', 'step')
     .option('--smooth <w>', 'exponential moving average weight in [0, 1) (0 = raw; the raw curve is drawn faintly behind)', smoothArg, 0)
     .option('--title <text>', 'chart title')
-    .option('--max-points <n>', 'points kept per line (evenly thinned beyond)', countArg('--max-points', 2), 1000)
+    .option('--max-points <n>', 'points kept per line (evenly thinned beyond)', intArg('--max-points', 2), 1000)
     .option('--out <file>', 'output .svg or .png (default: FIELDS.svg beside the first metrics file, e.g. run/loss.svg)')
     .action(async (o: PlotCommandOptions) => {
       io().out(await runPlot(o));
@@ -110,14 +103,14 @@ export function addTask(program: Command): void {
     .command('task')
     .description('show samples of a synthetic task (what training reads and evaluation scores), one a line, or as JSON')
     .argument('<name>', `task: ${TASK_NAMES.join(', ')}`)
-    .requiredOption('--vocab <n>', "the model's vocabulary size", countArg('--vocab'))
-    .requiredOption('--context <n>', 'context length (tokens the model reads)', countArg('--context'))
-    .option('--samples <n>', 'how many', countArg('--samples'), 1)
+    .requiredOption('--vocab <n>', "the model's vocabulary size", intArg('--vocab', 1))
+    .requiredOption('--context <n>', 'context length (tokens the model reads)', intArg('--context', 1))
+    .option('--samples <n>', 'how many', intArg('--samples', 1), 1)
     .option('--seed <n>', 'evaluation seed (sample i is the i-th evaluation sample of this seed)', (v: string) => Number(v), 1)
-    .option('--pairs <n>', 'recall: key→value records', countArg('--pairs'))
-    .option('--queries <n>', 'recall: questions', countArg('--queries'))
-    .option('--key-length <n>', 'ids per key', countArg('--key-length'))
-    .option('--value-length <n>', 'ids per value (the answer)', countArg('--value-length'))
+    .option('--pairs <n>', 'recall: key→value records', intArg('--pairs', 1))
+    .option('--queries <n>', 'recall: questions', intArg('--queries', 1))
+    .option('--key-length <n>', 'ids per key', intArg('--key-length', 1))
+    .option('--value-length <n>', 'ids per value (the answer)', intArg('--value-length', 1))
     .option('--json', 'JSON lines {tokens, mask, answers}', false)
     .action((name: string, o: { vocab: number; context: number; samples: number; seed: number; pairs?: number; queries?: number; keyLength?: number; valueLength?: number; json: boolean }) => {
       const task = createTask(name, o.vocab, { pairs: o.pairs, queries: o.queries, keyLength: o.keyLength, valueLength: o.valueLength });

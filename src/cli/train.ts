@@ -17,23 +17,8 @@ import { runTrainer } from '../train/run.js';
 import { STAGES, type Stage } from '../train/stages.js';
 import { defaultTrainOptions, Trainer, type TrainOptions } from '../train/trainer.js';
 import { io } from './io.js';
+import { intArg, numArg } from './args.js';
 import { stepProgressBar } from './progress.js';
-
-export function intOpt(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
-}
-
-export function numOpt(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number ≥ ${min}`);
-    return n;
-  };
-}
 
 function stageOpt(value: string): Stage {
   if (!(STAGES as readonly string[]).includes(value)) throw new InvalidArgumentError(`--stage must be one of ${STAGES.join(', ')}`);
@@ -46,11 +31,11 @@ export function dataOptions(cmd: Command): Command {
     .option('--data <file>', 'training tokens: llm.c .bin, safetensors, JSON ids, or text (.txt/.jsonl) through --tokenizer')
     .option('--tokenizer <file>', 'tokenizer.json for text data (default: byte-level)')
     .option('--task <name>', 'synthetic data generated on the fly: passkey or recall (multi-key associative recall); with --data, mixed in')
-    .option('--task-weight <x>', 'share of task batches when mixed with --data (default 0.5)', numOpt('--task-weight', 0))
-    .option('--pairs <n>', 'recall: key→value records per sequence', intOpt('--pairs', 1))
-    .option('--queries <n>', 'recall: questions per sequence', intOpt('--queries', 1))
-    .option('--key-length <n>', 'ids per key', intOpt('--key-length', 1))
-    .option('--value-length <n>', 'ids per value (the answer)', intOpt('--value-length', 1));
+    .option('--task-weight <x>', 'share of task batches when mixed with --data (default 0.5)', numArg('--task-weight', 0))
+    .option('--pairs <n>', 'recall: key→value records per sequence', intArg('--pairs', 1))
+    .option('--queries <n>', 'recall: questions per sequence', intArg('--queries', 1))
+    .option('--key-length <n>', 'ids per key', intArg('--key-length', 1))
+    .option('--value-length <n>', 'ids per value (the answer)', intArg('--value-length', 1));
 }
 
 export function dataSpec(o: { data?: string; tokenizer?: string; task?: string; taskWeight?: number; pairs?: number; queries?: number; keyLength?: number; valueLength?: number }): DataSpec {
@@ -160,16 +145,16 @@ export function addTrain(program: Command): void {
       .option('--config <file>', 'config.json of a new model (default: a small DeepSeek-V3.2, d 64, 2 layers)')
       .requiredOption('--out <dir>', 'checkpoint directory (model + optimizer + trainer state + metrics.jsonl)'),
   )
-    .option('--steps <n>', 'optimizer steps (the total, when resuming)', intOpt('--steps', 1), 200)
-    .option('--lr <x>', 'peak learning rate (default: 1e-3 dense and warmup, 3e-4 sparse)', numOpt('--lr', 0))
-    .option('--batch <n>', 'sequences per step', intOpt('--batch', 1), 8)
-    .option('--seq-len <n>', 'tokens per sequence', intOpt('--seq-len', 2), 256)
-    .option('--topk <k>', "keys per query under DSA (default: the config's index_topk)", intOpt('--topk', 1))
-    .option('--warmup-steps <n>', 'linear learning-rate warm-up steps', intOpt('--warmup-steps', 0), 10)
-    .option('--weight-decay <x>', 'AdamW decoupled weight decay (matrices only)', numOpt('--weight-decay', 0), 0.1)
-    .option('--clip <x>', 'global gradient-norm clip (0 = off)', numOpt('--clip', 0), 1)
-    .option('--seed <n>', 'initialization and data seed', intOpt('--seed', 0), 1)
-    .option('--save-every <n>', 'checkpoint every n steps (0 = only at the end)', intOpt('--save-every', 0), 50)
+    .option('--steps <n>', 'optimizer steps (the total, when resuming)', intArg('--steps', 1), 200)
+    .option('--lr <x>', 'peak learning rate (default: 1e-3 dense and warmup, 3e-4 sparse)', numArg('--lr', 0))
+    .option('--batch <n>', 'sequences per step', intArg('--batch', 1), 8)
+    .option('--seq-len <n>', 'tokens per sequence', intArg('--seq-len', 2), 256)
+    .option('--topk <k>', "keys per query under DSA (default: the config's index_topk)", intArg('--topk', 1))
+    .option('--warmup-steps <n>', 'linear learning-rate warm-up steps', intArg('--warmup-steps', 0), 10)
+    .option('--weight-decay <x>', 'AdamW decoupled weight decay (matrices only)', numArg('--weight-decay', 0), 0.1)
+    .option('--clip <x>', 'global gradient-norm clip (0 = off)', numArg('--clip', 0), 1)
+    .option('--seed <n>', 'initialization and data seed', intArg('--seed', 0), 1)
+    .option('--save-every <n>', 'checkpoint every n steps (0 = only at the end)', intArg('--save-every', 0), 50)
     .option('--resume', "continue from --out's checkpoint (model, optimizer, step, data position)", false)
     .option('--metrics <file>', 'JSONL metrics log (default OUT/metrics.jsonl)')
     .action(async (o: TrainCliOptions) => {
